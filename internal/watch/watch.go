@@ -1,0 +1,178 @@
+// Package watch holds the types every part of oomhero shares: a watched
+// container, a memory reading of one container, and the Source interface that
+// the BPF loader and the cgroupfs fallback both implement.
+//
+// It is a leaf package: it imports nothing of oomhero.
+package watch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// CgroupVersion is the cgroup hierarchy version of a container's memory cgroup.
+type CgroupVersion int
+
+// Cgroup versions.
+const (
+	V1 CgroupVersion = 1
+	V2 CgroupVersion = 2
+)
+
+func (v CgroupVersion) String() string {
+	switch v {
+	case V1:
+		return "v1"
+	case V2:
+		return "v2"
+	}
+	return fmt.Sprintf("v?(%d)", int(v))
+}
+
+// Level is a container's memory level.
+type Level int
+
+// Levels, in increasing order of danger.
+const (
+	OK Level = iota
+	Warning
+	Critical
+)
+
+func (l Level) String() string {
+	switch l {
+	case OK:
+		return "ok"
+	case Warning:
+		return "warning"
+	case Critical:
+		return "critical"
+	}
+	return fmt.Sprintf("level(%d)", int(l))
+}
+
+// Metric names the memory figure compared with the thresholds.
+type Metric string
+
+// Metrics.
+const (
+	// WorkingSet is usage minus inactive file cache, as kubelet judges it.
+	WorkingSet Metric = "workingset"
+	// Usage is the kernel's charge counter, page cache included (the seed's figure).
+	Usage Metric = "usage"
+	// RSS is anonymous memory only.
+	RSS Metric = "rss"
+)
+
+// ParseMetric parses a metric name.
+func ParseMetric(s string) (Metric, error) {
+	switch Metric(s) {
+	case WorkingSet, Usage, RSS:
+		return Metric(s), nil
+	case "working-set", "working_set", "ws":
+		return WorkingSet, nil
+	}
+	return "", fmt.Errorf("unknown metric %q (accepted: workingset, usage, rss)", s)
+}
+
+// Container is one container oomhero watches: the processes that share one
+// memory cgroup.
+type Container struct {
+	// ID is the cgroup id: the inode number of the container's memory cgroup
+	// directory (on cgroup v1 the memory hierarchy's directory). It equals the
+	// kernel's memcg->css.cgroup->kn->id.
+	ID uint64
+	// Name is a human name: the container name when known, else the cgroup path.
+	Name string
+	// Path is the cgroup path as /proc/<pid>/cgroup shows it.
+	Path string
+	// Dir is the directory oomhero reads the cgroup files from.
+	Dir string
+	// Version is the cgroup version of Dir.
+	Version CgroupVersion
+	// Limit is the effective memory limit in bytes (0 when there is none).
+	Limit uint64
+	// PIDs are the container's processes, in increasing order.
+	PIDs []int
+}
+
+// Target is a container together with its thresholds, what a Source is told
+// to watch.
+type Target struct {
+	Container
+	// Warn and Crit are the thresholds in bytes of the configured Metric.
+	Warn, Crit uint64
+	// Metric is the figure the thresholds apply to.
+	Metric Metric
+}
+
+// Reading is one memory sample of one container. All sizes are in bytes.
+type Reading struct {
+	// ID is the container's cgroup id.
+	ID uint64
+	// Time is when the figures were read.
+	Time time.Time
+	// Usage is the kernel's charge counter (memory.usage_in_bytes on v1,
+	// memory.current on v2), page cache included.
+	Usage uint64
+	// InactiveFile is the inactive file cache (total_inactive_file on v1,
+	// inactive_file on v2).
+	InactiveFile uint64
+	// Anon is anonymous memory (total_rss on v1, anon on v2).
+	Anon uint64
+	// Limit is the memory limit in effect.
+	Limit uint64
+	// Origin says what produced the reading, for logs and metrics
+	// ("poll", "bpf", "resync").
+	Origin string
+	// Latency, when not zero, is the time from the kernel event that caused
+	// the reading to its delivery.
+	Latency time.Duration
+}
+
+// WorkingSet returns usage minus inactive file cache (never below zero).
+func (r Reading) WorkingSet() uint64 {
+	if r.InactiveFile > r.Usage {
+		return 0
+	}
+	return r.Usage - r.InactiveFile
+}
+
+// Value returns the figure named by m.
+func (r Reading) Value(m Metric) uint64 {
+	switch m {
+	case Usage:
+		return r.Usage
+	case RSS:
+		return r.Anon
+	default:
+		return r.WorkingSet()
+	}
+}
+
+// Source reports memory readings of the watched containers. Two
+// implementations exist: the BPF loader (package loader) and the cgroupfs
+// poller (package fallback). Nothing above a Source knows which is active.
+type Source interface {
+	// Name describes the source, for example "cgroupfs" or
+	// "bpf tp_btf/mod_memcg_lruvec_state".
+	Name() string
+	// Update replaces the set of watched targets. It is safe to call
+	// concurrently with Run; a source reports a reading of each new target
+	// soon after Update.
+	Update(targets []Target)
+	// Run sends readings to out whenever something changed that policy must
+	// see, until ctx ends. It releases every file descriptor, link and map
+	// before it returns. It returns nil when ctx ended, an error otherwise.
+	Run(ctx context.Context, out chan<- Reading) error
+}
+
+// ErrUnavailable marks an error of a source that cannot work on this host
+// (missing kernel feature, missing privilege). Callers fall back to another
+// source on it; any other error is inconclusive and must be reported.
+var ErrUnavailable = errors.New("source unavailable")
+
+// ErrNoLimit is returned when a cgroup has no memory limit.
+var ErrNoLimit = errors.New("no memory limit")
