@@ -1,0 +1,147 @@
+package vm
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+// needVM skips the test when this host cannot boot the VM, and fails it
+// instead when CI=true: a CI run that skips the VM suite proves nothing.
+func needVM(t *testing.T) {
+	t.Helper()
+	missing := ""
+	switch {
+	case os.Geteuid() != 0:
+		missing = "root"
+	case !onPath("qemu-system-x86_64"):
+		missing = "qemu-system-x86_64 (Debian package qemu-system-x86)"
+	case !onPath("apt-get") || !onPath("apt-cache") || !onPath("dpkg-deb"):
+		missing = "apt-get, apt-cache and dpkg-deb"
+	case !exists("/bin/busybox"):
+		missing = "/bin/busybox (Debian package busybox-static)"
+	case !onPath("go"):
+		missing = "the go command"
+	}
+	if missing == "" {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("VM tests need %s (CI=true: failing instead of skipping)", missing)
+	}
+	t.Skipf("VM tests need %s", missing)
+}
+
+func onPath(name string) bool { _, err := exec.LookPath(name); return err == nil }
+func exists(p string) bool    { _, err := os.Stat(p); return err == nil }
+
+// repoRoot is the module root (testenv/vm is two levels down).
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	root, err := filepath.Abs("../..")
+	if err != nil || !exists(filepath.Join(root, "go.mod")) {
+		t.Fatalf("module root not found from %s", root)
+	}
+	return root
+}
+
+var (
+	binOnce sync.Once
+	binDir  string
+	binErr  error
+	kern    *Kernel
+	// buildErr holds the build error of each optional binary (oomhero,
+	// testapp): tests that need one fail with it.
+	buildErr = map[string]error{}
+)
+
+// tools fetches the kernel and builds the guest runner, oomhero and the test
+// app once per test binary run.
+func tools(t *testing.T) (k *Kernel, dir string) {
+	t.Helper()
+	needVM(t)
+	root := repoRoot(t)
+	binOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		kern, binErr = FetchKernel(ctx, filepath.Join(root, "testenv", "vm", ".cache"))
+		if binErr != nil {
+			return
+		}
+		binDir, binErr = os.MkdirTemp("", "oomhero-vm-bin-")
+		if binErr != nil {
+			return
+		}
+		if binErr = BuildStatic(ctx, root, "./testenv/vm/vminit", filepath.Join(binDir, "vminit"), false); binErr != nil {
+			return
+		}
+		for _, b := range []struct{ pkg, out string }{
+			{"./cmd/oomhero", "oomhero"},
+			{"./testenv/app", "testapp"},
+		} {
+			buildErr[b.out] = BuildStatic(ctx, root, b.pkg, filepath.Join(binDir, b.out), false)
+		}
+	})
+	if binErr != nil {
+		t.Fatalf("VM set-up: %v", binErr)
+	}
+	return kern, binDir
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// machine returns a Machine with the runner and the named binaries
+// (oomhero, testapp) in /bin.
+func machine(t *testing.T, bins ...string) *Machine {
+	k, dir := tools(t)
+	m := &Machine{
+		Kernel:  k,
+		Init:    filepath.Join(dir, "vminit"),
+		Files:   map[string]string{},
+		WorkDir: t.TempDir(),
+	}
+	for _, b := range bins {
+		if err := buildErr[b]; err != nil {
+			t.Fatalf("build %s: %v", b, err)
+		}
+		m.Files["bin/"+b] = filepath.Join(dir, b)
+	}
+	return m
+}
+
+// run boots m with spec and fails the test when the guest did not finish,
+// logging the console tail and the runner's errors.
+func run(t *testing.T, m *Machine, spec Spec) *Result {
+	t.Helper()
+	timeout := time.Duration(spec.Timeout)
+	if timeout == 0 {
+		timeout = time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout+90*time.Second)
+	defer cancel()
+	res, err := m.Run(ctx, spec)
+	if res != nil {
+		t.Logf("kernel %s (%s %s): boot %v, wall %v", m.Kernel.Release, m.Kernel.Package, m.Kernel.Version,
+			res.BootTime.Round(time.Millisecond), res.Wall.Round(time.Millisecond))
+		for _, e := range res.Errors() {
+			t.Errorf("guest error: pod=%q container=%q: %s", e.Pod, e.Container, e.Text)
+		}
+	}
+	if err != nil {
+		if res != nil {
+			t.Logf("console:\n%s", tail(res.Console))
+		}
+		t.Fatalf("VM run: %v", err)
+	}
+	return res
+}

@@ -1,0 +1,235 @@
+package vm
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Machine describes one qemu boot.
+type Machine struct {
+	// Kernel to boot (FetchKernel).
+	Kernel *Kernel
+	// Init is the host path of the static guest runner (./vminit).
+	Init string
+	// Busybox is the host path of a static busybox (default /bin/busybox
+	// from Debian's busybox-static).
+	Busybox string
+	// Files maps guest paths to host files, added executable (binaries
+	// under test, test binaries).
+	Files map[string]string
+	// MemoryMiB is the guest's memory (default 2048).
+	MemoryMiB int
+	// CPUs is the number of virtual CPUs (default 2).
+	CPUs int
+	// Append is added to the kernel command line.
+	Append []string
+	// WorkDir receives the initramfs and the console log (required).
+	WorkDir string
+}
+
+// Result is what one boot reported.
+type Result struct {
+	// Release is the guest kernel's release (uname -r).
+	Release string
+	// Events are the guest's events in the order they arrived.
+	Events []Event
+	// Console is the kernel console (ttyS0) output.
+	Console []byte
+	// ConsolePath is where the console log was written.
+	ConsolePath string
+	// BootTime is the host time from starting qemu to the guest runner's
+	// first event; Wall is the time from starting qemu to its exit.
+	BootTime, Wall time.Duration
+	// Ended tells that the guest reached its end and powered off.
+	Ended bool
+}
+
+// KernelCommandLine is the guest's kernel command line before Machine.Append:
+// serial console, cgroup v2 only, PSI on, transparent huge pages only on
+// request (so memory grows page by page, as on most nodes), reboot on panic
+// (qemu runs with -no-reboot, so a panic ends the run).
+var KernelCommandLine = []string{
+	"console=ttyS0", "rdinit=/init", "panic=-1", "oops=panic",
+	"psi=1", "cgroup_no_v1=all", "transparent_hugepage=madvise",
+	"random.trust_cpu=on", "loglevel=4",
+}
+
+// Run builds the initramfs with spec, boots it and collects the guest's
+// events until it powers off or ctx ends. The error is not nil when qemu
+// could not run or the guest did not reach its end; the Result holds what
+// arrived anyway.
+func (m *Machine) Run(ctx context.Context, spec Spec) (*Result, error) {
+	if m.Kernel == nil || m.Init == "" || m.WorkDir == "" {
+		return nil, errors.New("vm: Machine needs Kernel, Init and WorkDir")
+	}
+	mem, cpus, busybox := m.MemoryMiB, m.CPUs, m.Busybox
+	if mem == 0 {
+		mem = 2048
+	}
+	if cpus == 0 {
+		cpus = 2
+	}
+	if busybox == "" {
+		busybox = "/bin/busybox"
+	}
+	var ir Initramfs
+	ir.AddFile("init", m.Init, 0o755)
+	if err := ir.AddBusybox(ctx, busybox); err != nil {
+		return nil, err
+	}
+	for _, d := range []string{"proc", "sys", "dev", "tmp", "etc", "data"} {
+		ir.AddDir(d)
+	}
+	ir.AddBytes("etc/passwd", []byte("root:x:0:0:root:/:/bin/sh\n"), 0o644)
+	ir.AddBytes("etc/group", []byte("root:x:0:\n"), 0o644)
+	for name, p := range m.Kernel.Modules {
+		ir.AddFile("lib/modules/"+name+".ko", p, 0o644)
+	}
+	for guest, host := range m.Files {
+		ir.AddFile(guest, host, 0o755)
+	}
+	sb, err := json.Marshal(spec)
+	if err != nil {
+		return nil, err
+	}
+	ir.AddBytes("spec.json", sb, 0o644)
+	initrd := filepath.Join(m.WorkDir, "initramfs.cpio")
+	f, err := os.Create(initrd)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := ir.WriteTo(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := f.Close(); err != nil {
+		return nil, err
+	}
+
+	res := &Result{ConsolePath: filepath.Join(m.WorkDir, "console.log")}
+	args := []string{
+		"-accel", "tcg", "-cpu", "max", "-smp", fmt.Sprint(cpus), "-m", fmt.Sprint(mem),
+		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+		"-kernel", m.Kernel.Vmlinuz, "-initrd", initrd,
+		"-append", strings.Join(append(append([]string{}, KernelCommandLine...), m.Append...), " "),
+		"-serial", "file:" + res.ConsolePath, "-serial", "stdio", "-monitor", "none",
+	}
+	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", args...)
+	cmd.Stdin = nil
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start qemu: %w", err)
+	}
+	sc := bufio.NewScanner(stdout)
+	sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
+	for sc.Scan() {
+		line := bytes.TrimRight(sc.Bytes(), "\r")
+		i := bytes.IndexByte(line, '{')
+		if i < 0 {
+			continue
+		}
+		var ev Event
+		if err := json.Unmarshal(line[i:], &ev); err != nil {
+			continue
+		}
+		switch ev.Kind {
+		case KindBoot:
+			res.BootTime = time.Since(start)
+			res.Release = ev.Text
+		case KindEnd:
+			res.Ended = true
+		}
+		res.Events = append(res.Events, ev)
+	}
+	werr := cmd.Wait()
+	res.Wall = time.Since(start)
+	res.Console, _ = os.ReadFile(res.ConsolePath)
+	switch {
+	case ctx.Err() != nil:
+		return res, fmt.Errorf("qemu: %w (guest did not finish)", ctx.Err())
+	case werr != nil:
+		return res, fmt.Errorf("qemu: %w: %s", werr, tail(stderr.Bytes()))
+	case !res.Ended:
+		return res, fmt.Errorf("guest powered off before its end (kernel panic?); console: %s", tail(res.Console))
+	}
+	return res, nil
+}
+
+// Lines returns the output lines of one container (pod "" for commands).
+func (r *Result) Lines(pod, container string) []Event {
+	var out []Event
+	for _, e := range r.Events {
+		if e.Kind == KindLine && e.Pod == pod && e.Container == container {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// Text returns the output of one container as text, one line per line.
+func (r *Result) Text(pod, container string) string {
+	var b strings.Builder
+	for _, e := range r.Lines(pod, container) {
+		b.WriteString(e.Text)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// Find returns the first event of kind for the container, or nil.
+func (r *Result) Find(kind, pod, container string) *Event {
+	for i, e := range r.Events {
+		if e.Kind == kind && e.Pod == pod && e.Container == container {
+			return &r.Events[i]
+		}
+	}
+	return nil
+}
+
+// File returns the content of a container cgroup file reported at pod end
+// (memory.events, memory.peak, memory.pressure), and whether it was.
+func (r *Result) File(pod, container, name string) (string, bool) {
+	for _, e := range r.Events {
+		if e.Kind == KindFile && e.Pod == pod && e.Container == container && e.Stream == name {
+			return e.Text, true
+		}
+	}
+	return "", false
+}
+
+// Errors returns the runner's error events.
+func (r *Result) Errors() []Event {
+	var out []Event
+	for _, e := range r.Events {
+		if e.Kind == KindError {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// Kmsg returns the kernel log lines logged while the spec ran.
+func (r *Result) Kmsg() []Event {
+	var out []Event
+	for _, e := range r.Events {
+		if e.Kind == KindKmsg {
+			out = append(out, e)
+		}
+	}
+	return out
+}
