@@ -93,15 +93,15 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 
 // Event kinds the guest reports.
 const (
-	KindBoot   = "boot"   // runner started: Text is the kernel release
-	KindStart  = "start"  // container or command started: PID
-	KindLine   = "line"   // one output line: Stream, Text
-	KindExit   = "exit"   // container or command ended: Code, Signal
-	KindFile   = "file"   // a container cgroup file at pod end: Stream is its name, Text its content
-	KindKmsg   = "kmsg"   // a kernel log line: Text, T is the kernel's timestamp
-	KindError  = "error"  // the runner failed at something: Text
-	KindDone   = "done"   // a pod or command is finished
-	KindEnd    = "end"    // the runner is about to power off
+	KindBoot  = "boot"  // runner started: Text is the kernel release
+	KindStart = "start" // container or command started: PID
+	KindLine  = "line"  // one output line: Stream, Text
+	KindExit  = "exit"  // container or command ended: Code, Signal
+	KindFile  = "file"  // a container cgroup file at pod end: Stream is its name, Text its content
+	KindKmsg  = "kmsg"  // a kernel log line: Text, T is the kernel's timestamp
+	KindError = "error" // the runner failed at something: Text
+	KindDone  = "done"  // a pod or command is finished
+	KindEnd   = "end"   // the runner is about to power off
 )
 
 // Event is one JSON line the guest writes to ttyS1.
