@@ -1,0 +1,34 @@
+// Package metrics exposes what oomhero sees and does in Prometheus format,
+// and serves the health endpoints Kubernetes probes use.
+//
+// Labels stay low in cardinality: pod (a constant of the process, from the
+// Downward API), container (one per watched container; Forget drops the series
+// of a container that went away), level ("warning", "critical") and result.
+// No label carries a PID, a cgroup id or a value.
+//
+// Endpoints (Handler, ListenAndServe):
+//
+//	/healthz  200 "ok" while the process serves HTTP (liveness)
+//	/readyz   200 "ready" once the first discovery scan finished and a source
+//	          is active (ScanDone and SetSource were called), 503 before
+//	/metrics  Prometheus text or protobuf exposition
+//
+// Wiring from cmd/oomhero (all methods are safe for concurrent use and cheap;
+// call them from the policy/action loop):
+//
+//	m := metrics.New(metrics.Options{Pod: os.Getenv("POD_NAME")})
+//	go func() { errc <- m.ListenAndServe(ctx, cfg.Listen) }() // returns nil when ctx ends
+//	...
+//	m.SetSource(src.Name())            // "cgroupfs" or "bpf tp_btf/mod_memcg_lruvec_state"
+//	m.SetWatched(targets)              // after every discovery scan
+//	m.ScanDone()                       // after the first scan: /readyz turns 200 once a source is set
+//	m.Observe(target, reading, level)  // for each reading policy evaluated
+//	m.Signal(name, watch.Critical, metrics.ResultSent)      // per signal sent
+//	m.Signal(name, watch.Warning, metrics.ResultNoTarget)   // nobody could take it
+//	m.OOMKill(name)                    // per OOM kill seen
+//	m.LostEvents(n)                    // ring-buffer records the kernel dropped
+//	m.Forget(name)                     // container gone
+//
+// The Go runtime and process collectors are registered too, so the sidecar's
+// own footprint (process_resident_memory_bytes) is scraped with the rest.
+package metrics

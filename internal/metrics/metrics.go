@@ -1,0 +1,208 @@
+package metrics
+
+import (
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/oomhero/oomhero/internal/watch"
+)
+
+// Signal results, the values of the result label of
+// oomhero_signals_total.
+const (
+	// ResultSent counts a signal delivered to a process.
+	ResultSent = "sent"
+	// ResultError counts a signal whose delivery failed.
+	ResultError = "error"
+	// ResultNoTarget counts a level crossing no process could take a signal
+	// for (no handler installed, --targets handlers).
+	ResultNoTarget = "no_target"
+)
+
+// Options configures New.
+type Options struct {
+	// Pod is the value of the pod label on every container series; empty
+	// is allowed (node agents that do not know it).
+	Pod string
+	// Namespace prefixes metric names; empty means "oomhero".
+	Namespace string
+	// NoProcessCollectors leaves out the Go runtime and process
+	// collectors (tests compare exact outputs).
+	NoProcessCollectors bool
+}
+
+// Metrics holds oomhero's Prometheus registry. The zero value is not usable;
+// call New. All methods are safe for concurrent use.
+type Metrics struct {
+	pod string
+	reg *prometheus.Registry
+
+	usage, workingSet, limit, threshold, level *prometheus.GaugeVec
+	signals, oomKills                          *prometheus.CounterVec
+	source                                     *prometheus.GaugeVec
+	lost                                       prometheus.Counter
+	watched                                    prometheus.Gauge
+	lastScan                                   prometheus.Gauge
+
+	mu         sync.Mutex
+	sourceName string // current source label values, "source\x00attach"
+
+	scanned   atomic.Bool
+	sourceSet atomic.Bool
+}
+
+// New returns Metrics with every collector registered on a fresh registry.
+func New(o Options) *Metrics {
+	ns := o.Namespace
+	if ns == "" {
+		ns = "oomhero"
+	}
+	cl := []string{"pod", "container"}
+	m := &Metrics{
+		pod: o.Pod,
+		reg: prometheus.NewRegistry(),
+		usage: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Name: "memory_usage_bytes",
+			Help: "Memory charged to the container's cgroup, page cache included (bytes).",
+		}, cl),
+		workingSet: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Name: "memory_working_set_bytes",
+			Help: "Memory usage minus inactive file cache (bytes), as kubelet judges it.",
+		}, cl),
+		limit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Name: "memory_limit_bytes",
+			Help: "Effective memory limit of the container (bytes).",
+		}, cl),
+		threshold: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Name: "threshold_bytes",
+			Help: "Threshold of each level in bytes of the configured metric.",
+		}, []string{"pod", "container", "level"}),
+		level: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Name: "level",
+			Help: "Current memory level of the container: 0 ok, 1 warning, 2 critical.",
+		}, cl),
+		signals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "signals_total",
+			Help: "Signals oomhero sent or tried to send, by level and result (sent, error, no_target).",
+		}, []string{"pod", "container", "level", "result"}),
+		oomKills: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "oom_kills_total",
+			Help: "OOM kills seen in the container's cgroup since oomhero started watching it.",
+		}, cl),
+		source: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Name: "source_info",
+			Help: "The active memory source (bpf or cgroupfs) and its attach point; value 1.",
+		}, []string{"source", "attach"}),
+		lost: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "lost_events_total",
+			Help: "Events the kernel side could not deliver (ring buffer full).",
+		}),
+		watched: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Name: "watched_containers",
+			Help: "Containers watched after the last discovery scan.",
+		}),
+		lastScan: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Name: "last_scan_timestamp_seconds",
+			Help: "Unix time of the last finished discovery scan.",
+		}),
+	}
+	m.reg.MustRegister(m.usage, m.workingSet, m.limit, m.threshold, m.level,
+		m.signals, m.oomKills, m.source, m.lost, m.watched, m.lastScan)
+	if !o.NoProcessCollectors {
+		m.reg.MustRegister(collectors.NewGoCollector(),
+			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	return m
+}
+
+// Registry returns the registry, for tests and for callers that add their
+// own collectors.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Observe records one reading of a watched target and the level policy
+// decided for it.
+func (m *Metrics) Observe(t watch.Target, r watch.Reading, l watch.Level) {
+	name := t.Name
+	m.usage.WithLabelValues(m.pod, name).Set(float64(r.Usage))
+	m.workingSet.WithLabelValues(m.pod, name).Set(float64(r.WorkingSet()))
+	lim := r.Limit
+	if lim == 0 {
+		lim = t.Limit
+	}
+	m.limit.WithLabelValues(m.pod, name).Set(float64(lim))
+	m.level.WithLabelValues(m.pod, name).Set(float64(l))
+}
+
+// SetWatched records the targets of the last discovery scan: their count and
+// thresholds. Call Forget for the ones that went away.
+func (m *Metrics) SetWatched(targets []watch.Target) {
+	m.watched.Set(float64(len(targets)))
+	for _, t := range targets {
+		m.threshold.WithLabelValues(m.pod, t.Name, watch.Warning.String()).Set(float64(t.Warn))
+		m.threshold.WithLabelValues(m.pod, t.Name, watch.Critical.String()).Set(float64(t.Crit))
+		if t.Limit > 0 {
+			m.limit.WithLabelValues(m.pod, t.Name).Set(float64(t.Limit))
+		}
+	}
+}
+
+// ScanDone marks a finished discovery scan. /readyz reports ready once a
+// scan finished and a source is set.
+func (m *Metrics) ScanDone() {
+	m.lastScan.SetToCurrentTime()
+	m.scanned.Store(true)
+}
+
+// Signal counts one signal oomhero sent, or tried to send, to a container's
+// processes because it reached level l. result is ResultSent, ResultError or
+// ResultNoTarget.
+func (m *Metrics) Signal(container string, l watch.Level, result string) {
+	m.signals.WithLabelValues(m.pod, container, l.String(), result).Inc()
+}
+
+// OOMKill counts one OOM kill seen in a container.
+func (m *Metrics) OOMKill(container string) {
+	m.oomKills.WithLabelValues(m.pod, container).Inc()
+}
+
+// LostEvents adds n events the kernel side dropped.
+func (m *Metrics) LostEvents(n uint64) {
+	m.lost.Add(float64(n))
+}
+
+// SetSource records the active source from its Name(): the first word is
+// the source ("bpf", "cgroupfs"), the rest the attach point ("" for
+// cgroupfs). The previous source's series is removed.
+func (m *Metrics) SetSource(name string) {
+	src, attach, _ := strings.Cut(strings.TrimSpace(name), " ")
+	key := src + "\x00" + strings.TrimSpace(attach)
+	m.mu.Lock()
+	if m.sourceName != "" && m.sourceName != key {
+		old, oldAttach, _ := strings.Cut(m.sourceName, "\x00")
+		m.source.DeleteLabelValues(old, oldAttach)
+	}
+	m.sourceName = key
+	m.mu.Unlock()
+	m.source.WithLabelValues(src, strings.TrimSpace(attach)).Set(1)
+	m.sourceSet.Store(src != "")
+}
+
+// Forget deletes every series of a container that is no longer watched,
+// so names of containers long gone do not pile up.
+func (m *Metrics) Forget(container string) {
+	match := prometheus.Labels{"pod": m.pod, "container": container}
+	for _, v := range []*prometheus.GaugeVec{m.usage, m.workingSet, m.limit, m.level, m.threshold} {
+		v.DeletePartialMatch(match)
+	}
+	m.signals.DeletePartialMatch(match)
+	m.oomKills.DeletePartialMatch(match)
+}
+
+// Ready reports whether the first scan finished and a source is active.
+func (m *Metrics) Ready() bool {
+	return m.scanned.Load() && m.sourceSet.Load()
+}
