@@ -297,3 +297,26 @@ func OOMKills(dir string, v watch.CgroupVersion) (uint64, error) {
 	}
 	return n, nil
 }
+
+// HierarchicalLimit returns the "hierarchical_memory_limit" of a cgroup v1
+// memory.stat: the smallest limit of the cgroup and its ancestors, as the
+// kernel enforces it. It returns an error wrapping watch.ErrNoLimit when
+// there is none.
+func HierarchicalLimit(dir string) (uint64, error) {
+	name := filepath.Join(dir, "memory.stat")
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return 0, err
+	}
+	found, n, _, err := parseStat(b, []byte("hierarchical_memory_limit"), []byte("\x00none"))
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", name, err)
+	}
+	if found == 0 {
+		return 0, fmt.Errorf("%w: %s: no hierarchical_memory_limit", ErrParse, name)
+	}
+	if n >= v1Unlimited {
+		return 0, fmt.Errorf("%s: %w", name, watch.ErrNoLimit)
+	}
+	return n, nil
+}

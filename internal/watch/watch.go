@@ -130,6 +130,9 @@ type Reading struct {
 	// Latency, when not zero, is the time from the kernel event that caused
 	// the reading to its delivery.
 	Latency time.Duration
+	// Err, when not nil, says the figures could not be read (the cgroup may
+	// be gone); the other figures are then meaningless.
+	Err error
 }
 
 // WorkingSet returns usage minus inactive file cache (never below zero).

@@ -1,0 +1,76 @@
+// Command oomhero warns applications before the kernel OOM killer strikes.
+//
+// It runs next to the application (a sidecar in a pod with
+// shareProcessNamespace: true), watches each container's memory against its
+// limit and sends a warning signal and a critical signal as use crosses two
+// percentages of the limit. See README.md and --help.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+
+	"github.com/oomhero/oomhero/internal/config"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+// run returns the exit status: 0 on a clean stop, 1 on a runtime error, 2 on
+// bad configuration.
+func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	cfg, err := config.Parse(args, getenv, stdout)
+	if errors.Is(err, config.ErrHelp) {
+		return 0
+	}
+	var ce *config.Error
+	if errors.As(err, &ce) {
+		fmt.Fprintf(stderr, "oomhero: %v\n", err)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "oomhero: %v\n", err)
+		return 2
+	}
+	if cfg.Version {
+		fmt.Fprintf(stdout, "oomhero %s\n", version)
+		return 0
+	}
+	log := newLogger(cfg, stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := serve(ctx, cfg, log); err != nil {
+		log.Error("oomhero stopped", "error", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// selfPID returns oomhero's PID as the procfs at proc numbers it.
+func selfPID(proc string) (int, error) {
+	s, err := os.Readlink(filepath.Join(proc, "self"))
+	if err != nil {
+		return 0, fmt.Errorf("find own pid in %q: %w", proc, err)
+	}
+	return strconv.Atoi(s)
+}

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/oomhero/oomhero/fallback"
+	"github.com/oomhero/oomhero/internal/agent"
+	"github.com/oomhero/oomhero/internal/config"
+	"github.com/oomhero/oomhero/internal/discover"
+	"github.com/oomhero/oomhero/internal/oomwatch"
+	"github.com/oomhero/oomhero/internal/signals"
+	"github.com/oomhero/oomhero/internal/watch"
+)
+
+// serve wires oomhero together and runs it until ctx ends.
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	log.Info("oomhero starting", "version", version, "config", cfg)
+	self, err := selfPID(cfg.Proc)
+	if err != nil {
+		return err
+	}
+	scanner, err := discover.NewScanner(cfg.Proc, self)
+	if err != nil {
+		return err
+	}
+	src, err := chooseSource(cfg, log)
+	if err != nil {
+		return err
+	}
+	oom, err := oomwatch.New()
+	if err != nil {
+		log.Warn("OOM kills will not be reported", "error", err)
+		oom = nil
+	}
+	a := &agent.Agent{
+		Config:   cfg,
+		Log:      log,
+		Scanner:  scanner,
+		Resolver: discover.Resolver{Proc: cfg.Proc, CgroupRoot: cfg.CgroupRoot},
+		Source:   src,
+		Sender:   signals.PidfdSender{Proc: cfg.Proc},
+		OOM:      oom,
+		Self:     self,
+	}
+	return a.Run(ctx)
+}
+
+// chooseSource picks the memory source: BPF first (unless --source
+// cgroupfs), the cgroupfs poller where BPF is unavailable (unless --source
+// bpf). The choice, and why, is one log line.
+func chooseSource(cfg *config.Config, log *slog.Logger) (watch.Source, error) {
+	poller := func(reason string) watch.Source {
+		s := fallback.New(cfg.Interval, cfg.MinInterval)
+		attrs := []any{"source", s.Name(), "interval", cfg.Interval, "min_interval", cfg.MinInterval}
+		if reason != "" {
+			attrs = append(attrs, "reason", reason)
+		}
+		log.Info("source active", attrs...)
+		return s
+	}
+	if cfg.Source == "cgroupfs" {
+		return poller("--source cgroupfs"), nil
+	}
+	s, err := newBPFSource(cfg, log)
+	switch {
+	case err == nil:
+		log.Info("source active", "source", s.Name())
+		return s, nil
+	case cfg.Source == "bpf":
+		return nil, fmt.Errorf("--source bpf: %w", err)
+	case errors.Is(err, watch.ErrUnavailable):
+		return poller("BPF unavailable: " + err.Error()), nil
+	default:
+		// Inconclusive: report it loudly, then keep the pod protected.
+		log.Error("BPF source failed for an unexpected reason; falling back to cgroupfs polling", "error", err)
+		return poller("BPF failed: " + err.Error()), nil
+	}
+}

@@ -1,0 +1,361 @@
+// Package config reads oomhero's configuration from flags and environment.
+//
+// Every option is a flag and has an OOMHERO_<NAME> environment mirror; the
+// five names of the original contract (WARNING, CRITICAL, WARNING_SIGNAL,
+// CRITICAL_SIGNAL, COOLDOWN) are accepted too. Precedence: flag, then
+// OOMHERO_<NAME>, then the contract name, then the default. Bad input is an
+// error naming the variable, the value and what is accepted: never a silent
+// default.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/oomhero/oomhero/internal/watch"
+)
+
+// Targets says which processes of a container receive the signals.
+type Targets string
+
+// Target modes.
+const (
+	// Handlers: only processes whose SigCgt shows a handler for the signal.
+	Handlers Targets = "handlers"
+	// Main: the container's first process only.
+	Main Targets = "main"
+	// All: every process of the container (the original behaviour).
+	All Targets = "all"
+)
+
+// Config is oomhero's effective configuration.
+type Config struct {
+	Warning, Critical     int // percent of the limit, 1..100
+	WarningSignal         unix.Signal
+	CriticalSignal        unix.Signal
+	Cooldown              time.Duration
+	Hysteresis            int // percentage points below a threshold to leave its level
+	Metric                watch.Metric
+	Targets               Targets
+	Source                string // auto, bpf, cgroupfs
+	Interval, MinInterval time.Duration
+	Rescan                time.Duration
+	Proc                  string
+	CgroupRoot            string // host cgroupfs mount, optional (node mode)
+	CgroupMatch           string
+	LogFormat             string
+	LogLevel              slog.Level
+	Listen                string
+	Events                bool
+	Version               bool
+}
+
+// Error is a configuration error: which variable, which value, what is accepted.
+type Error struct {
+	Name, Value, Accepted string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("invalid %s=%q: %s", e.Name, e.Value, e.Accepted)
+}
+
+// ErrHelp is returned when --help was asked for; usage has been printed.
+var ErrHelp = flag.ErrHelp
+
+type option struct {
+	name    string // flag name
+	seed    string // contract env name, if any
+	def     string
+	usage   string
+	set     func(c *Config, v string) error
+	flagVal *string
+}
+
+func (o *option) env() string {
+	return "OOMHERO_" + strings.ToUpper(strings.ReplaceAll(o.name, "-", "_"))
+}
+
+func percent(dst *int) func(*Config, string) error {
+	return func(_ *Config, v string) error {
+		n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), "%"))
+		if err != nil || n < 1 || n > 100 {
+			return errors.New("a whole number of percent from 1 to 100")
+		}
+		*dst = n
+		return nil
+	}
+}
+
+func options(c *Config) []*option {
+	return []*option{
+		{name: "warning", seed: "WARNING", def: "75", usage: "warning threshold, percent of the memory limit (1..100)",
+			set: func(c *Config, v string) error { return percent(&c.Warning)(c, v) }},
+		{name: "critical", seed: "CRITICAL", def: "90", usage: "critical threshold, percent of the memory limit (1..100, >= warning)",
+			set: func(c *Config, v string) error { return percent(&c.Critical)(c, v) }},
+		{name: "warning-signal", seed: "WARNING_SIGNAL", def: "SIGUSR1", usage: "signal sent at the warning level (name with or without SIG, any case, or number)",
+			set: func(c *Config, v string) (err error) { c.WarningSignal, err = ParseSignal(v); return }},
+		{name: "critical-signal", seed: "CRITICAL_SIGNAL", def: "SIGUSR2", usage: "signal sent at the critical level",
+			set: func(c *Config, v string) (err error) { c.CriticalSignal, err = ParseSignal(v); return }},
+		{name: "cooldown", seed: "COOLDOWN", def: "1s", usage: "while at a level, signal again every cooldown (Go duration, or a whole number of seconds)",
+			set: func(c *Config, v string) (err error) { c.Cooldown, err = parseCooldown(v); return }},
+		{name: "hysteresis", def: "1", usage: "percentage points of the limit below a threshold before its level is left (0..10)",
+			set: func(c *Config, v string) error {
+				n, err := strconv.Atoi(v)
+				if err != nil || n < 0 || n > 10 {
+					return errors.New("a whole number from 0 to 10")
+				}
+				c.Hysteresis = n
+				return nil
+			}},
+		{name: "metric", def: string(watch.WorkingSet), usage: "memory figure compared with the thresholds: workingset (usage minus inactive file cache, as kubelet judges), usage (page cache included), rss (anonymous memory)",
+			set: func(c *Config, v string) (err error) {
+				c.Metric, err = watch.ParseMetric(strings.ToLower(v))
+				if err != nil {
+					return errors.New("one of workingset, usage, rss")
+				}
+				return nil
+			}},
+		{name: "targets", def: string(Handlers), usage: "processes signalled: handlers (those with a handler for the signal), main (the container's first process), all (every process)",
+			set: func(c *Config, v string) error {
+				switch t := Targets(strings.ToLower(v)); t {
+				case Handlers, Main, All:
+					c.Targets = t
+					return nil
+				}
+				return errors.New("one of handlers, main, all")
+			}},
+		{name: "source", def: "auto", usage: "memory source: auto (BPF, else cgroupfs polling), bpf (fail if BPF cannot load), cgroupfs",
+			set: func(c *Config, v string) error {
+				switch v = strings.ToLower(v); v {
+				case "auto", "bpf", "cgroupfs":
+					c.Source = v
+					return nil
+				}
+				return errors.New("one of auto, bpf, cgroupfs")
+			}},
+		{name: "interval", def: "100ms", usage: "cgroupfs source: longest poll interval; it tightens as usage nears a threshold",
+			set: durationIn(&c.Interval, time.Millisecond, time.Minute)},
+		{name: "min-interval", def: "2ms", usage: "cgroupfs source: shortest poll interval",
+			set: durationIn(&c.MinInterval, 100*time.Microsecond, time.Minute)},
+		{name: "rescan", def: "1s", usage: "how often processes and containers are rediscovered",
+			set: durationIn(&c.Rescan, 10*time.Millisecond, time.Hour)},
+		{name: "proc", def: "/proc", usage: "procfs mount to scan for processes",
+			set: func(c *Config, v string) error { c.Proc = v; return nonEmpty(v) }},
+		{name: "cgroup-root", def: "", usage: "host cgroupfs mount point (node mode); by default each container's cgroup is read through /proc/<pid>/root/sys/fs/cgroup",
+			set: func(c *Config, v string) error { c.CgroupRoot = v; return nil }},
+		{name: "cgroup-match", def: "", usage: "watch only containers whose cgroup path contains this string (empty: all)",
+			set: func(c *Config, v string) error { c.CgroupMatch = v; return nil }},
+		{name: "log-format", def: "text", usage: "log format: text or json",
+			set: func(c *Config, v string) error {
+				switch v = strings.ToLower(v); v {
+				case "text", "json":
+					c.LogFormat = v
+					return nil
+				}
+				return errors.New("one of text, json")
+			}},
+		{name: "log-level", def: "info", usage: "log level: debug (also logs every sample), info, warn, error",
+			set: func(c *Config, v string) error {
+				if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
+					return errors.New("one of debug, info, warn, error")
+				}
+				return nil
+			}},
+		{name: "listen", def: ":9090", usage: "address of the HTTP server for /healthz, /readyz and /metrics (empty: no server)",
+			set: func(c *Config, v string) error { c.Listen = v; return nil }},
+		{name: "events", def: "auto", usage: "Kubernetes Events on the pod: auto (on when running in a pod whose service account may create them), off",
+			set: func(c *Config, v string) error {
+				switch strings.ToLower(v) {
+				case "auto", "on", "true":
+					c.Events = true
+				case "off", "false":
+					c.Events = false
+				default:
+					return errors.New("one of auto, off")
+				}
+				return nil
+			}},
+	}
+}
+
+func nonEmpty(v string) error {
+	if v == "" {
+		return errors.New("a path")
+	}
+	return nil
+}
+
+func durationIn(dst *time.Duration, lo, hi time.Duration) func(*Config, string) error {
+	return func(_ *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < lo || d > hi {
+			return fmt.Errorf("a Go duration from %v to %v", lo, hi)
+		}
+		*dst = d
+		return nil
+	}
+}
+
+func parseCooldown(v string) (time.Duration, error) {
+	v = strings.TrimSpace(v)
+	if n, err := strconv.Atoi(v); err == nil {
+		if n < 1 {
+			return 0, errors.New("a positive Go duration (like 1s, 1m30s) or a whole number of seconds")
+		}
+		return time.Duration(n) * time.Second, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, errors.New("a positive Go duration (like 1s, 1m30s) or a whole number of seconds")
+	}
+	return d, nil
+}
+
+// ParseSignal parses a Linux signal: a name with or without "SIG" in any
+// case (USR1, sigterm, RTMIN+2), or a number from 1 to 64.
+func ParseSignal(v string) (unix.Signal, error) {
+	s := strings.ToUpper(strings.TrimSpace(v))
+	if n, err := strconv.Atoi(s); err == nil {
+		if n >= 1 && n <= 64 {
+			return unix.Signal(n), nil
+		}
+	} else {
+		if !strings.HasPrefix(s, "SIG") {
+			s = "SIG" + s
+		}
+		if sig := unix.SignalNum(s); sig != 0 {
+			return sig, nil
+		}
+		if rt, ok := strings.CutPrefix(s, "SIGRTMIN"); ok {
+			off, perr := 0, error(nil)
+			if rt != "" {
+				off, perr = strconv.Atoi(strings.TrimPrefix(rt, "+"))
+			}
+			if perr == nil && off >= 0 && 34+off <= 64 {
+				return unix.Signal(34 + off), nil
+			}
+		}
+		if rt, ok := strings.CutPrefix(s, "SIGRTMAX"); ok {
+			off, perr := 0, error(nil)
+			if rt != "" {
+				off, perr = strconv.Atoi(rt)
+			}
+			if perr == nil && off <= 0 && 64+off >= 34 {
+				return unix.Signal(64 + off), nil
+			}
+		}
+	}
+	return 0, errors.New("a Linux signal name (SIGUSR1, usr1, SIGTERM, RTMIN+2, ...) or number 1..64")
+}
+
+// SignalName returns the conventional name of a signal.
+func SignalName(s unix.Signal) string {
+	if n := unix.SignalName(s); n != "" {
+		return n
+	}
+	if s >= 34 && s <= 64 {
+		return fmt.Sprintf("SIGRTMIN+%d", int(s)-34)
+	}
+	return strconv.Itoa(int(s))
+}
+
+// Parse parses args (without the program name) and the environment given by
+// getenv. It writes --help output to out. It returns ErrHelp when help was
+// asked for, and an *Error for bad input.
+func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, error) {
+	c := &Config{}
+	opts := options(c)
+	fs := flag.NewFlagSet("oomhero", flag.ContinueOnError)
+	fs.SetOutput(out)
+	for _, o := range opts {
+		o.flagVal = new(string)
+		envs := o.env()
+		if o.seed != "" {
+			envs += " or " + o.seed
+		}
+		def := o.def
+		if def == "" {
+			def = `""`
+		}
+		fs.StringVar(o.flagVal, o.name, "\x00", fmt.Sprintf("%s\n(env %s; default %s)", o.usage, envs, def))
+	}
+	fs.BoolVar(&c.Version, "version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(out, "oomhero warns applications before the kernel OOM killer strikes.\n\n"+
+			"It watches each container's memory against its limit and sends a warning\n"+
+			"signal, then a critical signal, as use crosses two percentages of the limit.\n\n"+
+			"Usage: oomhero [options]\n\nOptions (a flag wins over its environment variables):\n")
+		fs.VisitAll(func(f *flag.Flag) {
+			fmt.Fprintf(out, "  --%s\n", f.Name)
+			for _, l := range strings.Split(f.Usage, "\n") {
+				fmt.Fprintf(out, "        %s\n", l)
+			}
+		})
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, ErrHelp
+		}
+		return nil, &Error{Name: "arguments", Value: strings.Join(args, " "), Accepted: err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return nil, &Error{Name: "arguments", Value: strings.Join(fs.Args(), " "), Accepted: "no positional arguments (see --help)"}
+	}
+	used := map[string]string{}
+	for _, o := range opts {
+		name, val := "--"+o.name, *o.flagVal
+		if val == "\x00" {
+			switch {
+			case getenv(o.env()) != "":
+				name, val = o.env(), getenv(o.env())
+			case o.seed != "" && getenv(o.seed) != "":
+				name, val = o.seed, getenv(o.seed)
+			default:
+				name, val = "default of --"+o.name, o.def
+			}
+		}
+		if err := o.set(c, val); err != nil {
+			return nil, &Error{Name: name, Value: val, Accepted: err.Error()}
+		}
+		used[o.name] = strings.TrimPrefix(name, "default of ")
+	}
+	if c.Warning > c.Critical {
+		return nil, &Error{Name: used["warning"], Value: strconv.Itoa(c.Warning),
+			Accepted: fmt.Sprintf("at most the critical threshold (%s=%d)", used["critical"], c.Critical)}
+	}
+	if c.MinInterval > c.Interval {
+		return nil, &Error{Name: "--min-interval", Value: c.MinInterval.String(), Accepted: "at most --interval " + c.Interval.String()}
+	}
+	return c, nil
+}
+
+// LogValue lists the effective configuration for the start-up log line.
+func (c *Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.Int("warning_percent", c.Warning),
+		slog.Int("critical_percent", c.Critical),
+		slog.String("warning_signal", SignalName(c.WarningSignal)),
+		slog.String("critical_signal", SignalName(c.CriticalSignal)),
+		slog.Duration("cooldown", c.Cooldown),
+		slog.Int("hysteresis_points", c.Hysteresis),
+		slog.String("metric", string(c.Metric)),
+		slog.String("targets", string(c.Targets)),
+		slog.String("source", c.Source),
+		slog.Duration("interval", c.Interval),
+		slog.Duration("min_interval", c.MinInterval),
+		slog.Duration("rescan", c.Rescan),
+		slog.String("proc", c.Proc),
+		slog.String("cgroup_root", c.CgroupRoot),
+		slog.String("cgroup_match", c.CgroupMatch),
+		slog.String("listen", c.Listen),
+		slog.Bool("events", c.Events),
+	)
+}

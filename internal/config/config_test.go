@@ -1,0 +1,100 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestDefaults(t *testing.T) {
+	c, err := Parse(nil, env(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Warning != 75 || c.Critical != 90 || c.WarningSignal != unix.SIGUSR1 || c.CriticalSignal != unix.SIGUSR2 ||
+		c.Cooldown != time.Second || c.Metric != "workingset" || c.Targets != Handlers || c.Source != "auto" ||
+		c.Interval != 100*time.Millisecond {
+		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+func TestPrecedence(t *testing.T) {
+	e := env(map[string]string{"WARNING": "50", "OOMHERO_WARNING": "60", "CRITICAL": "70", "COOLDOWN": "3"})
+	c, err := Parse([]string{"--warning", "65"}, e, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Warning != 65 || c.Critical != 70 || c.Cooldown != 3*time.Second {
+		t.Fatalf("got warning %d critical %d cooldown %v", c.Warning, c.Critical, c.Cooldown)
+	}
+	c, err = Parse(nil, e, &bytes.Buffer{})
+	if err != nil || c.Warning != 60 {
+		t.Fatalf("OOMHERO_WARNING must win over WARNING: %v %v", c, err)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		args []string
+		name string
+	}{
+		{env: map[string]string{"WARNING": "abc"}, name: "WARNING"},
+		{env: map[string]string{"WARNING": "0"}, name: "WARNING"},
+		{env: map[string]string{"CRITICAL": "101"}, name: "CRITICAL"},
+		{env: map[string]string{"WARNING": "95", "CRITICAL": "90"}, name: "WARNING"},
+		{env: map[string]string{"WARNING_SIGNAL": "SIGFOO"}, name: "WARNING_SIGNAL"},
+		{env: map[string]string{"CRITICAL_SIGNAL": "65"}, name: "CRITICAL_SIGNAL"},
+		{env: map[string]string{"COOLDOWN": "soon"}, name: "COOLDOWN"},
+		{env: map[string]string{"COOLDOWN": "-1s"}, name: "COOLDOWN"},
+		{env: map[string]string{"OOMHERO_METRIC": "pss"}, name: "OOMHERO_METRIC"},
+		{args: []string{"--targets", "some"}, name: "--targets"},
+		{args: []string{"--bogus"}, name: "arguments"},
+	} {
+		_, err := Parse(tc.args, env(tc.env), &bytes.Buffer{})
+		var ce *Error
+		if !errors.As(err, &ce) || ce.Name != tc.name {
+			t.Errorf("%v %v: want error naming %s, got %v", tc.env, tc.args, tc.name, err)
+		}
+	}
+}
+
+func TestSignals(t *testing.T) {
+	for in, want := range map[string]unix.Signal{
+		"SIGUSR1": unix.SIGUSR1, "usr2": unix.SIGUSR2, "sigterm": unix.SIGTERM, "Term": unix.SIGTERM,
+		"9": unix.SIGKILL, "RTMIN": 34, "rtmin+2": 36, "SIGRTMAX": 64, "RTMAX-1": 63, "SIGWINCH": unix.SIGWINCH,
+	} {
+		got, err := ParseSignal(in)
+		if err != nil || got != want {
+			t.Errorf("ParseSignal(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "0", "65", "SIGNOPE", "RTMIN+40"} {
+		if _, err := ParseSignal(in); err == nil {
+			t.Errorf("ParseSignal(%q) accepted", in)
+		}
+	}
+}
+
+func TestHelpListsEveryOption(t *testing.T) {
+	var out bytes.Buffer
+	if _, err := Parse([]string{"--help"}, env(nil), &out); !errors.Is(err, ErrHelp) {
+		t.Fatalf("want ErrHelp, got %v", err)
+	}
+	for _, o := range options(&Config{}) {
+		for _, want := range []string{"--" + o.name, o.env()} {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("--help lacks %s", want)
+			}
+		}
+		if o.seed != "" && !strings.Contains(out.String(), o.seed) {
+			t.Errorf("--help lacks %s", o.seed)
+		}
+	}
+}

@@ -1,0 +1,274 @@
+// Package oomwatch notices OOM kills in watched cgroups as they happen: the
+// oom_kill counter of memory.events (v2) or memory.oom_control (v1).
+//
+// On v2 the kernel wakes pollers of memory.events when it changes; on v1 an
+// eventfd registered in cgroup.event_control is signalled on OOM. Where the
+// registration is refused (a read-only cgroupfs seen through a container's
+// root), the counter is read every PollInterval instead. Files are kept open,
+// so a count can still be read in the moment between the kill and the
+// runtime removing the cgroup.
+package oomwatch
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/oomhero/oomhero/internal/watch"
+)
+
+// PollInterval is how often counters without kernel notification are read.
+const PollInterval = 50 * time.Millisecond
+
+// Kill reports OOM kills in one cgroup.
+type Kill struct {
+	ID    uint64
+	Kills uint64 // new kills since the last report
+	Total uint64 // the counter
+	Time  time.Time
+}
+
+type entry struct {
+	id     uint64
+	file   *os.File // oom counter file, kept open
+	efd    int      // v1 eventfd, or -1
+	polled bool
+	count  uint64
+	buf    []byte
+}
+
+// Watcher watches the OOM counters of a set of cgroups. Add and Remove are
+// safe to call concurrently with Run.
+type Watcher struct {
+	epfd int
+	wake int // eventfd to wake Run on changes
+
+	mu      sync.Mutex
+	byID    map[uint64]*entry
+	byFD    map[int32]*entry
+	changed bool
+}
+
+// New returns a Watcher.
+func New() (*Watcher, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create: %w", err)
+	}
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake)}); err != nil {
+		unix.Close(epfd)
+		unix.Close(wake)
+		return nil, err
+	}
+	return &Watcher{epfd: epfd, wake: wake, byID: map[uint64]*entry{}, byFD: map[int32]*entry{}}, nil
+}
+
+func counterFile(v watch.CgroupVersion) string {
+	if v == watch.V1 {
+		return "memory.oom_control"
+	}
+	return "memory.events"
+}
+
+// Add starts watching cgroup id in dir. It returns the current count and
+// whether the kernel will notify (false: polled).
+func (w *Watcher) Add(id uint64, dir string, v watch.CgroupVersion) (notified bool, err error) {
+	w.mu.Lock()
+	_, ok := w.byID[id]
+	w.mu.Unlock()
+	if ok {
+		return false, nil
+	}
+	f, err := os.Open(filepath.Join(dir, counterFile(v)))
+	if err != nil {
+		return false, err
+	}
+	e := &entry{id: id, file: f, efd: -1, buf: make([]byte, 1024)}
+	if e.count, err = e.read(); err != nil {
+		f.Close()
+		return false, err
+	}
+	var fd int
+	var events uint32
+	switch v {
+	case watch.V2:
+		fd, events = int(f.Fd()), unix.EPOLLPRI|unix.EPOLLERR
+	default:
+		efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+		if err != nil {
+			f.Close()
+			return false, fmt.Errorf("eventfd: %w", err)
+		}
+		ctl := fmt.Sprintf("%d %d", efd, f.Fd())
+		if werr := os.WriteFile(filepath.Join(dir, "cgroup.event_control"), []byte(ctl), 0); werr != nil {
+			unix.Close(efd)
+			e.polled = true
+		} else {
+			e.efd = efd
+			fd, events = efd, unix.EPOLLIN
+		}
+	}
+	if !e.polled {
+		if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: events, Fd: int32(fd)}); err != nil {
+			e.close()
+			return false, fmt.Errorf("epoll_ctl: %w", err)
+		}
+	}
+	w.mu.Lock()
+	w.byID[id] = e
+	if !e.polled {
+		w.byFD[int32(fd)] = e
+	}
+	w.changed = true
+	w.mu.Unlock()
+	w.poke()
+	return !e.polled, nil
+}
+
+// Remove stops watching cgroup id.
+func (w *Watcher) Remove(id uint64) {
+	w.mu.Lock()
+	e, ok := w.byID[id]
+	if ok {
+		delete(w.byID, id)
+		for fd, x := range w.byFD {
+			if x == e {
+				unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, int(fd), nil)
+				delete(w.byFD, fd)
+			}
+		}
+		e.close()
+		w.changed = true
+	}
+	w.mu.Unlock()
+	w.poke()
+}
+
+func (w *Watcher) poke() {
+	var one = []byte{1, 0, 0, 0, 0, 0, 0, 0}
+	unix.Write(w.wake, one)
+}
+
+func (e *entry) close() {
+	e.file.Close()
+	if e.efd >= 0 {
+		unix.Close(e.efd)
+	}
+}
+
+func (e *entry) read() (uint64, error) {
+	n, err := e.file.ReadAt(e.buf, 0)
+	if err != nil && n == 0 && !errors.Is(err, os.ErrClosed) && err.Error() != "EOF" {
+		return 0, err
+	}
+	for _, line := range bytes.Split(e.buf[:n], []byte("\n")) {
+		if v, ok := bytes.CutPrefix(line, []byte("oom_kill ")); ok {
+			return strconv.ParseUint(string(bytes.TrimSpace(v)), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("%s: no oom_kill counter", e.file.Name())
+}
+
+// Run reports new kills until ctx ends, then closes every file.
+func (w *Watcher) Run(ctx context.Context, out chan<- Kill) error {
+	defer w.close()
+	stop := context.AfterFunc(ctx, w.poke)
+	defer stop()
+	evs := make([]unix.EpollEvent, 16)
+	for {
+		w.mu.Lock()
+		polled := false
+		for _, e := range w.byID {
+			polled = polled || e.polled
+		}
+		w.mu.Unlock()
+		timeout := -1
+		if polled {
+			timeout = int(PollInterval / time.Millisecond)
+		}
+		n, err := unix.EpollWait(w.epfd, evs, timeout)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			return fmt.Errorf("epoll_wait: %w", err)
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		var check []*entry
+		w.mu.Lock()
+		for _, ev := range evs[:max(n, 0)] {
+			if ev.Fd == int32(w.wake) {
+				var b [8]byte
+				unix.Read(w.wake, b[:])
+				continue
+			}
+			if e, ok := w.byFD[ev.Fd]; ok {
+				if e.efd >= 0 {
+					var b [8]byte
+					unix.Read(e.efd, b[:])
+				}
+				check = append(check, e)
+			}
+		}
+		for _, e := range w.byID {
+			if e.polled {
+				check = append(check, e)
+			}
+		}
+		w.mu.Unlock()
+		for _, e := range check {
+			k, ok := w.check(e)
+			if !ok {
+				continue
+			}
+			select {
+			case out <- k:
+			case <-ctx.Done():
+				return nil
+			}
+		}
+	}
+}
+
+// check reads a counter; after a v1 notification, which comes before the
+// kill, it reads again for up to 200 ms until the counter moves.
+func (w *Watcher) check(e *entry) (Kill, bool) {
+	deadline := time.Now().Add(200 * time.Millisecond)
+	for {
+		w.mu.Lock()
+		c, err := e.read()
+		w.mu.Unlock()
+		if err == nil && c > e.count {
+			k := Kill{ID: e.id, Kills: c - e.count, Total: c, Time: time.Now()}
+			e.count = c
+			return k, true
+		}
+		if err != nil || e.efd < 0 || time.Now().After(deadline) {
+			return Kill{}, false
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func (w *Watcher) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, e := range w.byID {
+		e.close()
+	}
+	w.byID, w.byFD = map[uint64]*entry{}, map[int32]*entry{}
+	unix.Close(w.epfd)
+	unix.Close(w.wake)
+}

@@ -1,0 +1,182 @@
+// Package policy decides, per container, the memory level (ok, warning,
+// critical) and when to signal. It is pure code: the caller passes the time,
+// so tests need no sleeps.
+//
+// Semantics (the original oomhero contract, made exact):
+//   - A container is at critical while its figure is at or above the critical
+//     threshold, at warning while at or above the warning threshold.
+//   - A level is left only once the figure falls Hysteresis bytes below the
+//     level's threshold, so a figure wobbling around a threshold does not flap.
+//   - Entering a level signals it at once. A rise straight from ok to critical
+//     signals warning, then critical: the application sees both, in order.
+//   - While at a level, its signal is sent again every Cooldown (each level
+//     keeps its own clock). Only the current level is signalled.
+//
+// A Policy is not safe for concurrent use.
+package policy
+
+import (
+	"time"
+
+	"github.com/oomhero/oomhero/internal/watch"
+)
+
+// Thresholds of one container, in bytes of the chosen metric.
+type Thresholds struct {
+	Warn, Crit uint64
+	// Hysteresis is how far, in bytes, the figure must fall below a
+	// threshold to leave its level.
+	Hysteresis uint64
+}
+
+// Decision is what Observe or Tick concluded for one container.
+type Decision struct {
+	ID       uint64
+	From, To watch.Level
+	// Signal lists the levels whose signal must be sent now, in order.
+	Signal []watch.Level
+	// Value is the figure the decision was taken on, in bytes.
+	Value uint64
+}
+
+// Changed reports whether the level changed.
+func (d Decision) Changed() bool { return d.From != d.To }
+
+type state struct {
+	th       Thresholds
+	level    watch.Level
+	lastSent [3]time.Time
+	value    uint64
+}
+
+// Policy keeps the level of every container.
+type Policy struct {
+	cooldown time.Duration
+	states   map[uint64]*state
+}
+
+// New returns a Policy that repeats a level's signal every cooldown.
+func New(cooldown time.Duration) *Policy {
+	return &Policy{cooldown: cooldown, states: map[uint64]*state{}}
+}
+
+// Set sets (or changes) the thresholds of container id. A new container
+// starts at ok.
+func (p *Policy) Set(id uint64, th Thresholds) {
+	if s, ok := p.states[id]; ok {
+		s.th = th
+		return
+	}
+	p.states[id] = &state{th: th}
+}
+
+// Forget drops a container.
+func (p *Policy) Forget(id uint64) { delete(p.states, id) }
+
+// Level returns the current level of container id.
+func (p *Policy) Level(id uint64) watch.Level {
+	if s, ok := p.states[id]; ok {
+		return s.level
+	}
+	return watch.OK
+}
+
+// LastSent returns when the signal of level l was last decided for id (zero
+// if never).
+func (p *Policy) LastSent(id uint64, l watch.Level) time.Time {
+	if s, ok := p.states[id]; ok && l > watch.OK && int(l) < len(s.lastSent) {
+		return s.lastSent[l]
+	}
+	return time.Time{}
+}
+
+func (s *state) levelFor(v uint64) watch.Level {
+	up := watch.OK
+	switch {
+	case s.th.Crit > 0 && v >= s.th.Crit:
+		up = watch.Critical
+	case s.th.Warn > 0 && v >= s.th.Warn:
+		up = watch.Warning
+	}
+	if up >= s.level {
+		return up
+	}
+	// Falling: stay at a level until the figure is Hysteresis below its threshold.
+	l := s.level
+	for l > up {
+		th := s.th.Warn
+		if l == watch.Critical {
+			th = s.th.Crit
+		}
+		if v+s.th.Hysteresis >= th {
+			break
+		}
+		l--
+	}
+	return l
+}
+
+// Observe takes one figure of container id at time now and decides.
+// Unknown containers are ignored (zero Decision with ID 0).
+func (p *Policy) Observe(id uint64, value uint64, now time.Time) Decision {
+	s, ok := p.states[id]
+	if !ok {
+		return Decision{}
+	}
+	s.value = value
+	d := Decision{ID: id, From: s.level, Value: value}
+	s.level = s.levelFor(value)
+	d.To = s.level
+	if d.To > d.From {
+		// Rising: signal every level entered on the way that is not
+		// cooling down, in order.
+		for l := max(d.From+1, watch.Warning); l <= d.To; l++ {
+			if p.due(s, l, now) {
+				d.Signal = append(d.Signal, l)
+				s.lastSent[l] = now
+			}
+		}
+		return d
+	}
+	if d.To > watch.OK && p.due(s, d.To, now) {
+		d.Signal = append(d.Signal, d.To)
+		s.lastSent[d.To] = now
+	}
+	return d
+}
+
+func (p *Policy) due(s *state, l watch.Level, now time.Time) bool {
+	last := s.lastSent[l]
+	return last.IsZero() || now.Sub(last) >= p.cooldown
+}
+
+// Tick re-applies the cooldown without a new figure: for every container
+// still at warning or critical whose signal is due, it returns a Decision
+// on the last figure. Sources that report only changes rely on it.
+func (p *Policy) Tick(now time.Time) []Decision {
+	var out []Decision
+	for id, s := range p.states {
+		if s.level > watch.OK && p.due(s, s.level, now) {
+			s.lastSent[s.level] = now
+			out = append(out, Decision{ID: id, From: s.level, To: s.level, Signal: []watch.Level{s.level}, Value: s.value})
+		}
+	}
+	return out
+}
+
+// NextDue returns the earliest time a Tick can send something, and false when
+// no container is above ok.
+func (p *Policy) NextDue() (time.Time, bool) {
+	var next time.Time
+	found := false
+	for _, s := range p.states {
+		if s.level == watch.OK {
+			continue
+		}
+		t := s.lastSent[s.level].Add(p.cooldown)
+		if !found || t.Before(next) {
+			next, found = t, true
+		}
+	}
+	return next, found
+}

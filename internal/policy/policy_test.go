@@ -1,0 +1,122 @@
+package policy
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/oomhero/oomhero/internal/watch"
+)
+
+const (
+	ok   = watch.OK
+	warn = watch.Warning
+	crit = watch.Critical
+)
+
+func TestTransitions(t *testing.T) {
+	th := Thresholds{Warn: 75, Crit: 90, Hysteresis: 2}
+	type step struct {
+		at     time.Duration // since start
+		value  uint64
+		level  watch.Level
+		signal []watch.Level
+	}
+	for _, tc := range []struct {
+		name  string
+		steps []step
+	}{
+		{"stays ok below warning", []step{{0, 10, ok, nil}, {time.Second, 74, ok, nil}}},
+		{"warning at threshold", []step{{0, 75, warn, []watch.Level{warn}}}},
+		{"ok to warning to critical", []step{
+			{0, 50, ok, nil}, {100 * time.Millisecond, 80, warn, []watch.Level{warn}},
+			{200 * time.Millisecond, 95, crit, []watch.Level{crit}}}},
+		{"ok straight to critical sends both in order", []step{{0, 99, crit, []watch.Level{warn, crit}}}},
+		{"cooldown repeats the current level only", []step{
+			{0, 95, crit, []watch.Level{warn, crit}},
+			{500 * time.Millisecond, 95, crit, nil},
+			{time.Second, 96, crit, []watch.Level{crit}},
+			{1500 * time.Millisecond, 96, crit, nil},
+			{2 * time.Second, 96, crit, []watch.Level{crit}}}},
+		{"drop below critical within hysteresis keeps critical", []step{
+			{0, 91, crit, []watch.Level{warn, crit}}, {10 * time.Millisecond, 89, crit, nil}}},
+		{"drop back to warning resumes warnings after cooldown", []step{
+			{0, 91, crit, []watch.Level{warn, crit}},
+			{100 * time.Millisecond, 80, warn, nil}, // warning was sent 100 ms ago
+			{time.Second, 80, warn, []watch.Level{warn}}}},
+		{"drop to ok", []step{
+			{0, 80, warn, []watch.Level{warn}}, {100 * time.Millisecond, 74, warn, nil},
+			{200 * time.Millisecond, 72, ok, nil}, {300 * time.Millisecond, 60, ok, nil}}},
+		{"drop from critical straight to ok", []step{
+			{0, 95, crit, []watch.Level{warn, crit}}, {100 * time.Millisecond, 10, ok, nil}}},
+		{"re-entering within cooldown does not resend", []step{
+			{0, 80, warn, []watch.Level{warn}}, {100 * time.Millisecond, 10, ok, nil},
+			{200 * time.Millisecond, 80, warn, nil}, {time.Second, 80, warn, []watch.Level{warn}}}},
+		{"re-entering after cooldown resends at once", []step{
+			{0, 80, warn, []watch.Level{warn}}, {100 * time.Millisecond, 10, ok, nil},
+			{1500 * time.Millisecond, 80, warn, []watch.Level{warn}}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := New(time.Second)
+			p.Set(7, th)
+			t0 := time.Unix(1000, 0)
+			for i, s := range tc.steps {
+				d := p.Observe(7, s.value, t0.Add(s.at))
+				if d.To != s.level || !slices.Equal(d.Signal, s.signal) {
+					t.Fatalf("step %d (value %d at %v): got level %v signal %v, want %v %v",
+						i, s.value, s.at, d.To, d.Signal, s.level, s.signal)
+				}
+			}
+		})
+	}
+}
+
+func TestUnknownContainerIgnored(t *testing.T) {
+	p := New(time.Second)
+	if d := p.Observe(1, 100, time.Now()); d.ID != 0 || d.Signal != nil {
+		t.Fatalf("got %+v", d)
+	}
+}
+
+func TestTickAppliesCooldown(t *testing.T) {
+	p := New(2 * time.Second)
+	p.Set(1, Thresholds{Warn: 50, Crit: 90})
+	p.Set(2, Thresholds{Warn: 50, Crit: 90})
+	t0 := time.Unix(0, 0)
+	p.Observe(1, 60, t0)
+	p.Observe(2, 10, t0)
+	if next, ok := p.NextDue(); !ok || !next.Equal(t0.Add(2*time.Second)) {
+		t.Fatalf("NextDue = %v %v", next, ok)
+	}
+	if ds := p.Tick(t0.Add(time.Second)); len(ds) != 0 {
+		t.Fatalf("tick before cooldown: %+v", ds)
+	}
+	// Held above warning for 10 s with COOLDOWN=2s: 5 warnings in all.
+	sent := 1
+	for s := 1; s < 10; s++ {
+		for _, d := range p.Tick(t0.Add(time.Duration(s) * time.Second)) {
+			if d.ID != 1 || !slices.Equal(d.Signal, []watch.Level{warn}) || d.Value != 60 {
+				t.Fatalf("tick: %+v", d)
+			}
+			sent++
+		}
+	}
+	if sent != 5 {
+		t.Fatalf("sent %d warnings in 10 s, want 5", sent)
+	}
+	p.Forget(1)
+	if _, ok := p.NextDue(); ok {
+		t.Fatal("NextDue after Forget")
+	}
+}
+
+func TestThresholdChangeKeepsState(t *testing.T) {
+	p := New(time.Second)
+	p.Set(1, Thresholds{Warn: 50, Crit: 90})
+	p.Observe(1, 60, time.Unix(0, 0))
+	p.Set(1, Thresholds{Warn: 40, Crit: 55})
+	d := p.Observe(1, 60, time.Unix(0, 1))
+	if d.From != warn || d.To != crit || !slices.Equal(d.Signal, []watch.Level{crit}) {
+		t.Fatalf("got %+v", d)
+	}
+}
