@@ -35,6 +35,11 @@
 // instead (SigCgt clear; a signal kills it). SIGTERM and SIGINT end the
 // process cleanly (children first) unless listed in -signals.
 //
+// -start-signal SIG makes the process wait for SIG (say SIGWINCH, sent with
+// `podman kill --signal`) before starting its mode's work, so a test can first
+// make sure oomhero watches the container; -delay D waits D. Either way
+// event=go marks the start.
+//
 // -listen ADDR serves GET /healthz (200 "ok") for liveness probes.
 //
 // The cgroup is found from /proc/self/cgroup under -cgroup-root (default
@@ -52,6 +57,8 @@
 // monotonic readings but not with wall-clock log times).
 //
 //	event=start pid= mode= cgroup_dir= version=v1|v2 limit= (0: no limit) mono_ns=
+//	event=waiting signal= mono_ns=               (waiting for -start-signal)
+//	event=go mono_ns=                            (work starts)
 //	event=sample mono_ns= usage= working_set= inactive_file= leaked=
 //	event=signal signal=SIGUSR1 signo=10 n= mono_ns= usage= working_set=
 //	event=cap mono_ns= leaked= working_set=     (leak reached its cap; holding)

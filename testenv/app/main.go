@@ -38,6 +38,8 @@ type config struct {
 	cgroupRoot     string
 	cgroupDir      string
 	sampleInterval time.Duration
+	startSignal    string
+	delay          time.Duration
 }
 
 func main() {
@@ -65,6 +67,8 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.listen, "listen", "", "address for GET /healthz (empty: none)")
 	fs.StringVar(&c.cgroupRoot, "cgroup-root", "/sys/fs/cgroup", "where cgroupfs is mounted")
 	fs.StringVar(&c.cgroupDir, "cgroup-dir", "", "memory cgroup directory to read (default: found from /proc/self/cgroup)")
+	fs.StringVar(&c.startSignal, "start-signal", "", "wait for this signal (e.g. SIGWINCH) before starting the mode's work")
+	fs.DurationVar(&c.delay, "delay", 0, "wait this long before starting the mode's work")
 	fs.DurationVar(&c.sampleInterval, "sample-interval", 100*time.Millisecond, "sample period outside leak steps (0: none)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -189,6 +193,15 @@ func run(args []string) error {
 		defer kids.stopAll()
 	}
 
+	if err := waitStart(ctx, c); err != nil {
+		stop()
+		wg.Wait()
+		if errors.Is(err, context.Canceled) {
+			return nil
+		}
+		return err
+	}
+
 	var workErr error
 	switch c.mode {
 	case "leak", "hold":
@@ -205,6 +218,37 @@ func run(args []string) error {
 		return nil
 	}
 	return workErr
+}
+
+// waitStart waits for -start-signal and -delay.
+func waitStart(ctx context.Context, c config) error {
+	if c.startSignal != "" {
+		sigs, err := parseSignals(c.startSignal)
+		if err != nil {
+			return err
+		}
+		if len(sigs) != 1 {
+			return fmt.Errorf("-start-signal %q: want one signal", c.startSignal)
+		}
+		ch := make(chan os.Signal, 1)
+		signal.Notify(ch, sigs[0])
+		logf("event=waiting signal=%s mono_ns=%d", signalName(sigs[0]), mono())
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+		}
+		signal.Stop(ch)
+	}
+	if c.delay > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(c.delay):
+		}
+	}
+	logf("event=go mono_ns=%d", mono())
+	return nil
 }
 
 // logf writes one line with a single write(2) call.
