@@ -5,6 +5,7 @@ package fallback
 
 import (
 	"context"
+	"math"
 	"sync"
 	"time"
 
@@ -55,6 +56,7 @@ type polled struct {
 	lastUsage uint64
 	lastValue uint64
 	lastFull  bool
+	rate      float64 // bytes per second, peak-held (see nextInterval)
 	failed    bool
 }
 
@@ -176,11 +178,24 @@ func (s *Source) fail(p *polled, now time.Time, err error) (watch.Reading, bool)
 }
 
 // nextInterval estimates how soon the figure can reach the next threshold
-// above it at its current rate of growth, and polls twice in that time.
+// above it and polls three times in that time. The growth rate is held at
+// its peak and decays with a half-life of rateHalfLife, because allocation
+// comes in bursts: a quiet moment between two bursts must not stretch the
+// interval.
 func (s *Source) nextInterval(p *polled, now time.Time, usage, value uint64, full bool) time.Duration {
 	if p.lastTime.IsZero() {
 		return s.minInterval
 	}
+	dt := now.Sub(p.lastTime).Seconds()
+	prev, cur := p.lastUsage, usage
+	if full && p.lastFull {
+		prev, cur = p.lastValue, value
+	}
+	instant := 0.0
+	if dt > 0 && cur > prev {
+		instant = float64(cur-prev) / dt
+	}
+	p.rate = max(instant, p.rate*math.Exp2(-dt/rateHalfLife.Seconds()))
 	var th uint64
 	switch {
 	case value < p.Warn:
@@ -190,15 +205,12 @@ func (s *Source) nextInterval(p *polled, now time.Time, usage, value uint64, ful
 	default:
 		return s.interval
 	}
-	dt := now.Sub(p.lastTime).Seconds()
-	prev, cur := p.lastUsage, usage
-	if full && p.lastFull {
-		prev, cur = p.lastValue, value
-	}
-	if dt <= 0 || cur <= prev {
+	if p.rate <= 0 {
 		return s.interval
 	}
-	rate := float64(cur-prev) / dt // bytes per second
-	eta := time.Duration(float64(th-value) / rate * float64(time.Second))
-	return min(max(eta/2, s.minInterval), s.interval)
+	eta := time.Duration(float64(th-value) / p.rate * float64(time.Second))
+	return min(max(eta/3, s.minInterval), s.interval)
 }
+
+// rateHalfLife is how fast a past growth rate is forgotten.
+const rateHalfLife = 500 * time.Millisecond

@@ -216,7 +216,7 @@ func (a *Agent) rescan() error {
 		}
 		delete(a.notWatched, path)
 		if t != nil && t.ID == c.ID {
-			t.group, t.PIDs = g, c.PIDs
+			t.group, t.PIDs, t.Name = g, c.PIDs, c.Name
 			if t.Limit != c.Limit || t.Dir != c.Dir {
 				a.Log.Info("container limit changed", "container", t.Name, "from_bytes", t.Limit, "to_bytes", c.Limit)
 				t.Container = c
