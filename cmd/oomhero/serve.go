@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"os"
 
 	"github.com/oomhero/oomhero/fallback"
 	"github.com/oomhero/oomhero/internal/agent"
 	"github.com/oomhero/oomhero/internal/config"
 	"github.com/oomhero/oomhero/internal/discover"
+	"github.com/oomhero/oomhero/internal/metrics"
 	"github.com/oomhero/oomhero/internal/oomwatch"
 	"github.com/oomhero/oomhero/internal/signals"
 	"github.com/oomhero/oomhero/internal/watch"
@@ -35,6 +38,21 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		log.Warn("OOM kills will not be reported", "error", err)
 		oom = nil
 	}
+	m := metrics.New(metrics.Options{Pod: os.Getenv("POD_NAME")})
+	m.SetSource(src.Name())
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	httpDone := make(chan error, 1)
+	if cfg.Listen != "" {
+		ln, err := net.Listen("tcp", cfg.Listen)
+		if err != nil {
+			return fmt.Errorf("--listen %q: %w", cfg.Listen, err)
+		}
+		log.Info("serving /healthz, /readyz and /metrics", "address", ln.Addr().String())
+		go func() { httpDone <- m.Serve(ctx, ln) }()
+	} else {
+		httpDone <- nil
+	}
 	a := &agent.Agent{
 		Config:   cfg,
 		Log:      log,
@@ -44,8 +62,14 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Sender:   signals.PidfdSender{Proc: cfg.Proc},
 		OOM:      oom,
 		Self:     self,
+		Observer: agent.Observers{&metricsObserver{m: m}},
 	}
-	return a.Run(ctx)
+	err = a.Run(ctx)
+	cancel()
+	if herr := <-httpDone; herr != nil && err == nil {
+		err = fmt.Errorf("http server: %w", herr)
+	}
+	return err
 }
 
 // chooseSource picks the memory source: BPF first (unless --source

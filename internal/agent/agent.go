@@ -24,30 +24,69 @@ import (
 )
 
 // Observer is told what the agent sees and does (metrics, Kubernetes
-// Events). Every method must return quickly. Nil methods are not called: use
-// NopObserver as a base.
+// Events). Methods are called from the agent's loop and must return quickly.
 type Observer interface {
-	Ready()
-	Reading(c watch.Container, rd watch.Reading, value uint64, level watch.Level)
-	LevelChanged(c watch.Container, from, to watch.Level, rd watch.Reading)
+	// Scanned is called after every discovery scan with the watched targets.
+	Scanned(targets []watch.Target)
+	Reading(t watch.Target, rd watch.Reading, level watch.Level)
+	LevelChanged(t watch.Target, from, to watch.Level, rd watch.Reading)
 	// Signal reports one signal: result is "sent", "gone" or "error".
-	Signal(c watch.Container, level watch.Level, pid int, result string)
-	NoTarget(c watch.Container, level watch.Level)
-	OOMKill(c watch.Container, kills uint64, report string)
-	Forget(c watch.Container)
+	Signal(t watch.Target, level watch.Level, pid int, result string)
+	NoTarget(t watch.Target, level watch.Level)
+	// OOMKill reports kills OOM kills; message is the report logged.
+	OOMKill(t watch.Target, kills uint64, message string)
+	Forget(t watch.Target)
 }
 
-// NopObserver does nothing.
+// NopObserver does nothing; embed it to implement part of Observer.
 type NopObserver struct{}
 
-func (NopObserver) Ready()                                                      {}
-func (NopObserver) Reading(watch.Container, watch.Reading, uint64, watch.Level) {}
-func (NopObserver) LevelChanged(watch.Container, watch.Level, watch.Level, watch.Reading) {
+func (NopObserver) Scanned([]watch.Target)                                             {}
+func (NopObserver) Reading(watch.Target, watch.Reading, watch.Level)                   {}
+func (NopObserver) LevelChanged(watch.Target, watch.Level, watch.Level, watch.Reading) {}
+func (NopObserver) Signal(watch.Target, watch.Level, int, string)                      {}
+func (NopObserver) NoTarget(watch.Target, watch.Level)                                 {}
+func (NopObserver) OOMKill(watch.Target, uint64, string)                               {}
+func (NopObserver) Forget(watch.Target)                                                {}
+
+// Observers fans out to several observers.
+type Observers []Observer
+
+func (o Observers) Scanned(ts []watch.Target) {
+	for _, x := range o {
+		x.Scanned(ts)
+	}
 }
-func (NopObserver) Signal(watch.Container, watch.Level, int, string) {}
-func (NopObserver) NoTarget(watch.Container, watch.Level)            {}
-func (NopObserver) OOMKill(watch.Container, uint64, string)          {}
-func (NopObserver) Forget(watch.Container)                           {}
+func (o Observers) Reading(t watch.Target, rd watch.Reading, l watch.Level) {
+	for _, x := range o {
+		x.Reading(t, rd, l)
+	}
+}
+func (o Observers) LevelChanged(t watch.Target, from, to watch.Level, rd watch.Reading) {
+	for _, x := range o {
+		x.LevelChanged(t, from, to, rd)
+	}
+}
+func (o Observers) Signal(t watch.Target, l watch.Level, pid int, result string) {
+	for _, x := range o {
+		x.Signal(t, l, pid, result)
+	}
+}
+func (o Observers) NoTarget(t watch.Target, l watch.Level) {
+	for _, x := range o {
+		x.NoTarget(t, l)
+	}
+}
+func (o Observers) OOMKill(t watch.Target, kills uint64, msg string) {
+	for _, x := range o {
+		x.OOMKill(t, kills, msg)
+	}
+}
+func (o Observers) Forget(t watch.Target) {
+	for _, x := range o {
+		x.Forget(t)
+	}
+}
 
 // Scanner lists process groups (discover.Scanner).
 type Scanner interface {
@@ -128,7 +167,6 @@ func (a *Agent) Run(ctx context.Context) error {
 		wait()
 		return err
 	}
-	a.Observer.Ready()
 	rescan := time.NewTicker(a.Config.Rescan)
 	defer rescan.Stop()
 	cooldown := time.NewTimer(time.Hour)
@@ -216,7 +254,12 @@ func (a *Agent) rescan() error {
 		}
 		delete(a.notWatched, path)
 		if t != nil && t.ID == c.ID {
-			t.group, t.PIDs, t.Name = g, c.PIDs, c.Name
+			if t.Name != c.Name {
+				// The main process exec'ed (runtime init -> application).
+				a.Observer.Forget(a.target(t))
+				t.Name = c.Name
+			}
+			t.group, t.PIDs = g, c.PIDs
 			if t.Limit != c.Limit || t.Dir != c.Dir {
 				a.Log.Info("container limit changed", "container", t.Name, "from_bytes", t.Limit, "to_bytes", c.Limit)
 				t.Container = c
@@ -261,9 +304,11 @@ func (a *Agent) rescan() error {
 			delete(a.notWatched, path)
 		}
 	}
+	targets := a.targets()
 	if changed {
-		a.Source.Update(a.targets())
+		a.Source.Update(targets)
 	}
+	a.Observer.Scanned(targets)
 	return nil
 }
 
@@ -272,7 +317,7 @@ func (a *Agent) forget(t *tracked) {
 		a.OOM.Remove(t.ID)
 	}
 	a.policy.Forget(t.ID)
-	a.Observer.Forget(t.Container)
+	a.Observer.Forget(a.target(t))
 	delete(a.byPath, t.Path)
 	delete(a.byID, t.ID)
 }
@@ -280,11 +325,14 @@ func (a *Agent) forget(t *tracked) {
 func (a *Agent) targets() []watch.Target {
 	out := make([]watch.Target, 0, len(a.byID))
 	for _, id := range slices.Sorted(maps.Keys(a.byID)) {
-		t := a.byID[id]
-		th := a.thresholds(t.Limit)
-		out = append(out, watch.Target{Container: t.Container, Warn: th.Warn, Crit: th.Crit, Metric: a.Config.Metric})
+		out = append(out, a.target(a.byID[id]))
 	}
 	return out
+}
+
+func (a *Agent) target(t *tracked) watch.Target {
+	th := a.thresholds(t.Limit)
+	return watch.Target{Container: t.Container, Warn: th.Warn, Crit: th.Crit, Metric: a.Config.Metric}
 }
 
 func percent(v, limit uint64) float64 {
@@ -313,7 +361,7 @@ func (a *Agent) reading(rd watch.Reading) {
 	t.last, t.hasLast = rd, true
 	value := rd.Value(a.Config.Metric)
 	d := a.policy.Observe(rd.ID, value, a.now())
-	a.Observer.Reading(t.Container, rd, value, d.To)
+	a.Observer.Reading(a.target(t), rd, d.To)
 	if a.Log.Enabled(context.Background(), slog.LevelDebug) {
 		a.Log.Debug("sample", "container", t.Name, "origin", rd.Origin, "level", d.To.String(),
 			"percent", percent(value, t.Limit), "usage_bytes", rd.Usage, "working_set_bytes", rd.WorkingSet(),
@@ -323,7 +371,7 @@ func (a *Agent) reading(rd watch.Reading) {
 		a.Log.Info("level changed", "container", t.Name, "from", d.From.String(), "to", d.To.String(),
 			"percent", percent(value, t.Limit), "metric", string(a.Config.Metric),
 			"working_set_bytes", rd.WorkingSet(), "usage_bytes", rd.Usage, "limit_bytes", t.Limit, "origin", rd.Origin)
-		a.Observer.LevelChanged(t.Container, d.From, d.To, rd)
+		a.Observer.LevelChanged(a.target(t), d.From, d.To, rd)
 		if d.To == watch.OK {
 			t.noTarget = [3]bool{}
 		}
@@ -353,7 +401,7 @@ func (a *Agent) signal(t *tracked, l watch.Level, rd watch.Reading) {
 			t.noTarget[l] = true
 			a.Log.Warn("no process can take the signal", "container", t.Name, "level", l.String(),
 				"signal", config.SignalName(sig), "targets", string(a.Config.Targets), "pids", len(t.group.Procs))
-			a.Observer.NoTarget(t.Container, l)
+			a.Observer.NoTarget(a.target(t), l)
 		}
 		return
 	}
@@ -375,7 +423,7 @@ func (a *Agent) signal(t *tracked, l watch.Level, rd watch.Reading) {
 			a.Log.Error("signal failed", "pid", p.PID, "command", p.Comm, "container", t.Name,
 				"signal", config.SignalName(sig), "error", err)
 		}
-		a.Observer.Signal(t.Container, l, p.PID, result)
+		a.Observer.Signal(a.target(t), l, p.PID, result)
 	}
 }
 
@@ -444,5 +492,9 @@ func (a *Agent) kill(k oomwatch.Kill) {
 		attrs = append(attrs, "why", why)
 	}
 	a.Log.Warn("oom kill", attrs...)
-	a.Observer.OOMKill(t.Container, k.Kills, fmt.Sprint(attrs...))
+	msg := fmt.Sprintf("OOM kill in %s (limit %d bytes)", t.Name, t.Limit)
+	if why != "" {
+		msg += ": no signal went out before it: " + why
+	}
+	a.Observer.OOMKill(a.target(t), k.Kills, msg)
 }
