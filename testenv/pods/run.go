@@ -1,0 +1,188 @@
+package pods
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Running is a pod started by Play. Down must be called (it is safe to call
+// more than once).
+type Running struct {
+	Lab  *Lab
+	Pod  Pod
+	YAML string // path of the YAML file played
+
+	mu   sync.Mutex
+	down bool
+}
+
+var (
+	liveMu sync.Mutex
+	live   = map[*Running]bool{}
+)
+
+// DownAll tears down every pod of this process still up (for signal
+// handlers and TestMain).
+func DownAll() {
+	liveMu.Lock()
+	rs := make([]*Running, 0, len(live))
+	for r := range live {
+		rs = append(rs, r)
+	}
+	liveMu.Unlock()
+	for _, r := range rs {
+		r.Down()
+	}
+}
+
+// PodName returns a pod name unique to this process: oomhero-e2e-<pid>-<name>.
+func PodName(name string) string {
+	name = strings.ToLower(name)
+	name = strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' {
+			return r
+		}
+		return '-'
+	}, name)
+	return fmt.Sprintf("oomhero-e2e-%d-%s", os.Getpid(), name)
+}
+
+// Play writes the pod's YAML and runs `podman kube play` on it. The pod is
+// labelled with this process's pid (see SweepOrphans). When Play fails after
+// podman created anything, it tears it down.
+func (l *Lab) Play(ctx context.Context, p Pod) (*Running, error) {
+	if p.Labels == nil {
+		p.Labels = map[string]string{}
+	}
+	p.Labels[ownerLabel] = strconv.Itoa(os.Getpid())
+	path := filepath.Join(l.Dir, p.Name+".yaml")
+	if err := os.WriteFile(path, p.YAML(), 0o644); err != nil {
+		return nil, fmt.Errorf("play %s: %w", p.Name, err)
+	}
+	r := &Running{Lab: l, Pod: p, YAML: path}
+	liveMu.Lock()
+	live[r] = true
+	liveMu.Unlock()
+	l.logf("playing pod %s", p.Name)
+	if _, err := l.Podman(ctx, "kube", "play", path); err != nil {
+		r.Down()
+		return nil, fmt.Errorf("play %s: %w", p.Name, err)
+	}
+	return r, nil
+}
+
+// ContainerName returns podman's name of the pod's container c.
+func (r *Running) ContainerName(c string) string { return r.Pod.Name + "-" + c }
+
+// Logs returns the container's log (standard output and error).
+func (r *Running) Logs(ctx context.Context, c string) (string, error) {
+	out, err := r.Lab.Podman(ctx, "logs", r.ContainerName(c))
+	if err != nil {
+		return "", err
+	}
+	return string(out), nil
+}
+
+// State is what podman tells of a container.
+type State struct {
+	Status    string // running, exited, ...
+	ExitCode  int
+	OOMKilled bool // always false on this host, see the package doc
+	Pid       int  // host pid of the container's first process (0 once exited)
+	ID        string
+	Cgroup    string // cgroup path
+}
+
+// State inspects container c.
+func (r *Running) State(ctx context.Context, c string) (State, error) {
+	out, err := r.Lab.Podman(ctx, "inspect", "--format", "{{.State.Status}} {{.State.ExitCode}} {{.State.OOMKilled}} {{.State.Pid}} {{.Id}} {{.State.CgroupPath}}", r.ContainerName(c))
+	if err != nil {
+		return State{}, err
+	}
+	f := strings.Fields(string(out))
+	if len(f) < 5 {
+		return State{}, fmt.Errorf("inspect %s: unexpected output %q", r.ContainerName(c), out)
+	}
+	var s State
+	s.Status = f[0]
+	if s.ExitCode, err = strconv.Atoi(f[1]); err != nil {
+		return s, fmt.Errorf("inspect %s: exit code %q: %w", r.ContainerName(c), f[1], err)
+	}
+	s.OOMKilled = f[2] == "true"
+	if s.Pid, err = strconv.Atoi(f[3]); err != nil {
+		return s, fmt.Errorf("inspect %s: pid %q: %w", r.ContainerName(c), f[3], err)
+	}
+	s.ID = f[4]
+	if len(f) > 5 {
+		s.Cgroup = f[5]
+	}
+	return s, nil
+}
+
+// WaitExited waits until container c is no longer running and returns its
+// state.
+func (r *Running) WaitExited(ctx context.Context, c string) (State, error) {
+	for {
+		s, err := r.State(ctx, c)
+		if err != nil {
+			return s, err
+		}
+		if s.Status != "running" && s.Status != "created" && s.Status != "configured" && s.Status != "initialized" {
+			return s, nil
+		}
+		select {
+		case <-ctx.Done():
+			return s, fmt.Errorf("wait for %s to exit: %w", r.ContainerName(c), ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// WaitLog polls container c's log every 200 ms until cond returns true for
+// it, and returns that log.
+func (r *Running) WaitLog(ctx context.Context, c string, cond func(log string) bool) (string, error) {
+	for {
+		log, err := r.Logs(ctx, c)
+		if err == nil && cond(log) {
+			return log, nil
+		}
+		select {
+		case <-ctx.Done():
+			return log, fmt.Errorf("wait for %s's log: %w", r.ContainerName(c), ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// Down removes the pod and all its containers, with a fresh context (the
+// caller's may have expired), unless OOMHERO_E2E_KEEP=1.
+func (r *Running) Down() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.down {
+		return nil
+	}
+	r.down = true
+	liveMu.Lock()
+	delete(live, r)
+	liveMu.Unlock()
+	if os.Getenv("OOMHERO_E2E_KEEP") == "1" {
+		r.Lab.logf("keeping pod %s (OOMHERO_E2E_KEEP=1)", r.Pod.Name)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := r.Lab.Podman(ctx, "pod", "rm", "-f", "-t", "0", r.Pod.Name); err != nil {
+		if strings.Contains(err.Error(), "no such pod") || strings.Contains(err.Error(), "no pod with name") {
+			return nil
+		}
+		return fmt.Errorf("tear down %s: %w", r.Pod.Name, err)
+	}
+	return nil
+}
