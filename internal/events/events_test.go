@@ -1,0 +1,380 @@
+package events
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// apiServer is a fake API server: it answers access reviews, pod GETs and
+// event POSTs, and keeps what it received.
+type apiServer struct {
+	*httptest.Server
+	allowed   bool
+	postCode  int
+	uid       string
+	mu        sync.Mutex
+	events    []map[string]any
+	tokens    []string
+	reviewNS  string
+	podGets   int
+	gotEvents chan struct{}
+}
+
+func newAPIServer(t *testing.T) *apiServer {
+	t.Helper()
+	a := &apiServer{allowed: true, postCode: http.StatusCreated, uid: "0d1c9d2e-uid", gotEvents: make(chan struct{}, 100)}
+	a.Server = httptest.NewTLSServer(http.HandlerFunc(a.serve))
+	t.Cleanup(a.Close)
+	return a
+}
+
+func (a *apiServer) serve(w http.ResponseWriter, r *http.Request) {
+	a.mu.Lock()
+	a.tokens = append(a.tokens, r.Header.Get("Authorization"))
+	a.mu.Unlock()
+	body, _ := io.ReadAll(r.Body)
+	switch {
+	case r.Method == http.MethodPost && r.URL.Path == "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews":
+		var rev struct {
+			Spec struct {
+				ResourceAttributes map[string]string `json:"resourceAttributes"`
+			} `json:"spec"`
+		}
+		if err := json.Unmarshal(body, &rev); err != nil || rev.Spec.ResourceAttributes["verb"] != "create" || rev.Spec.ResourceAttributes["resource"] != "events" {
+			http.Error(w, `{"message":"bad review"}`, http.StatusBadRequest)
+			return
+		}
+		a.mu.Lock()
+		a.reviewNS = rev.Spec.ResourceAttributes["namespace"]
+		a.mu.Unlock()
+		json.NewEncoder(w).Encode(map[string]any{"status": map[string]any{"allowed": a.allowed, "reason": "test policy"}})
+	case r.Method == http.MethodGet && r.URL.Path == "/api/v1/namespaces/shop/pods/bloat-7f9":
+		a.mu.Lock()
+		a.podGets++
+		a.mu.Unlock()
+		json.NewEncoder(w).Encode(map[string]any{"metadata": map[string]any{"uid": a.uid}})
+	case r.Method == http.MethodPost && r.URL.Path == "/api/v1/namespaces/shop/events":
+		if r.Header.Get("Content-Type") != "application/json" {
+			http.Error(w, "want json", http.StatusUnsupportedMediaType)
+			return
+		}
+		if a.postCode != http.StatusCreated {
+			w.WriteHeader(a.postCode)
+			w.Write([]byte(`{"kind":"Status","message":"events is forbidden"}`))
+			return
+		}
+		var ev map[string]any
+		if err := json.Unmarshal(body, &ev); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		a.mu.Lock()
+		a.events = append(a.events, ev)
+		a.mu.Unlock()
+		w.WriteHeader(http.StatusCreated)
+		w.Write(body)
+		a.gotEvents <- struct{}{}
+	default:
+		http.Error(w, `{"message":"not found"}`, http.StatusNotFound)
+	}
+}
+
+// saDir writes a service account directory whose CA is the fake server's.
+func saDir(t *testing.T, a *apiServer) string {
+	t.Helper()
+	dir := t.TempDir()
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: a.Certificate().Raw})
+	for name, data := range map[string][]byte{"ca.crt": ca, "token": []byte("tok-1\n"), "namespace": []byte("shop")} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func env(a *apiServer, extra map[string]string) func(string) string {
+	host, port, _ := strings.Cut(strings.TrimPrefix(a.URL, "https://"), ":")
+	m := map[string]string{"KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": port, "POD_NAME": "bloat-7f9", "POD_UID": "uid-from-env", "NODE_NAME": "node1"}
+	for k, v := range extra {
+		m[k] = v
+	}
+	return func(k string) string { return m[k] }
+}
+
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+func start(t *testing.T, cfg Config) (*Recorder, *bytes.Buffer, chan error) {
+	t.Helper()
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	cfg.Logger = slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, nil))
+	r := New(cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Error("Run did not return after cancel")
+		}
+	})
+	return r, &logs, done
+}
+
+type lockedWriter struct {
+	w  io.Writer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func waitEvents(t *testing.T, a *apiServer, n int) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		select {
+		case <-a.gotEvents:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("got %d events, want %d", i, n)
+		}
+	}
+}
+
+func TestPostsEventsOnThePod(t *testing.T) {
+	a := newAPIServer(t)
+	dir := saDir(t, a)
+	cfg, err := ConfigFromEnv(env(a, nil), dir)
+	if err != nil {
+		t.Fatalf("ConfigFromEnv: %v", err)
+	}
+	if cfg.Namespace != "shop" {
+		t.Errorf("namespace = %q, want the service account's %q", cfg.Namespace, "shop")
+	}
+	r, logs, _ := start(t, cfg)
+	r.Emit(Warning, "app", "memory at 76% of limit")
+	r.Emit(Critical, "app", "memory at 91% of limit")
+	// The token rotates: the next request must carry the new one.
+	waitEvents(t, a, 2)
+	if err := os.WriteFile(filepath.Join(dir, "token"), []byte("tok-2"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.Emit(OOMKill, "app", "OOM kill at 100% of limit")
+	waitEvents(t, a, 1)
+
+	for deadline := time.Now().Add(5 * time.Second); r.Posted() < 3 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !r.Enabled() || r.Posted() != 3 {
+		t.Errorf("Enabled = %v, Posted = %d, want true, 3", r.Enabled(), r.Posted())
+	}
+	if !strings.Contains(logs.String(), "kubernetes events on") {
+		t.Errorf("no 'kubernetes events on' log line:\n%s", logs)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.reviewNS != "shop" {
+		t.Errorf("access review namespace = %q", a.reviewNS)
+	}
+	if a.podGets != 0 {
+		t.Errorf("pod fetched %d times although POD_UID was set", a.podGets)
+	}
+	if first, last := a.tokens[0], a.tokens[len(a.tokens)-1]; first != "Bearer tok-1" || last != "Bearer tok-2" {
+		t.Errorf("tokens sent %q ... %q, want Bearer tok-1 ... Bearer tok-2", first, last)
+	}
+	reasons := []string{"MemoryWarning", "MemoryCritical", "OOMKilled"}
+	for i, ev := range a.events {
+		io := ev["involvedObject"].(map[string]any)
+		if io["kind"] != "Pod" || io["name"] != "bloat-7f9" || io["namespace"] != "shop" || io["uid"] != "uid-from-env" {
+			t.Errorf("event %d involvedObject = %v", i, io)
+		}
+		if ev["reason"] != reasons[i] || ev["type"] != "Warning" {
+			t.Errorf("event %d reason/type = %v/%v, want %s/Warning", i, ev["reason"], ev["type"], reasons[i])
+		}
+		if msg, _ := ev["message"].(string); !strings.HasPrefix(msg, "container app: ") {
+			t.Errorf("event %d message = %q", i, msg)
+		}
+		if md := ev["metadata"].(map[string]any); md["namespace"] != "shop" || !strings.HasPrefix(md["name"].(string), "bloat-7f9.") {
+			t.Errorf("event %d metadata = %v", i, md)
+		}
+		if src := ev["source"].(map[string]any); src["component"] != "oomhero" || src["host"] != "node1" {
+			t.Errorf("event %d source = %v", i, src)
+		}
+		if _, err := time.Parse(time.RFC3339, ev["firstTimestamp"].(string)); err != nil {
+			t.Errorf("event %d firstTimestamp: %v", i, err)
+		}
+	}
+}
+
+func TestRateLimited(t *testing.T) {
+	a := newAPIServer(t)
+	cfg, err := ConfigFromEnv(env(a, nil), saDir(t, a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	cfg.Now = clk.Now
+	cfg.MinInterval = time.Minute
+	cfg.Burst = 3
+	cfg.Every = 10 * time.Minute
+	r, _, _ := start(t, cfg)
+
+	for i := 0; i < 5; i++ { // one posted, four suppressed by MinInterval
+		r.Emit(Critical, "app", "critical")
+		clk.Add(time.Second)
+	}
+	r.Emit(Warning, "app", "warning") // another key: posted
+	waitEvents(t, a, 2)
+	clk.Add(time.Minute)
+	r.Emit(Critical, "app", "critical again") // the bucket's last whole token
+	waitEvents(t, a, 1)
+	// The bucket is now empty: a new key is suppressed too.
+	r.Emit(Warning, "other", "warning")
+	clk.Add(10 * time.Minute)
+	r.Emit(Warning, "other", "warning later")
+	waitEvents(t, a, 1)
+
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var msgs []string
+	for _, ev := range a.events {
+		msgs = append(msgs, ev["message"].(string))
+	}
+	want := []string{
+		"container app: critical",
+		"container app: warning",
+		"container app: critical again (4 similar events suppressed)",
+		"container other: warning later (1 similar events suppressed)",
+	}
+	if strings.Join(msgs, "\n") != strings.Join(want, "\n") {
+		t.Errorf("messages:\n%s\nwant:\n%s", strings.Join(msgs, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestOffWhenNotAllowed(t *testing.T) {
+	a := newAPIServer(t)
+	a.allowed = false
+	cfg, err := ConfigFromEnv(env(a, nil), saDir(t, a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, logs, done := start(t, cfg)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run = %v, want nil", err)
+		}
+		done <- err // for the cleanup
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run kept running although events are not allowed")
+	}
+	r.Emit(Warning, "app", "dropped")
+	if r.Enabled() {
+		t.Error("Enabled = true")
+	}
+	if n := strings.Count(logs.String(), "kubernetes events off"); n != 1 {
+		t.Errorf("'kubernetes events off' logged %d times, want once:\n%s", n, logs)
+	}
+	if !strings.Contains(logs.String(), "may not create events in namespace shop") {
+		t.Errorf("log does not say why:\n%s", logs)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.events) != 0 {
+		t.Errorf("%d events posted while off", len(a.events))
+	}
+}
+
+func TestOffWhenPostForbidden(t *testing.T) {
+	a := newAPIServer(t)
+	a.postCode = http.StatusForbidden
+	cfg, err := ConfigFromEnv(env(a, nil), saDir(t, a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, logs, done := start(t, cfg)
+	r.Emit(Warning, "app", "refused")
+	select {
+	case <-done:
+		done <- nil
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run kept running after a 403")
+	}
+	if r.Enabled() || !strings.Contains(logs.String(), "events is forbidden") {
+		t.Errorf("Enabled = %v, logs:\n%s", r.Enabled(), logs)
+	}
+}
+
+func TestLooksUpPodUID(t *testing.T) {
+	a := newAPIServer(t)
+	cfg, err := ConfigFromEnv(env(a, map[string]string{"POD_UID": ""}), saDir(t, a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _, _ := start(t, cfg)
+	r.Emit(Warning, "app", "w")
+	waitEvents(t, a, 1)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if uid := a.events[0]["involvedObject"].(map[string]any)["uid"]; uid != a.uid || a.podGets != 1 {
+		t.Errorf("uid = %v after %d pod GETs, want %q after 1", uid, a.podGets, a.uid)
+	}
+}
+
+func TestConfigFromEnvOutsideCluster(t *testing.T) {
+	a := newAPIServer(t)
+	dir := saDir(t, a)
+	cases := map[string]struct {
+		env func(string) string
+		dir string
+	}{
+		"no service env": {env: func(string) string { return "" }, dir: dir},
+		"no pod name":    {env: env(a, map[string]string{"POD_NAME": ""}), dir: dir},
+		"no token":       {env: env(a, nil), dir: t.TempDir()},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := ConfigFromEnv(c.env, c.dir)
+			if !errors.Is(err, ErrNotInCluster) {
+				t.Errorf("err = %v, want ErrNotInCluster", err)
+			}
+		})
+	}
+}
+
+func TestEmitNeverBlocks(t *testing.T) {
+	r := New(Config{Pod: "p", Namespace: "n"}) // Run never started
+	for i := 0; i < 1000; i++ {
+		r.Emit(Warning, "app", "x")
+	}
+	if r.Dropped() != 1000-uint64(cap(r.queue)) {
+		t.Errorf("Dropped = %d, want %d", r.Dropped(), 1000-cap(r.queue))
+	}
+}
