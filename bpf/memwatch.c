@@ -1,0 +1,247 @@
+// SPDX-License-Identifier: (MIT OR GPL-2.0)
+/*
+ * memwatch: memory thresholds of watched cgroups decided on the kernel's
+ * memory-charge path.
+ *
+ * One of three programs is loaded, whichever the kernel offers first:
+ *   on_lruvec     tp_btf/mod_memcg_lruvec_state   sees charges and frees
+ *   on_charge     fexit/try_charge_memcg           sees charges only
+ *   on_lruvec_tp  tracepoint/memcg/mod_memcg_lruvec_state (classic)
+ *
+ * Each hit finds the cgroup id of the memcg; an id absent from the filter
+ * bitmap leaves at once. A watched cgroup's usage (pages) is compared with its
+ * two thresholds; a change of level is submitted to the ring buffer, and so
+ * are progress events while at or above the lower threshold, at least gap_ns
+ * apart and only after `step` pages of change of usage or of new anonymous
+ * (tp_btf) or charged (fexit) pages. A page-cache-heavy cgroup sitting at its
+ * limit therefore submits nothing on tp_btf, while anonymous growth under a
+ * flat usage still does. Records the ring buffer cannot take are counted in
+ * `lost`; user space resynchronizes from cgroupfs when it grows.
+ */
+#include "memwatch.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+/* Level of a watched cgroup, by usage. */
+enum level { LEVEL_OK = 0, LEVEL_LOW = 1, LEVEL_HIGH = 2 };
+
+/* Kinds of event. */
+enum kind {
+	KIND_UP = 1,       /* level rose */
+	KIND_DOWN = 2,     /* level fell */
+	KIND_PROGRESS = 3, /* still at or above the lower threshold, moved */
+	KIND_POKE = 4,     /* classic tracepoint: usage unknown here, read it */
+};
+
+/* State of one watched cgroup. User space writes lo..gap_ns and seeds the
+ * rest; the program updates level..acc. */
+struct watch_state {
+	__u64 lo;         /* lower threshold, pages (usage >= lo: level 1) */
+	__u64 hi;         /* upper threshold, pages (usage >= hi: level 2) */
+	__u64 step;       /* pages of change worth a progress event */
+	__u64 gap_ns;     /* minimum time between progress events */
+	__u64 level;      /* level last submitted */
+	__u64 last_pages; /* usage at the last submitted event */
+	__u64 last_ns;    /* time of the last progress event */
+	__u64 acc;        /* new anon / charged pages since the last event */
+};
+
+/* One ring-buffer record. */
+struct event {
+	__u64 cgroup_id;
+	__u64 ts_ns; /* bpf_ktime_get_ns (CLOCK_MONOTONIC) */
+	__u64 usage; /* pages */
+	__u64 max;   /* pages */
+	__u32 level;
+	__u32 kind;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct watch_state);
+} watched SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} events SEC(".maps");
+
+/* Never loaded (the loader deletes it): declares struct event in BTF for
+ * bpf2go's -type without adding global data. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct event);
+} event_type SEC(".maps");
+
+/* Bit (id & 63) of word (id >> 6) & 63 is set when some watched cgroup's id
+ * has those low 12 bits. An array lookup is inlined by the verifier. (Plain
+ * maps rather than global variables: the loader memory-maps global data, and
+ * those mappings outlive Close until the Go garbage collector runs.) */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u64);
+} filter SEC(".maps");
+
+/* Entry 0: records dropped because the ring buffer was full. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} lost SEC(".maps");
+
+
+static __always_inline int filtered_out(__u64 id)
+{
+	__u32 k = (id >> 6) & 63;
+	__u64 *word = bpf_map_lookup_elem(&filter, &k);
+	return !word || !(*word & (1ULL << (id & 63)));
+}
+
+static __always_inline void submit(__u64 id, __u64 ts, __u64 usage, __u64 max,
+				   __u32 level, __u32 kind)
+{
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		__u32 k = 0;
+		__u64 *n = bpf_map_lookup_elem(&lost, &k);
+		if (n)
+			__sync_fetch_and_add(n, 1);
+		return;
+	}
+	e->cgroup_id = id;
+	e->ts_ns = ts;
+	e->usage = usage;
+	e->max = max;
+	e->level = level;
+	e->kind = kind;
+	bpf_ringbuf_submit(e, 0);
+}
+
+static __always_inline void judge(struct watch_state *w, __u64 id, __u64 usage,
+				  __u64 max, __u64 added)
+{
+	__u64 level = usage >= w->hi ? LEVEL_HIGH : usage >= w->lo ? LEVEL_LOW : LEVEL_OK;
+
+	if (level != w->level) {
+		/* Several CPUs may see the crossing: the one that swaps reports. */
+		__u64 old = __sync_lock_test_and_set(&w->level, level);
+		if (old == level)
+			return;
+		__u64 now = bpf_ktime_get_ns();
+		w->last_pages = usage;
+		w->last_ns = now;
+		w->acc = 0;
+		submit(id, now, usage, max, level, level > old ? KIND_UP : KIND_DOWN);
+		return;
+	}
+	if (level == LEVEL_OK)
+		return;
+	if (added)
+		w->acc += added;
+	__u64 last = w->last_pages;
+	__u64 moved = usage > last ? usage - last : last - usage;
+	if (moved < w->step && w->acc < w->step)
+		return;
+	__u64 now = bpf_ktime_get_ns();
+	__u64 then = w->last_ns;
+	if (now - then < w->gap_ns)
+		return;
+	if (__sync_val_compare_and_swap(&w->last_ns, then, now) != then)
+		return;
+	w->last_pages = usage;
+	w->acc = 0;
+	submit(id, now, usage, max, level, KIND_PROGRESS);
+}
+
+static __always_inline void on_memcg(struct mem_cgroup *memcg, __u64 added)
+{
+	__u64 id = memcg->css.cgroup->kn->id;
+	if (filtered_out(id))
+		return;
+	struct watch_state *w = bpf_map_lookup_elem(&watched, &id);
+	if (!w)
+		return;
+	judge(w, id, memcg->memory.usage.counter, memcg->memory.max, added);
+}
+
+/* mod_memcg_lruvec_state(struct mem_cgroup *memcg, int item, int val) */
+SEC("tp_btf/mod_memcg_lruvec_state")
+int on_lruvec(__u64 *ctx)
+{
+	struct mem_cgroup *memcg = (void *)ctx[0];
+	int item = (int)ctx[1];
+	int val = (int)ctx[2];
+	__u64 added = 0;
+
+	if (item == bpf_core_enum_value(enum node_stat_item, NR_ANON_MAPPED) && val > 0)
+		added = val;
+	on_memcg(memcg, added);
+	return 0;
+}
+
+/* try_charge_memcg(struct mem_cgroup *memcg, gfp_t gfp_mask,
+ *                  unsigned int nr_pages) returns int */
+SEC("fexit/try_charge_memcg")
+int on_charge(__u64 *ctx)
+{
+	struct mem_cgroup *memcg = (void *)ctx[0];
+	__u32 nr_pages = (__u32)ctx[2];
+
+	on_memcg(memcg, nr_pages);
+	return 0;
+}
+
+/* Record of the classic tracepoint memcg/mod_memcg_lruvec_state. */
+struct lruvec_tp {
+	__u64 common;
+	__u64 id;
+	int item;
+	int val;
+};
+
+SEC("tracepoint/memcg/mod_memcg_lruvec_state")
+int on_lruvec_tp(struct lruvec_tp *ctx)
+{
+	__u64 id = ctx->id;
+	if (filtered_out(id))
+		return 0;
+	struct watch_state *w = bpf_map_lookup_elem(&watched, &id);
+	if (!w)
+		return 0;
+	__u64 added = 0;
+	if (ctx->item == bpf_core_enum_value(enum node_stat_item, NR_ANON_MAPPED) && ctx->val > 0)
+		added = ctx->val;
+
+	/* The record carries no memcg: use the current task's when it is the
+	 * same cgroup (the usual case when a task charges its own memory).
+	 * The verifier types subsys[] as a css, not a mem_cgroup, so the
+	 * memcg's fields are read with probe reads here. */
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct mem_cgroup *memcg = (void *)task->cgroups->subsys[
+		bpf_core_enum_value(enum cgroup_subsys_id, memory_cgrp_id)];
+	if (memcg && memcg->css.cgroup->kn->id == id) {
+		__u64 usage = BPF_CORE_READ(memcg, memory.usage.counter);
+		__u64 max = BPF_CORE_READ(memcg, memory.max);
+		judge(w, id, usage, max, added);
+		return 0;
+	}
+	/* Someone else (reclaim, a task of another cgroup) changed it: ask
+	 * user space to read cgroupfs, at most once per gap. */
+	__u64 now = bpf_ktime_get_ns();
+	__u64 then = w->last_ns;
+	if (now - then < w->gap_ns)
+		return 0;
+	if (__sync_val_compare_and_swap(&w->last_ns, then, now) != then)
+		return 0;
+	submit(id, now, 0, 0, w->level, KIND_POKE);
+	return 0;
+}

@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: (MIT OR GPL-2.0) */
+/*
+ * The few kernel types memwatch.c reads, declared by hand. Only the fields
+ * used are listed; preserve_access_index makes clang emit CO-RE relocations,
+ * so the loader fixes every offset against the running kernel's BTF.
+ */
+#ifndef OOMHERO_MEMWATCH_H
+#define OOMHERO_MEMWATCH_H
+
+typedef unsigned char __u8;
+typedef unsigned short __u16;
+typedef unsigned int __u32;
+typedef unsigned long long __u64;
+typedef signed char __s8;
+typedef short __s16;
+typedef int __s32;
+typedef long long __s64;
+typedef __u16 __be16;
+typedef __u32 __be32;
+typedef __u32 __wsum;
+
+/* From the UAPI (stable numbers). */
+enum bpf_map_type { BPF_MAP_TYPE_HASH = 1, BPF_MAP_TYPE_ARRAY = 2, BPF_MAP_TYPE_RINGBUF = 27 };
+
+#define __pra __attribute__((preserve_access_index))
+
+struct kernfs_node { __u64 id; } __pra;
+struct cgroup { struct kernfs_node *kn; } __pra;
+struct cgroup_subsys_state { struct cgroup *cgroup; } __pra;
+typedef struct { __s64 counter; } __pra atomic64_t;
+typedef atomic64_t atomic_long_t;
+struct page_counter { atomic_long_t usage; unsigned long max; } __pra;
+struct mem_cgroup { struct cgroup_subsys_state css; struct page_counter memory; } __pra;
+struct css_set { struct cgroup_subsys_state *subsys[1]; } __pra;
+struct task_struct { struct css_set *cgroups; } __pra;
+
+/* Values are placeholders: CO-RE relocates them to the kernel's. */
+enum node_stat_item { NR_ANON_MAPPED = 1 };
+enum cgroup_subsys_id { memory_cgrp_id = 1 };
+
+#endif

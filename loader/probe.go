@@ -1,0 +1,166 @@
+//go:build linux && (amd64 || arm64 || 386)
+
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+
+	"github.com/oomhero/oomhero/internal/watch"
+)
+
+// loaded is the collection of one attach point, attached.
+type loaded struct {
+	attach AttachPoint
+	coll   *ebpf.Collection
+	prog   *ebpf.Program
+	link   link.Link
+}
+
+func (l *loaded) close() error {
+	var errs []error
+	if l.link != nil {
+		errs = append(errs, l.link.Close())
+	}
+	if l.coll != nil {
+		l.coll.Close()
+	}
+	return errors.Join(errs...)
+}
+
+// errClear marks a probe failure that says "cannot work here" for sure.
+type errClear struct{ err error }
+
+func (e errClear) Error() string { return e.err.Error() }
+func (e errClear) Unwrap() error { return e.err }
+
+func clearErr(format string, a ...any) error { return errClear{fmt.Errorf(format, a...)} }
+
+// classify marks kernel refusals that are about the host, not about us.
+func classify(what string, err error) error {
+	switch {
+	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
+		return clearErr("%s: permission denied (needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN; some hosts refuse this program type): %w", what, err)
+	case errors.Is(err, ebpf.ErrNotSupported), errors.Is(err, unix.Errno(524)) /* ENOTSUPP */, errors.Is(err, unix.EOPNOTSUPP):
+		return clearErr("%s: not supported by this kernel: %w", what, err)
+	case errors.Is(err, os.ErrNotExist):
+		return clearErr("%s: missing: %w", what, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// targetExists tells whether the kernel has the attach point's target.
+func targetExists(a AttachPoint, kernel *btf.Spec) error {
+	switch a {
+	case LruvecBTF:
+		var td *btf.Typedef
+		if err := kernel.TypeByName("btf_trace_mod_memcg_lruvec_state", &td); err != nil {
+			return clearErr("%s: kernel has no tracepoint mod_memcg_lruvec_state in BTF: %w", a, err)
+		}
+	case ChargeFexit:
+		var fn *btf.Func
+		if err := kernel.TypeByName("try_charge_memcg", &fn); err != nil {
+			return clearErr("%s: kernel has no function try_charge_memcg in BTF: %w", a, err)
+		}
+	case LruvecTracepoint:
+		// link.Tracepoint finds tracefs itself; a missing tracefs or event
+		// shows as os.ErrNotExist at attach time.
+	default:
+		return fmt.Errorf("unknown attach point %q", a)
+	}
+	return nil
+}
+
+// load loads and attaches the program of one attach point. ringSize, when not
+// zero, overrides the ring buffer size.
+func load(a AttachPoint, kernel *btf.Spec, ringSize uint32) (*loaded, error) {
+	if err := targetExists(a, kernel); err != nil {
+		return nil, err
+	}
+	spec, err := loadMemwatch()
+	if err != nil {
+		return nil, fmt.Errorf("parse embedded bpf object: %w", err)
+	}
+	keep := a.program()
+	for name := range spec.Programs {
+		if name != keep {
+			delete(spec.Programs, name)
+		}
+	}
+	delete(spec.Maps, memwatchMapEventType) // declares a type, never used
+	if ringSize != 0 {
+		spec.Maps[memwatchMapEvents].MaxEntries = ringSize
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{
+		Programs: ebpf.ProgramOptions{KernelTypes: kernel},
+	})
+	if err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			// The verifier refused the program: a bug or a kernel this
+			// program does not fit, never "just unavailable".
+			return nil, fmt.Errorf("%s: verifier: %w", a, err)
+		}
+		return nil, classify(fmt.Sprintf("%s: load", a), err)
+	}
+	l := &loaded{attach: a, coll: coll, prog: coll.Programs[keep]}
+	switch a {
+	case LruvecBTF:
+		l.link, err = link.AttachTracing(link.TracingOptions{Program: l.prog, AttachType: ebpf.AttachTraceRawTp})
+	case ChargeFexit:
+		l.link, err = link.AttachTracing(link.TracingOptions{Program: l.prog, AttachType: ebpf.AttachTraceFExit})
+	case LruvecTracepoint:
+		l.link, err = link.Tracepoint("memcg", "mod_memcg_lruvec_state", l.prog, nil)
+	}
+	if err != nil {
+		l.close()
+		return nil, classify(fmt.Sprintf("%s: attach", a), err)
+	}
+	return l, nil
+}
+
+// probe loads the first attach point of order that works. The error wraps
+// watch.ErrUnavailable when every attempt failed for a clear reason.
+func probe(order []AttachPoint, ringSize uint32) (*loaded, error) {
+	kernel, err := btf.LoadKernelSpec()
+	if err != nil {
+		return nil, fmt.Errorf("%w: kernel BTF not available (/sys/kernel/btf/vmlinux): %w", watch.ErrUnavailable, err)
+	}
+	var errs joined
+	inconclusive := false
+	for _, a := range order {
+		l, err := load(a, kernel, ringSize)
+		if err == nil {
+			return l, nil
+		}
+		errs = append(errs, err)
+		var c errClear
+		if !errors.As(err, &c) {
+			inconclusive = true
+		}
+	}
+	if inconclusive {
+		return nil, fmt.Errorf("no bpf attach point could be loaded: %w", errs)
+	}
+	return nil, fmt.Errorf("%w: no bpf attach point: %w", watch.ErrUnavailable, errs)
+}
+
+// joined is errors.Join on one line.
+type joined []error
+
+func (j joined) Error() string {
+	s := make([]string, len(j))
+	for i, e := range j {
+		s[i] = e.Error()
+	}
+	return strings.Join(s, "; ")
+}
+
+func (j joined) Unwrap() []error { return j }

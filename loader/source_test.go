@@ -1,0 +1,496 @@
+//go:build linux && (amd64 || arm64 || 386)
+
+package loader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/oomhero/oomhero/internal/cgroup"
+	"github.com/oomhero/oomhero/internal/watch"
+	"github.com/oomhero/oomhero/loader/internal/lab"
+)
+
+// Environment:
+//
+//	CI=true                      missing root/BPF/cgroups fails instead of skipping
+//	OOMHERO_CGROUPFS             where cgroupfs is mounted (default /sys/fs/cgroup)
+//	OOMHERO_EXPECT_ATTACH        attach point that probing must choose
+//	OOMHERO_CACHE_DIR            disk-backed directory for page cache (default t.TempDir())
+func TestMain(m *testing.M) {
+	lab.MaybeLeaker()
+	os.Exit(m.Run())
+}
+
+func skipOrFail(t *testing.T, format string, a ...any) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("CI=true: "+format, a...)
+	}
+	t.Skipf(format, a...)
+}
+
+// memRoot returns the memory hierarchy to create test cgroups in.
+func memRoot(t *testing.T) (string, watch.CgroupVersion) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		skipOrFail(t, "needs root for BPF and cgroups")
+	}
+	fs := os.Getenv("OOMHERO_CGROUPFS")
+	if fs == "" {
+		fs = "/sys/fs/cgroup"
+	}
+	root, v, err := lab.MemoryRoot(fs)
+	if err != nil {
+		skipOrFail(t, "no memory cgroup: %v", err)
+	}
+	return root, v
+}
+
+func newCgroup(t *testing.T, limit uint64) *lab.Cgroup {
+	t.Helper()
+	root, v := memRoot(t)
+	name := fmt.Sprintf("oomhero-loader-test-%d-%d", os.Getpid(), time.Now().UnixNano())
+	c, err := lab.NewCgroup(root, v, name, limit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Remove(); err != nil {
+			t.Error(err)
+		}
+	})
+	return c
+}
+
+func startLeaker(t *testing.T, c *lab.Cgroup) *lab.Leaker {
+	t.Helper()
+	l, err := lab.StartLeaker(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Stop() })
+	return l
+}
+
+func newSource(t *testing.T, o Options) *Source {
+	t.Helper()
+	memRoot(t)
+	s, err := New(o)
+	if errors.Is(err, watch.ErrUnavailable) {
+		skipOrFail(t, "bpf unavailable: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("inconclusive: %v", err)
+	}
+	t.Logf("attach point: %s", s.Attach())
+	return s
+}
+
+// running is a Source running in the background with its readings recorded.
+type running struct {
+	s      *Source
+	cancel context.CancelFunc
+	done   chan error
+	mu     sync.Mutex
+	all    []watch.Reading
+	notify chan struct{}
+}
+
+func run(t *testing.T, s *Source) *running {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{s: s, cancel: cancel, done: make(chan error, 1), notify: make(chan struct{}, 1)}
+	out := make(chan watch.Reading)
+	go func() { r.done <- s.Run(ctx, out) }()
+	go func() {
+		for {
+			select {
+			case rd := <-out:
+				r.mu.Lock()
+				r.all = append(r.all, rd)
+				r.mu.Unlock()
+				select {
+				case r.notify <- struct{}{}:
+				default:
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { r.stop(t) })
+	return r
+}
+
+func (r *running) stop(t *testing.T) {
+	t.Helper()
+	r.cancel()
+	select {
+	case err, ok := <-r.done:
+		if ok && err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		if ok {
+			close(r.done)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("Run did not return 5s after cancel")
+	}
+}
+
+func (r *running) readings() []watch.Reading {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]watch.Reading(nil), r.all...)
+}
+
+// wait returns the first reading from index `from` on that satisfies ok.
+func (r *running) wait(t *testing.T, from int, d time.Duration, what string, ok func(watch.Reading) bool) (watch.Reading, int) {
+	t.Helper()
+	deadline := time.After(d)
+	for {
+		all := r.readings()
+		for i := from; i < len(all); i++ {
+			if ok(all[i]) {
+				return all[i], i
+			}
+		}
+		select {
+		case <-r.notify:
+		case <-deadline:
+			t.Fatalf("no reading %s within %s (%d readings)", what, d, len(all)-from)
+		}
+	}
+}
+
+func TestProbeOutcomes(t *testing.T) {
+	memRoot(t)
+	for _, a := range AttachPoints {
+		s, err := New(Options{Attach: []AttachPoint{a}})
+		switch {
+		case err == nil:
+			t.Logf("%s: loads and attaches", a)
+			if s.Attach() != a || s.Name() != "bpf "+string(a) {
+				t.Errorf("Attach() = %q, Name() = %q", s.Attach(), s.Name())
+			}
+			if err := s.Close(); err != nil {
+				t.Error(err)
+			}
+		case errors.Is(err, watch.ErrUnavailable):
+			t.Logf("%s: unavailable: %v", a, err)
+		default:
+			t.Errorf("%s: inconclusive error: %v", a, err)
+		}
+	}
+	s := newSource(t, Options{})
+	defer s.Close()
+	if want := os.Getenv("OOMHERO_EXPECT_ATTACH"); want != "" && string(s.Attach()) != want {
+		t.Errorf("probing chose %s, want %s", s.Attach(), want)
+	}
+	if _, err := New(Options{Attach: []AttachPoint{"kprobe/nothing"}}); err == nil || errors.Is(err, watch.ErrUnavailable) {
+		t.Errorf("unknown attach point: error %v, want an inconclusive error", err)
+	}
+}
+
+// available returns the attach points that load here.
+func available(t *testing.T) []AttachPoint {
+	memRoot(t)
+	var got []AttachPoint
+	for _, a := range AttachPoints {
+		s, err := New(Options{Attach: []AttachPoint{a}})
+		if err != nil {
+			t.Logf("%s: %v", a, err)
+			continue
+		}
+		s.Close()
+		got = append(got, a)
+	}
+	if len(got) == 0 {
+		skipOrFail(t, "no attach point loads here")
+	}
+	return got
+}
+
+func TestCrossingsAndDrops(t *testing.T) {
+	for _, a := range available(t) {
+		t.Run(strings.Split(string(a), "/")[0], func(t *testing.T) { testCrossingsAndDrops(t, a) })
+	}
+}
+
+func testCrossingsAndDrops(t *testing.T, a AttachPoint) {
+	c := newCgroup(t, 256*lab.MiB)
+	leaker := startLeaker(t, c)
+	warn, crit := uint64(100*lab.MiB), uint64(160*lab.MiB)
+	s := newSource(t, Options{Attach: []AttachPoint{a}})
+	var evMu sync.Mutex
+	var events []memwatchEvent
+	s.onEvent = func(ev memwatchEvent) {
+		evMu.Lock()
+		events = append(events, ev)
+		evMu.Unlock()
+	}
+	r := run(t, s)
+	s.Update([]watch.Target{c.Target(warn, crit, watch.Usage)})
+	first, _ := r.wait(t, 0, 2*time.Second, "after Update", func(rd watch.Reading) bool { return rd.ID == c.ID })
+	if first.Origin != OriginResync || first.Usage >= warn || first.Limit != c.Limit {
+		t.Fatalf("first reading %+v: want origin resync, usage below %d, limit %d", first, warn, c.Limit)
+	}
+	n := len(r.readings())
+
+	if err := leaker.Anon(120*lab.MiB, 400*lab.MiB); err != nil {
+		t.Fatal(err)
+	}
+	rd, i := r.wait(t, n, time.Second, "at or above warning", func(rd watch.Reading) bool { return rd.Usage >= warn })
+	if rd.Origin != OriginBPF || rd.Latency <= 0 {
+		t.Errorf("warning crossing reported by %q, latency %s; want bpf with a latency", rd.Origin, rd.Latency)
+	}
+	t.Logf("warning crossing: usage %d MiB, latency %s", rd.Usage/lab.MiB, rd.Latency)
+	if err := leaker.Anon(60*lab.MiB, 400*lab.MiB); err != nil {
+		t.Fatal(err)
+	}
+	rd, i = r.wait(t, i, time.Second, "at or above critical", func(rd watch.Reading) bool { return rd.Usage >= crit })
+	if rd.Origin != OriginBPF {
+		t.Errorf("critical crossing reported by %q, want bpf", rd.Origin)
+	}
+	t.Logf("critical crossing: usage %d MiB, latency %s", rd.Usage/lab.MiB, rd.Latency)
+
+	// Kernel figures equal cgroupfs: the limit exactly, the usage at a
+	// crossing within what the leaker added since.
+	reader, err := cgroup.NewReader(c.Dir, c.Version, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	now, err := reader.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	evMu.Lock()
+	var ups int
+	for _, ev := range events {
+		if ev.CgroupId != c.ID {
+			t.Errorf("event of cgroup %d, only %d is watched", ev.CgroupId, c.ID)
+		}
+		if ev.Kind == kindPoke {
+			continue
+		}
+		if got := ev.Max * s.pageSize; got != now.Limit {
+			t.Errorf("kernel limit %d, cgroupfs %d", got, now.Limit)
+		}
+		if ev.Kind == kindUp {
+			ups++
+			u := ev.Usage * s.pageSize
+			lo := map[uint32]uint64{1: warn, 2: crit}[ev.Level]
+			if u < lo || u > now.Usage {
+				t.Errorf("up to level %d at kernel usage %d: want in [%d, %d] (cgroupfs now)", ev.Level, u, lo, now.Usage)
+			}
+		}
+	}
+	evMu.Unlock()
+	if a != LruvecTracepoint && ups != 2 {
+		t.Errorf("%d up events, want 2", ups)
+	}
+
+	// Drops: tp_btf sees the frees; fexit gets them from polling.
+	if err := leaker.Free(); err != nil {
+		t.Fatal(err)
+	}
+	freed := time.Now()
+	rd, _ = r.wait(t, i, 2*time.Second, "below warning after free", func(rd watch.Reading) bool { return rd.Usage < warn })
+	t.Logf("drop reported by %s after %s (usage %d MiB)", rd.Origin, time.Since(freed), rd.Usage/lab.MiB)
+	if a.SeesFrees() && a != LruvecTracepoint && rd.Origin != OriginBPF {
+		t.Errorf("drop reported by %q, want bpf on %s", rd.Origin, a)
+	}
+}
+
+func TestUnwatchedSilent(t *testing.T) {
+	watched := newCgroup(t, 256*lab.MiB)
+	other := newCgroup(t, 256*lab.MiB)
+	leaker := startLeaker(t, other)
+	s := newSource(t, Options{})
+	var evMu sync.Mutex
+	var events []memwatchEvent
+	s.onEvent = func(ev memwatchEvent) {
+		evMu.Lock()
+		events = append(events, ev)
+		evMu.Unlock()
+	}
+	r := run(t, s)
+	s.Update([]watch.Target{watched.Target(10*lab.MiB, 20*lab.MiB, watch.Usage)})
+	r.wait(t, 0, 2*time.Second, "after Update", func(rd watch.Reading) bool { return rd.ID == watched.ID })
+	if err := leaker.Anon(200*lab.MiB, 0); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	evMu.Lock()
+	defer evMu.Unlock()
+	if len(events) != 0 {
+		t.Errorf("%d kernel events (first %+v), want none: the leaking cgroup is not watched and the watched one is idle", len(events), events[0])
+	}
+	for _, rd := range r.readings()[1:] {
+		t.Errorf("unexpected reading %+v", rd)
+	}
+}
+
+func TestLostRecordsResync(t *testing.T) {
+	c := newCgroup(t, 256*lab.MiB)
+	leaker := startLeaker(t, c)
+	// A one-page ring, a progress event on every page: records must be lost.
+	s := newSource(t, Options{RingSize: uint32(os.Getpagesize()), ProgressGap: time.Nanosecond, ProgressStep: 1e-12})
+	r := run(t, s)
+	s.Update([]watch.Target{c.Target(4*lab.MiB, 200*lab.MiB, watch.Usage)})
+	r.wait(t, 0, 2*time.Second, "after Update", func(rd watch.Reading) bool { return rd.ID == c.ID })
+	n := len(r.readings())
+	if err := leaker.Anon(150*lab.MiB, 0); err != nil {
+		t.Fatal(err)
+	}
+	r.wait(t, n, 2*time.Second, "from a resync after lost records", func(rd watch.Reading) bool { return rd.Origin == OriginResync })
+	var lost uint64
+	if err := s.lost.Lookup(uint32(0), &lost); err != nil {
+		t.Fatal(err)
+	}
+	if lost == 0 || s.resyncs.Load() == 0 {
+		t.Errorf("lost %d records, %d resyncs; want both > 0", lost, s.resyncs.Load())
+	}
+	// The last reading is the truth after the leak settled.
+	time.Sleep(300 * time.Millisecond)
+	all := r.readings()
+	if last := all[len(all)-1]; last.Usage < 150*lab.MiB {
+		t.Errorf("last reading %d MiB, the leaker holds 150 MiB", last.Usage/lab.MiB)
+	}
+	t.Logf("lost %d records, %d resyncs, %d readings", lost, s.resyncs.Load(), len(all))
+}
+
+func TestPageCacheNoFloodAnonCaught(t *testing.T) {
+	dir := os.Getenv("OOMHERO_CACHE_DIR")
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dir, &fs); err != nil {
+		t.Fatal(err)
+	}
+	if fs.Type == unix.TMPFS_MAGIC || fs.Type == unix.RAMFS_MAGIC {
+		skipOrFail(t, "%s is not disk-backed: page cache there is not reclaimable (set OOMHERO_CACHE_DIR)", dir)
+	}
+	limit := uint64(128 * lab.MiB)
+	c := newCgroup(t, limit)
+	leaker := startLeaker(t, c)
+	warn, crit := limit*75/100, limit*90/100
+	s := newSource(t, Options{})
+	r := run(t, s)
+	s.Update([]watch.Target{c.Target(warn, crit, watch.WorkingSet)})
+	r.wait(t, 0, 2*time.Second, "after Update", func(rd watch.Reading) bool { return rd.ID == c.ID })
+	n := len(r.readings())
+
+	// 3x the limit of page cache: usage sits at the limit.
+	file := filepath.Join(dir, fmt.Sprintf("oomhero-cache-%d", os.Getpid()))
+	t.Cleanup(func() { os.Remove(file) })
+	start := time.Now()
+	if err := leaker.Cache(file, 3*limit); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	took := time.Since(start)
+	cache := r.readings()[n:]
+	bound := int(took/s.opts.Heartbeat) + int(took/s.opts.ProgressGap)/4 + 8
+	if !s.Attach().SeesFrees() {
+		bound = int(took/s.opts.PollInterval) + int(took/s.opts.ProgressGap) + 8
+	}
+	t.Logf("page cache phase: %d readings in %s (bound %d)", len(cache), took.Round(time.Millisecond), bound)
+	if len(cache) > bound {
+		t.Errorf("%d readings during %s of page cache at the limit, want at most %d", len(cache), took, bound)
+	}
+	var high uint64
+	for _, rd := range cache {
+		high = max(high, rd.Usage)
+		if rd.WorkingSet() >= warn {
+			t.Errorf("page cache phase: working set %d MiB >= warning %d MiB (usage %d, inactive file %d)",
+				rd.WorkingSet()/lab.MiB, warn/lab.MiB, rd.Usage/lab.MiB, rd.InactiveFile/lab.MiB)
+		}
+	}
+	if high < warn {
+		t.Fatalf("page cache phase: usage peaked at %d MiB, below the %d MiB the test needs", high/lab.MiB, warn/lab.MiB)
+	}
+
+	// Anonymous growth on top of the full cache is caught promptly.
+	n = len(r.readings())
+	if err := leaker.Anon(limit*85/100, 200*lab.MiB); err != nil {
+		t.Fatal(err)
+	}
+	done := time.Now()
+	rd, _ := r.wait(t, n, 2*time.Second, "with working set at or above warning", func(rd watch.Reading) bool { return rd.WorkingSet() >= warn })
+	t.Logf("anon on cache: working set %d MiB by %s, %s after the leaker finished", rd.WorkingSet()/lab.MiB, rd.Origin, rd.Time.Sub(done))
+	if late := rd.Time.Sub(done); late > 200*time.Millisecond {
+		t.Errorf("working-set crossing reported %s after the leaker finished, want <= 200ms", late)
+	}
+}
+
+func TestCloseReleasesEverything(t *testing.T) {
+	c := newCgroup(t, 64*lab.MiB)
+	before := countFDs(t)
+	s := newSource(t, Options{})
+	info, err := s.l.prog.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	progID, _ := info.ID()
+	mapIDs, _ := info.MapIDs()
+	linkInfo, err := s.l.link.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, s)
+	s.Update([]watch.Target{c.Target(32*lab.MiB, 48*lab.MiB, watch.Usage)})
+	r.wait(t, 0, 2*time.Second, "after Update", func(rd watch.Reading) bool { return rd.ID == c.ID })
+	r.stop(t)
+
+	if after := countFDs(t); after != before {
+		t.Errorf("%d open fds after Run returned, %d before New", after, before)
+	}
+	gone := func() error {
+		if p, err := ebpf.NewProgramFromID(progID); err == nil {
+			p.Close()
+			return fmt.Errorf("program %d still loaded", progID)
+		}
+		for _, id := range mapIDs {
+			if m, err := ebpf.NewMapFromID(id); err == nil {
+				m.Close()
+				return fmt.Errorf("map %d still exists", id)
+			}
+		}
+		_ = linkInfo
+		return nil
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := gone()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func countFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
