@@ -1,0 +1,187 @@
+package discover
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/oomhero/oomhero/internal/cgroup"
+	"github.com/oomhero/oomhero/internal/watch"
+)
+
+// fakeProc builds a procfs-like tree: each process has stat, status, cgroup
+// and a root/ whose sys/fs/cgroup shows its container's cgroup.
+type fakeProc struct {
+	t    *testing.T
+	root string
+}
+
+func (f fakeProc) write(rel, content string) {
+	p := filepath.Join(f.root, rel)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		f.t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// proc adds a process. cg is its /proc/<pid>/cgroup content.
+func (f fakeProc) proc(pid, ppid int, comm, cg string) {
+	d := fmt.Sprint(pid)
+	// Fields 3.. of a real stat line: start time is field 22.
+	rest := fmt.Sprintf("S %d %d %d 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 %d 1000 10 18446744073709551615", ppid, pid, pid, 1000+pid)
+	for range 30 {
+		rest += " 0"
+	}
+	f.write(d+"/stat", fmt.Sprintf("%d (%s) %s\n", pid, comm, rest))
+	f.write(d+"/cgroup", cg)
+}
+
+// v1dir fills a cgroup v1 memory directory seen through pid's root.
+func (f fakeProc) v1dir(rel string, limit uint64, hier uint64, pids ...int) {
+	procs := ""
+	for _, p := range pids {
+		procs += fmt.Sprintf("%d\n", p)
+	}
+	f.write(rel+"/cgroup.procs", procs)
+	f.write(rel+"/memory.usage_in_bytes", "1000\n")
+	f.write(rel+"/memory.limit_in_bytes", fmt.Sprintf("%d\n", limit))
+	f.write(rel+"/memory.stat", fmt.Sprintf("cache 1\nrss 2\nhierarchical_memory_limit %d\ntotal_rss 3\ntotal_inactive_file 4\n", hier))
+	f.write(rel+"/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n")
+}
+
+func (f fakeProc) v2dir(rel, max string, pids ...int) {
+	procs := ""
+	for _, p := range pids {
+		procs += fmt.Sprintf("%d\n", p)
+	}
+	f.write(rel+"/cgroup.procs", procs)
+	f.write(rel+"/memory.current", "1000\n")
+	f.write(rel+"/memory.max", max+"\n")
+	f.write(rel+"/memory.stat", "anon 3\nfile 9\ninactive_file 4\n")
+	f.write(rel+"/memory.events", "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n")
+}
+
+const unlimitedV1 = 9223372036854771712
+
+func TestScanAndResolve(t *testing.T) {
+	f := fakeProc{t: t, root: t.TempDir()}
+	// Pod infrastructure (pid 1), oomhero itself (pid 50), an app with a
+	// child (v1, limited), a v2 container, an unlimited one.
+	f.proc(1, 0, "catatonit", "4:memory:/pod/infra\n0::/pod/infra\n")
+	f.proc(50, 0, "oomhero", "4:memory:/pod/oomhero\n0::/\n")
+	f.proc(10, 0, "app", "4:memory:/pod/app\n1:name=systemd:/x\n0::/pod/app\n")
+	f.proc(11, 10, "worker", "4:memory:/pod/app\n0::/pod/app\n")
+	f.proc(20, 0, "v2app", "0::/pod/v2\n")
+	f.proc(30, 0, "free", "4:memory:/pod/free\n0::/pod/free\n")
+	f.v1dir("10/root/sys/fs/cgroup/memory", 256<<20, unlimitedV1, 10, 11)
+	f.v1dir("11/root/sys/fs/cgroup/memory", 256<<20, unlimitedV1, 10, 11)
+	f.v2dir("20/root/sys/fs/cgroup", "134217728", 20)
+	f.v1dir("30/root/sys/fs/cgroup/memory", unlimitedV1, unlimitedV1, 30)
+
+	s, err := NewScanner(f.root, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups, err := s.Scan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := slices.Sorted(func(yield func(string) bool) {
+		for k := range groups {
+			if !yield(k) {
+				return
+			}
+		}
+	}); !slices.Equal(got, []string{"/pod/app", "/pod/free", "/pod/v2"}) {
+		t.Fatalf("groups %v: want app, free, v2 (infra pid 1 and oomhero's own cgroup left out)", got)
+	}
+	app := groups["/pod/app"]
+	if !slices.Equal(app.PIDs(), []int{10, 11}) || app.Main().PID != 10 || app.Version != watch.V1 {
+		t.Fatalf("app group %+v", app)
+	}
+	if app.Procs[0].Start != 1010 {
+		t.Fatalf("start time %d", app.Procs[0].Start)
+	}
+	r := Resolver{Proc: f.root}
+	c, err := r.Resolve(app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantDir := filepath.Join(f.root, "10/root/sys/fs/cgroup/memory")
+	id, _ := cgroup.ID(wantDir)
+	if c.Dir != wantDir || c.ID != id || c.Limit != 256<<20 || c.Version != watch.V1 || c.Name != "app@app" {
+		t.Fatalf("app container %+v", c)
+	}
+	c, err = r.Resolve(groups["/pod/v2"])
+	if err != nil || c.Version != watch.V2 || c.Limit != 128<<20 {
+		t.Fatalf("v2 container %+v %v", c, err)
+	}
+	if _, err = r.Resolve(groups["/pod/free"]); !errors.Is(err, watch.ErrNoLimit) {
+		t.Fatalf("unlimited container: want ErrNoLimit, got %v", err)
+	}
+
+	// A process exits, a new one arrives: the next scan sees both changes.
+	os.RemoveAll(filepath.Join(f.root, "11"))
+	f.proc(12, 10, "worker2", "4:memory:/pod/app\n0::/pod/app\n")
+	groups, err = s.Scan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := groups["/pod/app"].PIDs(); !slices.Equal(got, []int{10, 12}) {
+		t.Fatalf("after churn: %v", got)
+	}
+}
+
+func TestResolveParentLimitV1(t *testing.T) {
+	f := fakeProc{t: t, root: t.TempDir()}
+	f.proc(50, 0, "oomhero", "4:memory:/pod/oomhero\n")
+	f.proc(10, 0, "app", "4:memory:/pod/app\n")
+	// The container has no limit of its own; the pod-level parent has 64 MiB.
+	f.v1dir("10/root/sys/fs/cgroup/memory", unlimitedV1, 64<<20, 10)
+	s, err := NewScanner(f.root, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, _ := s.Scan()
+	c, err := Resolver{Proc: f.root}.Resolve(g["/pod/app"])
+	if err != nil || c.Limit != 64<<20 {
+		t.Fatalf("got %+v %v", c, err)
+	}
+}
+
+func TestResolveParentLimitV2HostRoot(t *testing.T) {
+	f := fakeProc{t: t, root: t.TempDir()}
+	host := t.TempDir()
+	f.proc(50, 0, "oomhero", "0::/agent\n")
+	f.proc(10, 0, "app", "0::/kubepods/pod1/ctr\n")
+	hp := fakeProc{t: t, root: host}
+	hp.v2dir("kubepods/pod1/ctr", "max", 10)
+	hp.write("kubepods/pod1/memory.max", "100000000\n")
+	hp.write("kubepods/memory.max", "max\n")
+	s, err := NewScanner(f.root, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, _ := s.Scan()
+	c, err := Resolver{Proc: f.root, CgroupRoot: host}.Resolve(g["/kubepods/pod1/ctr"])
+	if err != nil || c.Limit != 100000000 || c.Dir != filepath.Join(host, "kubepods/pod1/ctr") {
+		t.Fatalf("got %+v %v", c, err)
+	}
+}
+
+func TestName(t *testing.T) {
+	for _, tc := range []struct{ comm, path, want string }{
+		{"java", "/machine.slice/libpod-0123456789abcdef0123.scope", "java@0123456789ab"},
+		{"app", "/kubepods/burstable/podX/cri-containerd-abcdef.scope", "app@abcdef"},
+		{"app", "/", "app"},
+	} {
+		if got := Name(tc.comm, tc.path); got != tc.want {
+			t.Errorf("Name(%q, %q) = %q, want %q", tc.comm, tc.path, got, tc.want)
+		}
+	}
+}
