@@ -1,0 +1,69 @@
+# oomhero — `make help` lists the targets.
+SHELL := /bin/bash
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+export CGO_ENABLED ?= 0
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## build bin/oomhero (static)
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/oomhero ./cmd/oomhero
+
+.PHONY: deps
+deps: ## install the Debian packages the tests need (root)
+	testenv/install-deps
+
+.PHONY: test
+test: deps lint test-unit check-generate test-privileged test-e2e test-vm ## install what is missing, run everything
+	@echo "make test: all suites passed"
+
+.PHONY: test-unit
+test-unit: ## unit and fixture tests
+	$(GO) test -count=1 ./internal/... ./fallback/... ./cmd/... ./examples/...
+
+.PHONY: test-privileged
+test-privileged: ## tests on real cgroups and BPF on this host (root)
+	$(GO) test -count=1 -v ./loader/... 2>&1 | tee /tmp/oomhero-loader-test.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; test $${PIPESTATUS[0]} -eq 0
+
+.PHONY: test-e2e
+test-e2e: ## real-pod suite (podman kube play), both sources
+	$(GO) test -count=1 -timeout 30m -v ./testenv/pods/... 2>&1 | tee /tmp/oomhero-e2e.log | grep -E '^(\s*--- |=== RUN|PASS|FAIL|ok|panic)' ; test $${PIPESTATUS[0]} -eq 0
+
+.PHONY: test-vm
+test-vm: ## cgroup v2 suite in a qemu VM (Debian 6.1 kernel)
+	$(GO) test -count=1 -timeout 30m -v ./testenv/vm/... 2>&1 | tee /tmp/oomhero-vm.log | grep -E '^(\s*--- |=== RUN|PASS|FAIL|ok|panic)' ; test $${PIPESTATUS[0]} -eq 0
+
+.PHONY: image
+image: build ## build the localhost/oomhero:dev image (podman, FROM scratch)
+	CONTAINERS_CONF=$(CURDIR)/testenv/pods/containers.conf podman build -t localhost/oomhero:dev -f Dockerfile .
+
+.PHONY: demo
+demo: ## run the seed's bloat pod with oomhero as real pods and show the signals arrive
+	$(GO) run ./testenv/pods/cmd/demo
+
+.PHONY: bench
+bench: ## reaction latency, per-hit BPF cost, CPU and RSS, as tables
+	$(GO) run ./testenv/bench
+
+.PHONY: generate
+generate: ## regenerate the BPF objects (needs clang)
+	$(GO) generate ./loader/...
+
+.PHONY: check-generate
+check-generate: generate ## fail when the committed BPF objects differ from bpf/*.c
+	git diff --exit-code -- loader/
+
+.PHONY: lint
+lint: ## gofmt and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+.PHONY: clean
+clean: ## remove build output
+	rm -rf bin
