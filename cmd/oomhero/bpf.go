@@ -1,14 +1,18 @@
 package main
 
 import (
-	"fmt"
 	"log/slog"
 
 	"github.com/oomhero/oomhero/internal/config"
 	"github.com/oomhero/oomhero/internal/watch"
+	"github.com/oomhero/oomhero/loader"
 )
 
-// newBPFSource loads the BPF source.
+// newBPFSource loads the BPF source. Its error wraps watch.ErrUnavailable
+// when BPF cannot work on this host.
 func newBPFSource(cfg *config.Config, log *slog.Logger) (watch.Source, error) {
-	return nil, fmt.Errorf("%w: this build has no BPF source yet", watch.ErrUnavailable)
+	return loader.New(loader.Options{
+		PollInterval: cfg.Interval,
+		Logger:       log.With("component", "bpf"),
+	})
 }
