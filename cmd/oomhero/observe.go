@@ -1,7 +1,10 @@
 package main
 
 import (
+	"fmt"
+
 	"github.com/oomhero/oomhero/internal/agent"
+	"github.com/oomhero/oomhero/internal/events"
 	"github.com/oomhero/oomhero/internal/metrics"
 	"github.com/oomhero/oomhero/internal/watch"
 )
@@ -42,3 +45,26 @@ func (o *metricsObserver) OOMKill(t watch.Target, kills uint64, _ string) {
 }
 
 func (o *metricsObserver) Forget(t watch.Target) { o.m.Forget(t.Name) }
+
+// eventsObserver posts Kubernetes Events on level rises and OOM kills.
+type eventsObserver struct {
+	agent.NopObserver
+	rec *events.Recorder
+}
+
+func (o *eventsObserver) LevelChanged(t watch.Target, from, to watch.Level, rd watch.Reading) {
+	if to <= from {
+		return
+	}
+	kind := events.Warning
+	if to == watch.Critical {
+		kind = events.Critical
+	}
+	v := rd.Value(t.Metric)
+	o.rec.Emit(kind, t.Name, fmt.Sprintf("memory (%s) at %.1f%% of the limit: %d of %d bytes",
+		t.Metric, float64(v)/float64(max(t.Limit, 1))*100, v, t.Limit))
+}
+
+func (o *eventsObserver) OOMKill(t watch.Target, _ uint64, message string) {
+	o.rec.Emit(events.OOMKill, t.Name, message)
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/oomhero/oomhero/internal/agent"
 	"github.com/oomhero/oomhero/internal/config"
 	"github.com/oomhero/oomhero/internal/discover"
+	"github.com/oomhero/oomhero/internal/events"
 	"github.com/oomhero/oomhero/internal/metrics"
 	"github.com/oomhero/oomhero/internal/oomwatch"
 	"github.com/oomhero/oomhero/internal/signals"
@@ -53,6 +54,20 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	} else {
 		httpDone <- nil
 	}
+	observers := agent.Observers{&metricsObserver{m: m}}
+	if cfg.Events {
+		ecfg, err := events.ConfigFromEnv(os.Getenv, events.ServiceAccountDir)
+		if err != nil {
+			log.Info("kubernetes events off", "reason", err.Error())
+		} else {
+			ecfg.Logger = log
+			rec := events.New(ecfg)
+			go rec.Run(ctx)
+			observers = append(observers, &eventsObserver{rec: rec})
+		}
+	} else {
+		log.Info("kubernetes events off", "reason", "--events off")
+	}
 	a := &agent.Agent{
 		Config:   cfg,
 		Log:      log,
@@ -62,7 +77,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Sender:   signals.PidfdSender{Proc: cfg.Proc},
 		OOM:      oom,
 		Self:     self,
-		Observer: agent.Observers{&metricsObserver{m: m}},
+		Observer: observers,
 	}
 	err = a.Run(ctx)
 	cancel()
