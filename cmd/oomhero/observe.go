@@ -12,13 +12,24 @@ import (
 // metricsObserver feeds the Prometheus metrics from the agent.
 type metricsObserver struct {
 	agent.NopObserver
-	m       *metrics.Metrics
-	scanned bool
+	m *metrics.Metrics
+	// lost, when not nil, tells how many events the source lost so far.
+	lost     func() uint64
+	lostSeen uint64
 }
+
+// lostCounter is implemented by sources that can lose events (BPF).
+type lostCounter interface{ Lost() uint64 }
 
 func (o *metricsObserver) Scanned(ts []watch.Target) {
 	o.m.SetWatched(ts)
 	o.m.ScanDone()
+	if o.lost != nil {
+		if n := o.lost(); n > o.lostSeen {
+			o.m.LostEvents(n - o.lostSeen)
+			o.lostSeen = n
+		}
+	}
 }
 
 func (o *metricsObserver) Reading(t watch.Target, rd watch.Reading, l watch.Level) {

@@ -54,7 +54,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	} else {
 		httpDone <- nil
 	}
-	observers := agent.Observers{&metricsObserver{m: m}}
+	mo := &metricsObserver{m: m}
+	if lc, ok := src.(lostCounter); ok {
+		mo.lost = lc.Lost
+	}
+	observers := agent.Observers{mo}
 	if cfg.Events {
 		ecfg, err := events.ConfigFromEnv(os.Getenv, events.ServiceAccountDir)
 		if err != nil {
