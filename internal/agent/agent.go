@@ -493,8 +493,13 @@ func (a *Agent) kill(k oomwatch.Kill) {
 	}
 	a.Log.Warn("oom kill", attrs...)
 	msg := fmt.Sprintf("OOM kill in %s (limit %d bytes)", t.Name, t.Limit)
-	if why != "" {
-		msg += ": no signal went out before it: " + why
+	switch {
+	case t.sent[watch.Warning].IsZero() && t.sent[watch.Critical].IsZero():
+		msg += "; no signal went out before it: " + why
+	case why != "":
+		msg += "; " + why
+	default:
+		msg += fmt.Sprintf("; the critical signal went out %v before it", k.Time.Sub(t.sent[watch.Critical]).Round(time.Millisecond))
 	}
 	a.Observer.OOMKill(a.target(t), k.Kills, msg)
 }
