@@ -1,0 +1,405 @@
+//go:build linux
+
+// Command bench measures the BPF source on this host against a real leaking
+// process in a real memory cgroup, and prints two tables:
+//
+//   - per-hit cost of the BPF program (kernel.bpf_stats_enabled run_time_ns /
+//     run_cnt) for unwatched and watched cgroups, with the leaker's extra
+//     system time;
+//   - reaction latency, from the kernel's threshold crossing to the reading
+//     reaching its consumer, of the BPF source and of the cgroupfs polling
+//     source (package fallback, --interval 100ms --min-interval 2ms) watching
+//     the same cgroup in the same run.
+//
+// It needs root. Run it with `go run ./loader/bench` (flags: -cycles,
+// -cgroupfs).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/oomhero/oomhero/fallback"
+	"github.com/oomhero/oomhero/internal/watch"
+	"github.com/oomhero/oomhero/loader"
+	"github.com/oomhero/oomhero/loader/internal/lab"
+)
+
+func main() {
+	lab.MaybeLeaker()
+	if err := run(os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	cgroupfs string
+	cycles   int
+	leakMiB  uint64
+}
+
+func run(w io.Writer) error {
+	var cfg config
+	flag.StringVar(&cfg.cgroupfs, "cgroupfs", "/sys/fs/cgroup", "where cgroupfs is mounted")
+	flag.IntVar(&cfg.cycles, "cycles", 20, "leak cycles per latency scenario")
+	flag.Uint64Var(&cfg.leakMiB, "cost-leak", 512, "MiB the leaker touches per cost round")
+	flag.Parse()
+
+	root, v, err := lab.MemoryRoot(cfg.cgroupfs)
+	if err != nil {
+		return err
+	}
+	name := func(s string) string { return fmt.Sprintf("oomhero-bench-%d-%s", os.Getpid(), s) }
+	leakCg, err := lab.NewCgroup(root, v, name("leak"), 1024*lab.MiB)
+	if err != nil {
+		return err
+	}
+	defer leakCg.Remove()
+	idleCg, err := lab.NewCgroup(root, v, name("idle"), 1024*lab.MiB)
+	if err != nil {
+		return err
+	}
+	defer idleCg.Remove()
+	leaker, err := lab.StartLeaker(leakCg)
+	if err != nil {
+		return err
+	}
+	defer leaker.Stop()
+
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	fmt.Fprintf(w, "oomhero BPF benchmark: kernel %s, cgroup %s, %d CPUs\n\n", kernelRelease(), v, numCPU())
+
+	// Per-hit cost.
+	base, err := leakRound(leaker, cfg.leakMiB)
+	if err != nil {
+		return err
+	}
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		return fmt.Errorf("enable bpf stats: %w", err)
+	}
+	defer stats.Close()
+	src, err := loader.New(loader.Options{Logger: quiet})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := make(chan watch.Reading, 1024)
+	runDone := make(chan error, 1)
+	go func() { runDone <- src.Run(ctx, out) }()
+	go func() {
+		for {
+			select {
+			case <-out:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+
+	limit := leakCg.Limit
+	phases := []struct {
+		name    string
+		targets []watch.Target
+	}{
+		{"unwatched (another cgroup watched)", []watch.Target{idleCg.Target(limit/2, limit*9/10, watch.Usage)}},
+		{"watched, below thresholds", []watch.Target{leakCg.Target(limit*9/10, limit*95/100, watch.Usage)}},
+		{"watched, above lower threshold", []watch.Target{leakCg.Target(lab.MiB, limit*95/100, watch.Usage)}},
+	}
+	fmt.Fprintf(w, "Per-hit cost of the BPF program at %s (bpf_stats run_time_ns/run_cnt; leaker touches and frees %d MiB x3; hits include every other cgroup of the node)\n", src.Attach(), cfg.leakMiB)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "case\thits\thits/MiB\tns/hit\tleaker sys ms/GiB\textra sys\t")
+	fmt.Fprintf(tw, "no BPF program\t-\t-\t-\t%.1f\t-\t\n", base.sysPerGiB())
+	for _, p := range phases {
+		src.Update(p.targets)
+		time.Sleep(200 * time.Millisecond)
+		runs0, rt0, err := src.ProgramStats()
+		if err != nil {
+			return err
+		}
+		r, err := leakRound(leaker, cfg.leakMiB)
+		if err != nil {
+			return err
+		}
+		runs1, rt1, err := src.ProgramStats()
+		if err != nil {
+			return err
+		}
+		hits := runs1 - runs0
+		ns := 0.0
+		if hits > 0 {
+			ns = float64(rt1-rt0) / float64(hits)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.1f\t%.1f\t%+.0f%%\t\n", p.name, hits, float64(hits)/float64(3*cfg.leakMiB),
+			ns, r.sysPerGiB(), 100*(r.sysPerGiB()/base.sysPerGiB()-1))
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	cancel()
+	if err := <-runDone; err != nil {
+		return err
+	}
+
+	// Reaction latency, both sources on the same cgroup.
+	latCg, err := lab.NewCgroup(root, v, name("latency"), 256*lab.MiB)
+	if err != nil {
+		return err
+	}
+	defer latCg.Remove()
+	latLeaker, err := lab.StartLeaker(latCg)
+	if err != nil {
+		return err
+	}
+	defer latLeaker.Stop()
+	fmt.Fprintf(w, "Reaction latency: kernel crossing -> reading received, %d-MiB cgroup, warning 75%%, critical 90%% of the limit (usage), %d cycles per row\n", latCg.Limit/lab.MiB, cfg.cycles)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "leak rate\tsource\tcrossings\tmissed\tp50\tp90\tp99\tmax\treadings/cycle\t")
+	for _, rate := range []uint64{0, 100 * lab.MiB} {
+		res, err := latency(latCg, latLeaker, rate, cfg.cycles, quiet)
+		if err != nil {
+			return err
+		}
+		label := "unpaced"
+		if rate > 0 {
+			label = fmt.Sprintf("%d MiB/s", rate/lab.MiB)
+		}
+		for _, r := range res {
+			q := quantiles(r.lat)
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%.1f\t\n", label, r.name, len(r.lat), r.missed,
+				q[0], q[1], q[2], q[3], float64(r.readings)/float64(cfg.cycles))
+		}
+	}
+	tw.Flush()
+	return nil
+}
+
+// round is the leaker's cost of one leak round.
+type round struct {
+	sys   time.Duration
+	bytes uint64
+}
+
+func (r round) sysPerGiB() float64 {
+	return float64(r.sys.Milliseconds()) / (float64(r.bytes) / (1 << 30))
+}
+
+// leakRound touches and frees n MiB three times and returns the leaker's
+// system time.
+func leakRound(l *lab.Leaker, n uint64) (round, error) {
+	s0, err := sysTime(l.Pid())
+	if err != nil {
+		return round{}, err
+	}
+	for range 3 {
+		if err := l.Anon(n*lab.MiB, 0); err != nil {
+			return round{}, err
+		}
+		if err := l.Free(); err != nil {
+			return round{}, err
+		}
+	}
+	s1, err := sysTime(l.Pid())
+	if err != nil {
+		return round{}, err
+	}
+	return round{sys: s1 - s0, bytes: 3 * n * lab.MiB}, nil
+}
+
+// sysTime reads a process's system CPU time from /proc/<pid>/stat.
+func sysTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("short /proc/%d/stat", pid)
+	}
+	ticks, err := strconv.ParseUint(f[12], 10, 64) // field 15, stime
+	if err != nil {
+		return 0, fmt.Errorf("parse stime: %w", err)
+	}
+	return time.Duration(ticks) * (time.Second / 100), nil
+}
+
+type received struct {
+	rd watch.Reading
+	at time.Time
+}
+
+type result struct {
+	name     string
+	lat      []time.Duration
+	missed   int
+	readings int
+}
+
+// latency runs both sources on c and leaks to 95% of its limit `cycles`
+// times.
+func latency(c *lab.Cgroup, l *lab.Leaker, rate uint64, cycles int, log *slog.Logger) ([]result, error) {
+	warn, crit := c.Limit*75/100, c.Limit*90/100
+	bpf, err := loader.New(loader.Options{Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	poll := fallback.New(100*time.Millisecond, 2*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	got := map[string][]received{}
+	var errs []error
+	for _, s := range []watch.Source{bpf, poll} {
+		out := make(chan watch.Reading)
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			if err := s.Run(ctx, out); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("%s: %w", s.Name(), err))
+				mu.Unlock()
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case rd := <-out:
+					at := time.Now()
+					mu.Lock()
+					got[s.Name()] = append(got[s.Name()], received{rd, at})
+					mu.Unlock()
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+		s.Update([]watch.Target{c.Target(warn, crit, watch.Usage)})
+	}
+	time.Sleep(300 * time.Millisecond)
+	type window struct{ from, to time.Time }
+	var windows []window
+	for range cycles {
+		from := time.Now()
+		if err := l.Anon(c.Limit*95/100, rate); err != nil {
+			cancel()
+			wg.Wait()
+			return nil, err
+		}
+		time.Sleep(150 * time.Millisecond)
+		if err := l.Free(); err != nil {
+			cancel()
+			wg.Wait()
+			return nil, err
+		}
+		time.Sleep(250 * time.Millisecond)
+		windows = append(windows, window{from, time.Now()})
+	}
+	cancel()
+	wg.Wait()
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+
+	// The BPF readings give the crossing instants: reading time minus the
+	// kernel-to-delivery latency.
+	names := []string{bpf.Name(), poll.Name()}
+	res := make([]result, len(names))
+	for i, n := range names {
+		res[i].name = n
+	}
+	for _, win := range windows {
+		in := func(name string) []received {
+			var rs []received
+			for _, r := range got[name] {
+				if !r.at.Before(win.from) && r.at.Before(win.to) {
+					rs = append(rs, r)
+				}
+			}
+			return rs
+		}
+		b := in(bpf.Name())
+		for i, n := range names {
+			res[i].readings += len(in(n))
+		}
+		for _, th := range []uint64{warn, crit} {
+			var crossing time.Time
+			for _, r := range b {
+				if r.rd.Origin == loader.OriginBPF && r.rd.Usage >= th && r.rd.Latency > 0 {
+					crossing = r.at.Add(-r.rd.Latency)
+					break
+				}
+			}
+			if crossing.IsZero() {
+				res[0].missed++
+				continue
+			}
+			for i, n := range names {
+				idx := slices.IndexFunc(in(n), func(r received) bool { return r.rd.Usage >= th })
+				if idx < 0 {
+					res[i].missed++
+					continue
+				}
+				res[i].lat = append(res[i].lat, in(n)[idx].at.Sub(crossing))
+			}
+		}
+	}
+	return res, nil
+}
+
+// quantiles returns p50, p90, p99 and max.
+func quantiles(d []time.Duration) [4]string {
+	var q [4]string
+	if len(d) == 0 {
+		return [4]string{"-", "-", "-", "-"}
+	}
+	slices.Sort(d)
+	for i, p := range []float64{0.5, 0.9, 0.99, 1} {
+		k := int(p*float64(len(d)-1) + 0.5)
+		q[i] = round3(d[k]).String()
+	}
+	return q
+}
+
+func round3(d time.Duration) time.Duration {
+	switch {
+	case d >= time.Millisecond:
+		return d.Round(10 * time.Microsecond)
+	case d >= time.Microsecond:
+		return d.Round(time.Microsecond)
+	}
+	return d
+}
+
+func kernelRelease() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "?"
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
+
+func numCPU() int {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		return 0
+	}
+	return set.Count()
+}
