@@ -44,7 +44,9 @@ func (d Decision) Changed() bool { return d.From != d.To }
 
 type state struct {
 	th       Thresholds
-	level    watch.Level
+	level    watch.Level // max(memLevel, pressure)
+	memLevel watch.Level // by the memory figure, with hysteresis
+	pressure watch.Level // by memory pressure (PSI), set by ObservePressure
 	lastSent [3]time.Time
 	value    uint64
 }
@@ -98,11 +100,11 @@ func (s *state) levelFor(v uint64) watch.Level {
 	case s.th.Warn > 0 && v >= s.th.Warn:
 		up = watch.Warning
 	}
-	if up >= s.level {
+	if up >= s.memLevel {
 		return up
 	}
 	// Falling: stay at a level until the figure is Hysteresis below its threshold.
-	l := s.level
+	l := s.memLevel
 	for l > up {
 		th := s.th.Warn
 		if l == watch.Critical {
@@ -124,8 +126,25 @@ func (p *Policy) Observe(id uint64, value uint64, now time.Time) Decision {
 		return Decision{}
 	}
 	s.value = value
-	d := Decision{ID: id, From: s.level, Value: value}
-	s.level = s.levelFor(value)
+	s.memLevel = s.levelFor(value)
+	return p.decide(s, id, now)
+}
+
+// ObservePressure sets the level that memory pressure alone calls for
+// (ok when no pressure trigger fired) and decides on the last figure. The
+// container's level is the higher of the two.
+func (p *Policy) ObservePressure(id uint64, l watch.Level, now time.Time) Decision {
+	s, ok := p.states[id]
+	if !ok {
+		return Decision{}
+	}
+	s.pressure = l
+	return p.decide(s, id, now)
+}
+
+func (p *Policy) decide(s *state, id uint64, now time.Time) Decision {
+	d := Decision{ID: id, From: s.level, Value: s.value}
+	s.level = max(s.memLevel, s.pressure)
 	d.To = s.level
 	if d.To > d.From {
 		// Rising: signal every level entered on the way that is not

@@ -120,3 +120,30 @@ func TestThresholdChangeKeepsState(t *testing.T) {
 		t.Fatalf("got %+v", d)
 	}
 }
+
+func TestPressureRaisesLevel(t *testing.T) {
+	p := New(time.Second)
+	p.Set(1, Thresholds{Warn: 75, Crit: 90, Hysteresis: 2})
+	t0 := time.Unix(0, 0)
+	if d := p.Observe(1, 50, t0); d.To != ok {
+		t.Fatalf("%+v", d)
+	}
+	// Memory at 50% but the container stalls on reclaim: critical.
+	d := p.ObservePressure(1, crit, t0.Add(time.Millisecond))
+	if d.From != ok || d.To != crit || !slices.Equal(d.Signal, []watch.Level{warn, crit}) {
+		t.Fatalf("pressure: %+v", d)
+	}
+	// Memory readings do not lower the level while pressure holds it.
+	if d := p.Observe(1, 40, t0.Add(2*time.Millisecond)); d.To != crit {
+		t.Fatalf("%+v", d)
+	}
+	// Pressure gone: back to the memory level.
+	if d := p.ObservePressure(1, ok, t0.Add(3*time.Millisecond)); d.To != ok {
+		t.Fatalf("%+v", d)
+	}
+	// Memory above warning with pressure at ok stays at warning.
+	p.Observe(1, 80, t0.Add(4*time.Millisecond))
+	if d := p.ObservePressure(1, ok, t0.Add(5*time.Millisecond)); d.To != warn {
+		t.Fatalf("%+v", d)
+	}
+}
