@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime/debug"
 
 	"github.com/oomhero/oomhero/fallback"
 	"github.com/oomhero/oomhero/internal/agent"
@@ -34,6 +35,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// Loading BPF parses the kernel's BTF (megabytes, mapped and decoded);
+	// none of it is needed afterwards. The sidecar runs in every pod: give
+	// the memory back now rather than at the next GC cycle.
+	debug.FreeOSMemory()
 	oom, err := oomwatch.New()
 	if err != nil {
 		log.Warn("OOM kills will not be reported", "error", err)
