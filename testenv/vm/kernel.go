@@ -33,6 +33,13 @@ type Kernel struct {
 // /lib/modules/<release>/kernel.
 var wantedModules = map[string]string{
 	"brd": "drivers/block/brd.ko",
+	// virtio-serial, the fast channel for the guest's reports.
+	"virtio_ring":           "drivers/virtio/virtio_ring.ko",
+	"virtio":                "drivers/virtio/virtio.ko",
+	"virtio_pci_modern_dev": "drivers/virtio/virtio_pci_modern_dev.ko",
+	"virtio_pci_legacy_dev": "drivers/virtio/virtio_pci_legacy_dev.ko",
+	"virtio_pci":            "drivers/virtio/virtio_pci.ko",
+	"virtio_console":        "drivers/char/virtio_console.ko",
 }
 
 var cloudImage = regexp.MustCompile(`^linux-image-6\.1\.0-([0-9]+)-cloud-amd64$`)
@@ -114,9 +121,9 @@ func cachedKernel(cacheDir, name string) (*Kernel, error) {
 	if _, err := os.Stat(k.Vmlinuz); err != nil {
 		return nil, err
 	}
-	for _, p := range k.Modules {
-		if _, err := os.Stat(p); err != nil {
-			return nil, err
+	for mod := range wantedModules {
+		if _, err := os.Stat(k.Modules[mod]); err != nil {
+			return nil, fmt.Errorf("%s: module %s: %w", name, mod, err)
 		}
 	}
 	return &k, nil

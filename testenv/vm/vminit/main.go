@@ -66,10 +66,58 @@ func mono() int64 {
 	return ts.Nano()
 }
 
-// emitter writes events as JSON lines, one write per line.
+// emitter writes events as JSON lines, one write per line. An asynchronous
+// emitter (newQueue) queues lines in memory and writes them from its own
+// goroutine, so a slow channel never blocks a container writing its log.
 type emitter struct {
-	mu sync.Mutex
-	w  io.Writer
+	mu    sync.Mutex
+	w     io.Writer
+	queue *queue
+}
+
+type queue struct {
+	mu      sync.Mutex
+	cond    *sync.Cond
+	lines   [][]byte
+	writing bool
+}
+
+func newQueue(w io.Writer) *emitter {
+	q := &queue{}
+	q.cond = sync.NewCond(&q.mu)
+	go func() {
+		for {
+			q.mu.Lock()
+			for len(q.lines) == 0 {
+				q.writing = false
+				q.cond.Broadcast()
+				q.cond.Wait()
+			}
+			batch := q.lines
+			q.lines = nil
+			q.writing = true
+			q.mu.Unlock()
+			var buf []byte
+			for _, l := range batch {
+				buf = append(buf, l...)
+			}
+			w.Write(buf)
+		}
+	}()
+	return &emitter{w: w, queue: q}
+}
+
+// flush waits until every queued line is written.
+func (e *emitter) flush() {
+	if e.queue == nil {
+		return
+	}
+	q := e.queue
+	q.mu.Lock()
+	for len(q.lines) > 0 || q.writing {
+		q.cond.Wait()
+	}
+	q.mu.Unlock()
 }
 
 func (e *emitter) emit(ev vm.Event) {
@@ -84,10 +132,17 @@ func (e *emitter) emit(ev vm.Event) {
 }
 
 func (e *emitter) raw(line []byte) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	buf := make([]byte, 0, len(line)+1)
 	buf = append(append(buf, line...), '\n')
+	if q := e.queue; q != nil {
+		q.mu.Lock()
+		q.lines = append(q.lines, buf)
+		q.cond.Broadcast()
+		q.mu.Unlock()
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	e.w.Write(buf)
 }
 
@@ -130,12 +185,12 @@ func bootMain() {
 	if console == nil {
 		console, _ = os.OpenFile("/dev/console", os.O_WRONLY, 0)
 	}
-	out, err := openSerial("/dev/ttyS1")
+	out, err := openDataPort()
 	if err != nil {
 		logf("%v", err)
 		return
 	}
-	em := &emitter{w: out}
+	em := newQueue(out)
 	var uts unix.Utsname
 	unix.Uname(&uts)
 	em.emit(vm.Event{Kind: vm.KindBoot, Text: unix.ByteSliceToString(uts.Release[:])})
@@ -143,9 +198,8 @@ func bootMain() {
 		em.errorf("%v", err)
 	}
 	em.emit(vm.Event{Kind: vm.KindEnd})
+	em.flush()
 	out.Sync()
-	// Give the UART time to drain its FIFO before power-off.
-	time.Sleep(50 * time.Millisecond)
 }
 
 func mountAll() error {
@@ -170,26 +224,39 @@ func mountAll() error {
 	return nil
 }
 
-func openSerial(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|unix.O_NOCTTY, 0)
+// virtioModules load the virtio-serial driver, in dependency order.
+var virtioModules = []string{"virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci", "virtio_console"}
+
+func insmod(name, params string) error {
+	f, err := os.Open("/lib/modules/" + name + ".ko")
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("insmod %s: %w", name, err)
 	}
-	t, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("%s: get termios: %w", path, err)
+	defer f.Close()
+	if err := unix.FinitModule(int(f.Fd()), params, 0); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("insmod %s: %w", name, err)
 	}
-	t.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
-	t.Oflag &^= unix.OPOST
-	t.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
-	t.Cflag &^= unix.CSIZE | unix.PARENB | unix.CBAUD
-	t.Cflag |= unix.CS8 | unix.B115200
-	if err := unix.IoctlSetTermios(int(f.Fd()), unix.TCSETS, t); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("%s: set termios: %w", path, err)
+	return nil
+}
+
+// openDataPort opens the virtio-serial port the host reads the events from.
+func openDataPort() (*os.File, error) {
+	for _, m := range virtioModules {
+		if err := insmod(m, ""); err != nil {
+			return nil, err
+		}
 	}
-	return f, nil
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ports, _ := filepath.Glob("/dev/vport*p1")
+		if len(ports) > 0 {
+			return os.OpenFile(ports[0], os.O_WRONLY, 0)
+		}
+		if time.Now().After(deadline) {
+			return nil, errors.New("no virtio-serial port /dev/vport*p1")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func writeFile(path, s string) error {
@@ -275,14 +342,8 @@ func boot(em *emitter) error {
 // cgroup) with an ext2 file system on /data, so page cache in the VM is real
 // file cache (tmpfs pages would be shmem, never inactive_file).
 func dataDisk(mib int) error {
-	f, err := os.Open("/lib/modules/brd.ko")
-	if err != nil {
+	if err := insmod("brd", fmt.Sprintf("rd_nr=1 rd_size=%d max_part=0", mib*1024)); err != nil {
 		return fmt.Errorf("data disk: %w", err)
-	}
-	defer f.Close()
-	params := fmt.Sprintf("rd_nr=1 rd_size=%d max_part=0", mib*1024)
-	if err := unix.FinitModule(int(f.Fd()), params, 0); err != nil && !errors.Is(err, unix.EEXIST) {
-		return fmt.Errorf("data disk: insmod brd: %w", err)
 	}
 	var dev string
 	for i := 0; i < 100; i++ {
@@ -429,10 +490,11 @@ func runCommand(ctx context.Context, em *emitter, c *vm.Command) error {
 	em.emit(vm.Event{Kind: vm.KindStart, Container: c.Name, PID: cmd.Process.Pid})
 	wg.Wait()
 	cmd.Wait()
-	em.emit(exitEvent("", c.Name, cmd.ProcessState.Sys().(syscall.WaitStatus)))
+	ev := exitEvent("", c.Name, cmd.ProcessState.Sys().(syscall.WaitStatus))
 	if ctx.Err() != nil {
-		return fmt.Errorf("%s: %w", c.Name, ctx.Err())
+		ev.Text = "timeout"
 	}
+	em.emit(ev)
 	return nil
 }
 
