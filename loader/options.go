@@ -57,6 +57,11 @@ type Options struct {
 	// RingSize is the ring buffer size in bytes: a power of two, a multiple
 	// of the page size (default 256 KiB).
 	RingSize uint32
+	// Realtime runs the ring-buffer reader on its own thread at SCHED_FIFO
+	// priority 1 (needs CAP_SYS_NICE; without it a warning is logged and the
+	// thread stays SCHED_OTHER). On a busy node the woken reader otherwise
+	// waits for the running task's time slice: milliseconds.
+	Realtime bool
 	// Logger receives debug and warning messages (default slog.Default()).
 	Logger *slog.Logger
 }

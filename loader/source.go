@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -257,6 +258,15 @@ func ctxNil(ctx context.Context, err error) error {
 
 // readRing forwards ring-buffer records until the reader is closed.
 func (s *Source) readRing(recs chan<- memwatchEvent, done <-chan struct{}) error {
+	if s.opts.Realtime {
+		// The thread dies with the goroutine (never unlocked), so no other
+		// goroutine ever runs at this priority.
+		runtime.LockOSThread()
+		attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: 1}
+		if err := unix.SchedSetAttr(0, &attr, 0); err != nil {
+			s.opts.Logger.Warn("cannot make the ring buffer reader real-time (needs CAP_SYS_NICE), staying SCHED_OTHER", "err", err)
+		}
+	}
 	var rec ringbuf.Record
 	for {
 		if err := s.ring.ReadInto(&rec); err != nil {

@@ -32,6 +32,8 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
 	"github.com/oomhero/oomhero/fallback"
@@ -52,11 +54,13 @@ type config struct {
 	cgroupfs string
 	cycles   int
 	leakMiB  uint64
+	costOnly bool
 }
 
 func run(w io.Writer) error {
 	var cfg config
 	flag.StringVar(&cfg.cgroupfs, "cgroupfs", "/sys/fs/cgroup", "where cgroupfs is mounted")
+	flag.BoolVar(&cfg.costOnly, "cost-only", false, "skip the latency table")
 	flag.IntVar(&cfg.cycles, "cycles", 20, "leak cycles per latency scenario")
 	flag.Uint64Var(&cfg.leakMiB, "cost-leak", 512, "MiB the leaker touches per cost round")
 	flag.Parse()
@@ -125,8 +129,13 @@ func run(w io.Writer) error {
 	}
 	fmt.Fprintf(w, "Per-hit cost of the BPF program at %s (bpf_stats run_time_ns/run_cnt; leaker touches and frees %d MiB x3; hits include every other cgroup of the node)\n", src.Attach(), cfg.leakMiB)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "case\thits\thits/MiB\tns/hit\tleaker sys ms/GiB\textra sys\t")
-	fmt.Fprintf(tw, "no BPF program\t-\t-\t-\t%.1f\t-\t\n", base.sysPerGiB())
+	fmt.Fprintln(tw, "case\thits\thits/MiB\tns/hit\tnet of floor\tleaker sys ms/GiB\t")
+	fmt.Fprintf(tw, "no BPF program\t-\t-\t-\t-\t%.0f\t\n", base.sysPerGiB())
+	floor, err := floorCost(src.Attach(), leaker, cfg.leakMiB)
+	if err != nil {
+		return fmt.Errorf("empty program: %w", err)
+	}
+	fmt.Fprintf(tw, "empty program (stats floor)\t%d\t%.0f\t%.1f\t0\t%.0f\t\n", floor.hits, float64(floor.hits)/float64(3*cfg.leakMiB), floor.ns, floor.round.sysPerGiB())
 	for _, p := range phases {
 		src.Update(p.targets)
 		time.Sleep(200 * time.Millisecond)
@@ -147,14 +156,17 @@ func run(w io.Writer) error {
 		if hits > 0 {
 			ns = float64(rt1-rt0) / float64(hits)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.1f\t%.1f\t%+.0f%%\t\n", p.name, hits, float64(hits)/float64(3*cfg.leakMiB),
-			ns, r.sysPerGiB(), 100*(r.sysPerGiB()/base.sysPerGiB()-1))
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.1f\t%.1f\t%.0f\t\n", p.name, hits, float64(hits)/float64(3*cfg.leakMiB),
+			ns, ns-floor.ns, r.sysPerGiB())
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
 	cancel()
 	if err := <-runDone; err != nil {
 		return err
+	}
+	if cfg.costOnly {
+		return nil
 	}
 
 	// Reaction latency, both sources on the same cgroup.
@@ -188,6 +200,63 @@ func run(w io.Writer) error {
 	}
 	tw.Flush()
 	return nil
+}
+
+type floorResult struct {
+	hits  uint64
+	ns    float64
+	round round
+}
+
+// floorCost measures an empty program (r0 = 0; exit) at the same attach
+// point: what bpf_stats reports for a program that does nothing.
+func floorCost(a loader.AttachPoint, l *lab.Leaker, n uint64) (floorResult, error) {
+	spec := &ebpf.ProgramSpec{
+		Name:         "empty",
+		Type:         ebpf.Tracing,
+		License:      "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
+	}
+	switch a {
+	case loader.LruvecBTF:
+		spec.AttachType, spec.AttachTo = ebpf.AttachTraceRawTp, "mod_memcg_lruvec_state"
+	case loader.ChargeFexit:
+		spec.AttachType, spec.AttachTo = ebpf.AttachTraceFExit, "try_charge_memcg"
+	case loader.LruvecTracepoint:
+		spec.Type = ebpf.TracePoint
+	}
+	prog, err := ebpf.NewProgram(spec)
+	if err != nil {
+		return floorResult{}, err
+	}
+	defer prog.Close()
+	var lk link.Link
+	if a == loader.LruvecTracepoint {
+		lk, err = link.Tracepoint("memcg", "mod_memcg_lruvec_state", prog, nil)
+	} else {
+		lk, err = link.AttachTracing(link.TracingOptions{Program: prog, AttachType: spec.AttachType})
+	}
+	if err != nil {
+		return floorResult{}, err
+	}
+	defer lk.Close()
+	s0, err := prog.Stats()
+	if err != nil {
+		return floorResult{}, err
+	}
+	r, err := leakRound(l, n)
+	if err != nil {
+		return floorResult{}, err
+	}
+	s1, err := prog.Stats()
+	if err != nil {
+		return floorResult{}, err
+	}
+	f := floorResult{hits: s1.RunCount - s0.RunCount, round: r}
+	if f.hits > 0 {
+		f.ns = float64(s1.Runtime-s0.Runtime) / float64(f.hits)
+	}
+	return f, nil
 }
 
 // round is the leaker's cost of one leak round.
@@ -260,20 +329,34 @@ func latency(c *lab.Cgroup, l *lab.Leaker, rate uint64, cycles int, log *slog.Lo
 	if err != nil {
 		return nil, err
 	}
+	rt, err := loader.New(loader.Options{Logger: log, Realtime: true})
+	if err != nil {
+		bpf.Close()
+		return nil, err
+	}
 	poll := fallback.New(100*time.Millisecond, 2*time.Millisecond)
+	sources := []struct {
+		name string
+		src  watch.Source
+	}{
+		{bpf.Name(), bpf},
+		{bpf.Name() + " (Realtime reader)", rt},
+		{"cgroupfs (100ms, min 2ms)", poll},
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	got := map[string][]received{}
 	var errs []error
-	for _, s := range []watch.Source{bpf, poll} {
+	for _, ls := range sources {
+		s, name := ls.src, ls.name
 		out := make(chan watch.Reading)
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
 			if err := s.Run(ctx, out); err != nil {
 				mu.Lock()
-				errs = append(errs, fmt.Errorf("%s: %w", s.Name(), err))
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
 				mu.Unlock()
 			}
 		}()
@@ -284,7 +367,7 @@ func latency(c *lab.Cgroup, l *lab.Leaker, rate uint64, cycles int, log *slog.Lo
 				case rd := <-out:
 					at := time.Now()
 					mu.Lock()
-					got[s.Name()] = append(got[s.Name()], received{rd, at})
+					got[name] = append(got[name], received{rd, at})
 					mu.Unlock()
 				case <-ctx.Done():
 					return
@@ -320,7 +403,10 @@ func latency(c *lab.Cgroup, l *lab.Leaker, rate uint64, cycles int, log *slog.Lo
 
 	// The BPF readings give the crossing instants: reading time minus the
 	// kernel-to-delivery latency.
-	names := []string{bpf.Name(), poll.Name()}
+	var names []string
+	for _, ls := range sources {
+		names = append(names, ls.name)
+	}
 	res := make([]result, len(names))
 	for i, n := range names {
 		res[i].name = n
@@ -335,7 +421,7 @@ func latency(c *lab.Cgroup, l *lab.Leaker, rate uint64, cycles int, log *slog.Lo
 			}
 			return rs
 		}
-		b := in(bpf.Name())
+		b := in(names[0])
 		for i, n := range names {
 			res[i].readings += len(in(n))
 		}
