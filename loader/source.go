@@ -65,6 +65,8 @@ type Source struct {
 	lostSeen uint64
 	// resyncs counts resynchronizations after lost records (for tests).
 	resyncs atomic.Uint64
+	// lostTotal mirrors the program's lost counter for Lost.
+	lostTotal atomic.Uint64
 	// onEvent, when set before Run, sees every record (for tests).
 	onEvent func(memwatchEvent)
 }
@@ -119,6 +121,12 @@ func (s *Source) Name() string { return "bpf " + string(s.l.attach) }
 // Attach returns the attach point in use.
 func (s *Source) Attach() AttachPoint { return s.l.attach }
 
+// Lost returns how many ring-buffer records the program could not submit
+// since New, as of the last check (every record batch and every poll tick
+// while running). Each loss causes a resync of every target from cgroupfs.
+// It is safe to call concurrently with Run.
+func (s *Source) Lost() uint64 { return s.lostTotal.Load() }
+
 // ProgramStats returns how many times the program ran and for how long in
 // total. Both stay zero unless run-time statistics are enabled
 // (sysctl kernel.bpf_stats_enabled=1 or ebpf.EnableStats).
@@ -159,6 +167,21 @@ func (s *Source) Update(targets []watch.Target) {
 func (s *Source) Run(ctx context.Context, out chan<- watch.Reading) (err error) {
 	if !s.running.CompareAndSwap(false, true) {
 		return errors.New("bpf source: Run called twice")
+	}
+	if s.opts.Realtime {
+		// Events are handled at SCHED_FIFO too; the thread goes back to
+		// SCHED_OTHER before the caller's goroutine may use it again.
+		runtime.LockOSThread()
+		if err := setPolicy(unix.SCHED_FIFO, 1); err != nil {
+			runtime.UnlockOSThread()
+			s.opts.Logger.Warn("cannot make the bpf source real-time (needs CAP_SYS_NICE), staying SCHED_OTHER", "err", err)
+		} else {
+			defer func() {
+				if setPolicy(0 /* SCHED_OTHER */, 0) == nil {
+					runtime.UnlockOSThread()
+				}
+			}()
+		}
 	}
 	recs := make(chan memwatchEvent, 4096)
 	readErr := make(chan error, 1)
@@ -262,8 +285,7 @@ func (s *Source) readRing(recs chan<- memwatchEvent, done <-chan struct{}) error
 		// The thread dies with the goroutine (never unlocked), so no other
 		// goroutine ever runs at this priority.
 		runtime.LockOSThread()
-		attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: 1}
-		if err := unix.SchedSetAttr(0, &attr, 0); err != nil {
+		if err := setPolicy(unix.SCHED_FIFO, 1); err != nil {
 			s.opts.Logger.Warn("cannot make the ring buffer reader real-time (needs CAP_SYS_NICE), staying SCHED_OTHER", "err", err)
 		}
 	}
@@ -293,6 +315,12 @@ func (s *Source) readRing(recs chan<- memwatchEvent, done <-chan struct{}) error
 			return nil
 		}
 	}
+}
+
+// setPolicy sets the scheduling policy of the calling thread.
+func setPolicy(policy, prio uint32) error {
+	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: policy, Priority: prio}
+	return unix.SchedSetAttr(0, &attr, 0)
 }
 
 // monoNow returns CLOCK_MONOTONIC in ns, the clock of bpf_ktime_get_ns.
@@ -343,6 +371,7 @@ func (s *Source) checkLost(ctx context.Context, out chan<- watch.Reading) error 
 	}
 	s.opts.Logger.Debug("ring buffer records lost, resyncing from cgroupfs", "lost", lost-s.lostSeen)
 	s.lostSeen = lost
+	s.lostTotal.Store(lost)
 	s.resyncs.Add(1)
 	for _, t := range s.targets {
 		if t.broken != nil {

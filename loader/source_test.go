@@ -17,8 +17,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/oomhero/oomhero/internal/cgroup"
+	"github.com/oomhero/oomhero/internal/lab"
 	"github.com/oomhero/oomhero/internal/watch"
-	"github.com/oomhero/oomhero/loader/internal/lab"
 )
 
 // Environment:

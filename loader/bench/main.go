@@ -37,9 +37,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/oomhero/oomhero/fallback"
+	"github.com/oomhero/oomhero/internal/lab"
 	"github.com/oomhero/oomhero/internal/watch"
 	"github.com/oomhero/oomhero/loader"
-	"github.com/oomhero/oomhero/loader/internal/lab"
 )
 
 func main() {
@@ -61,7 +61,7 @@ func run(w io.Writer) error {
 	var cfg config
 	flag.StringVar(&cfg.cgroupfs, "cgroupfs", "/sys/fs/cgroup", "where cgroupfs is mounted")
 	flag.BoolVar(&cfg.costOnly, "cost-only", false, "skip the latency table")
-	flag.IntVar(&cfg.cycles, "cycles", 20, "leak cycles per latency scenario")
+	flag.IntVar(&cfg.cycles, "cycles", 50, "leak cycles per latency scenario")
 	flag.Uint64Var(&cfg.leakMiB, "cost-leak", 512, "MiB the leaker touches per cost round")
 	flag.Parse()
 
@@ -87,7 +87,7 @@ func run(w io.Writer) error {
 	defer leaker.Stop()
 
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	fmt.Fprintf(w, "oomhero BPF benchmark: kernel %s, cgroup %s, %d CPUs\n\n", kernelRelease(), v, numCPU())
+	fmt.Fprintf(w, "oomhero BPF benchmark: kernel %s, cgroup %s, %d CPUs, load average %s\n\n", kernelRelease(), v, numCPU(), loadavg())
 
 	// Per-hit cost.
 	base, err := leakRound(leaker, cfg.leakMiB)
@@ -182,7 +182,7 @@ func run(w io.Writer) error {
 	defer latLeaker.Stop()
 	fmt.Fprintf(w, "Reaction latency: kernel crossing -> reading received, %d-MiB cgroup, warning 75%%, critical 90%% of the limit (usage), %d cycles per row\n", latCg.Limit/lab.MiB, cfg.cycles)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "leak rate\tsource\tcrossings\tmissed\tp50\tp90\tp99\tmax\treadings/cycle\t")
+	fmt.Fprintln(tw, "leak rate\tsource\tcrossings\tmissed\tp50\tp90\tp99\tmax\tin-source p50/p99/max\treadings/cycle\t")
 	for _, rate := range []uint64{0, 100 * lab.MiB} {
 		res, err := latency(latCg, latLeaker, rate, cfg.cycles, quiet)
 		if err != nil {
@@ -193,13 +193,27 @@ func run(w io.Writer) error {
 			label = fmt.Sprintf("%d MiB/s", rate/lab.MiB)
 		}
 		for _, r := range res {
-			q := quantiles(r.lat)
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%.1f\t\n", label, r.name, len(r.lat), r.missed,
-				q[0], q[1], q[2], q[3], float64(r.readings)/float64(cfg.cycles))
+			q, o := quantiles(r.lat), quantiles(r.own)
+			own := "-"
+			if len(r.own) > 0 {
+				own = o[0] + "/" + o[2] + "/" + o[3]
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%.1f\t\n", label, r.name, len(r.lat), r.missed,
+				q[0], q[1], q[2], q[3], own, float64(r.readings)/float64(cfg.cycles))
 		}
 	}
 	tw.Flush()
+	fmt.Fprintf(w, "load average at the end: %s\n", loadavg())
 	return nil
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	return strings.Join(f[:min(3, len(f))], " ")
 }
 
 type floorResult struct {
@@ -317,6 +331,7 @@ type received struct {
 type result struct {
 	name     string
 	lat      []time.Duration
+	own      []time.Duration // Reading.Latency: kernel event to the source's send
 	missed   int
 	readings int
 }
@@ -443,7 +458,11 @@ func latency(c *lab.Cgroup, l *lab.Leaker, rate uint64, cycles int, log *slog.Lo
 					res[i].missed++
 					continue
 				}
-				res[i].lat = append(res[i].lat, in(n)[idx].at.Sub(crossing))
+				r := in(n)[idx]
+				res[i].lat = append(res[i].lat, r.at.Sub(crossing))
+				if r.rd.Latency > 0 {
+					res[i].own = append(res[i].own, r.rd.Latency)
+				}
 			}
 		}
 	}

@@ -1,5 +1,5 @@
 // Package lab makes real memory cgroups and a real allocating process for the
-// loader tests and benchmark: the leaker is the calling binary re-executed
+// privileged tests and benchmarks: the leaker is the calling binary re-executed
 // (tests and the benchmark call MaybeLeaker first thing).
 package lab
 
