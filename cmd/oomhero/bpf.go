@@ -11,8 +11,12 @@ import (
 // newBPFSource loads the BPF source. Its error wraps watch.ErrUnavailable
 // when BPF cannot work on this host.
 func newBPFSource(cfg *config.Config, log *slog.Logger) (watch.Source, error) {
-	return loader.New(loader.Options{
+	s, err := loader.New(loader.Options{
 		PollInterval: cfg.Interval,
 		Logger:       log.With("component", "bpf"),
 	})
+	if err != nil {
+		return nil, err // not a typed nil *loader.Source
+	}
+	return s, nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/oomhero/oomhero/internal/cgroup"
 	"github.com/oomhero/oomhero/internal/config"
 	"github.com/oomhero/oomhero/internal/discover"
 	"github.com/oomhero/oomhero/internal/oomwatch"
@@ -128,6 +129,8 @@ type tracked struct {
 	sent     [3]time.Time // last signal actually delivered, per level
 	noTarget [3]bool      // "no process can take the signal" said this episode
 	readErr  bool
+	psi      *cgroup.PressureReader // nil where the cgroup has no PSI
+	pressure cgroup.Pressure
 }
 
 func (a *Agent) now() time.Time {
@@ -273,6 +276,12 @@ func (a *Agent) rescan() error {
 		}
 		t = &tracked{Container: c, group: g}
 		a.byPath[path], a.byID[c.ID] = t, t
+		psiNote := "unavailable"
+		if r, err := cgroup.OpenPressure(c.Dir); err == nil {
+			t.psi, psiNote = r, "memory.pressure"
+		} else if !errors.Is(err, cgroup.ErrNoPressure) {
+			psiNote = "unavailable: " + err.Error()
+		}
 		th := a.thresholds(c.Limit)
 		a.policy.Set(c.ID, th)
 		changed = true
@@ -290,7 +299,7 @@ func (a *Agent) rescan() error {
 		}
 		a.Log.Info("container watched", "container", c.Name, "cgroup", path, "cgroup_id", c.ID,
 			"version", c.Version.String(), "dir", c.Dir, "limit_bytes", c.Limit,
-			"warning_bytes", th.Warn, "critical_bytes", th.Crit, "pids", len(c.PIDs), "oom_kills", oomNote)
+			"warning_bytes", th.Warn, "critical_bytes", th.Crit, "pids", len(c.PIDs), "oom_kills", oomNote, "pressure", psiNote)
 	}
 	for path, t := range a.byPath {
 		if _, ok := groups[path]; !ok {
@@ -304,6 +313,9 @@ func (a *Agent) rescan() error {
 			delete(a.notWatched, path)
 		}
 	}
+	for _, t := range a.byID {
+		a.readPressure(t)
+	}
 	targets := a.targets()
 	if changed {
 		a.Source.Update(targets)
@@ -313,6 +325,9 @@ func (a *Agent) rescan() error {
 }
 
 func (a *Agent) forget(t *tracked) {
+	if t.psi != nil {
+		t.psi.Close()
+	}
 	if a.OOM != nil {
 		a.OOM.Remove(t.ID)
 	}
@@ -367,10 +382,52 @@ func (a *Agent) reading(rd watch.Reading) {
 			"percent", percent(value, t.Limit), "usage_bytes", rd.Usage, "working_set_bytes", rd.WorkingSet(),
 			"anon_bytes", rd.Anon, "limit_bytes", t.Limit, "latency", rd.Latency)
 	}
+	a.decided(t, d, rd, rd.Origin)
+}
+
+// readPressure refreshes a container's memory pressure and, when a pressure
+// trigger is set, lets it raise (or release) the level.
+func (a *Agent) readPressure(t *tracked) {
+	if t.psi == nil {
+		return
+	}
+	p, err := t.psi.Read()
+	if err != nil {
+		a.Log.Warn("cannot read memory pressure", "container", t.Name, "error", err)
+		t.psi.Close()
+		t.psi = nil
+		return
+	}
+	t.pressure = p
+	if a.Config.WarningPressure == 0 && a.Config.CriticalPressure == 0 {
+		return
+	}
+	l := watch.OK
+	switch full := p.Full.Avg10; {
+	case a.Config.CriticalPressure > 0 && full >= float64(a.Config.CriticalPressure):
+		l = watch.Critical
+	case a.Config.WarningPressure > 0 && full >= float64(a.Config.WarningPressure):
+		l = watch.Warning
+	}
+	a.decided(t, a.policy.ObservePressure(t.ID, l, a.now()), t.last, "pressure")
+}
+
+// pressureAttrs are the pressure figures for a log line, when known.
+func (t *tracked) pressureAttrs() []any {
+	if t.psi == nil {
+		return nil
+	}
+	return []any{"pressure_some_avg10", t.pressure.Some.Avg10, "pressure_full_avg10", t.pressure.Full.Avg10}
+}
+
+// decided logs a level change and sends the signals a decision calls for.
+func (a *Agent) decided(t *tracked, d policy.Decision, rd watch.Reading, origin string) {
+	value := rd.Value(a.Config.Metric)
 	if d.Changed() {
-		a.Log.Info("level changed", "container", t.Name, "from", d.From.String(), "to", d.To.String(),
+		a.Log.Info("level changed", append([]any{"container", t.Name, "from", d.From.String(), "to", d.To.String(),
 			"percent", percent(value, t.Limit), "metric", string(a.Config.Metric),
-			"working_set_bytes", rd.WorkingSet(), "usage_bytes", rd.Usage, "limit_bytes", t.Limit, "origin", rd.Origin)
+			"working_set_bytes", rd.WorkingSet(), "usage_bytes", rd.Usage, "limit_bytes", t.Limit, "origin", origin},
+			t.pressureAttrs()...)...)
 		a.Observer.LevelChanged(a.target(t), d.From, d.To, rd)
 		if d.To == watch.OK {
 			t.noTarget = [3]bool{}
@@ -412,9 +469,10 @@ func (a *Agent) signal(t *tracked, l watch.Level, rd watch.Reading) {
 		switch {
 		case err == nil:
 			t.sent[l] = now
-			a.Log.Info("signal sent", "pid", p.PID, "command", p.Comm, "container", t.Name, "level", l.String(),
+			a.Log.Info("signal sent", append([]any{"pid", p.PID, "command", p.Comm, "container", t.Name, "level", l.String(),
 				"signal", config.SignalName(sig), "percent", percent(value, t.Limit),
-				"working_set_bytes", rd.WorkingSet(), "usage_bytes", rd.Usage, "limit_bytes", t.Limit)
+				"working_set_bytes", rd.WorkingSet(), "usage_bytes", rd.Usage, "limit_bytes", t.Limit},
+				t.pressureAttrs()...)...)
 		case errors.Is(err, signals.ErrGone):
 			result = "gone"
 			a.Log.Debug("process gone before the signal", "pid", p.PID, "container", t.Name)
@@ -469,6 +527,7 @@ func (a *Agent) kill(k oomwatch.Kill) {
 		attrs = append(attrs, "last_percent", percent(v, t.Limit), "last_working_set_bytes", t.last.WorkingSet(),
 			"last_usage_bytes", t.last.Usage, "last_reading_ago", k.Time.Sub(t.last.Time).Round(time.Millisecond))
 	}
+	attrs = append(attrs, t.pressureAttrs()...)
 	var why string
 	for _, l := range []watch.Level{watch.Warning, watch.Critical} {
 		key := "last_" + l.String()

@@ -38,24 +38,28 @@ const (
 
 // Config is oomhero's effective configuration.
 type Config struct {
-	Warning, Critical     int // percent of the limit, 1..100
-	WarningSignal         unix.Signal
-	CriticalSignal        unix.Signal
-	Cooldown              time.Duration
-	Hysteresis            int // percentage points below a threshold to leave its level
-	Metric                watch.Metric
-	Targets               Targets
-	Source                string // auto, bpf, cgroupfs
-	Interval, MinInterval time.Duration
-	Rescan                time.Duration
-	Proc                  string
-	CgroupRoot            string // host cgroupfs mount, optional (node mode)
-	CgroupMatch           string
-	LogFormat             string
-	LogLevel              slog.Level
-	Listen                string
-	Events                bool
-	Version               bool
+	Warning, Critical int // percent of the limit, 1..100
+	WarningSignal     unix.Signal
+	CriticalSignal    unix.Signal
+	Cooldown          time.Duration
+	Hysteresis        int // percentage points below a threshold to leave its level
+	// WarningPressure and CriticalPressure are memory pressure triggers:
+	// percent of time all tasks stalled on memory ("full avg10" of PSI);
+	// 0 is off.
+	WarningPressure, CriticalPressure int
+	Metric                            watch.Metric
+	Targets                           Targets
+	Source                            string // auto, bpf, cgroupfs
+	Interval, MinInterval             time.Duration
+	Rescan                            time.Duration
+	Proc                              string
+	CgroupRoot                        string // host cgroupfs mount, optional (node mode)
+	CgroupMatch                       string
+	LogFormat                         string
+	LogLevel                          slog.Level
+	Listen                            string
+	Events                            bool
+	Version                           bool
 }
 
 // Error is a configuration error: which variable, which value, what is accepted.
@@ -115,6 +119,10 @@ func options(c *Config) []*option {
 				c.Hysteresis = n
 				return nil
 			}},
+		{name: "warning-pressure", def: "0", usage: "also warn when the container's memory pressure (PSI full avg10, percent of time all its tasks stalled on memory; cgroup v2) reaches this (0: off)",
+			set: pressure(&c.WarningPressure)},
+		{name: "critical-pressure", def: "0", usage: "also go critical when memory pressure (PSI full avg10) reaches this percent (0: off)",
+			set: pressure(&c.CriticalPressure)},
 		{name: "metric", def: string(watch.WorkingSet), usage: "memory figure compared with the thresholds: workingset (usage minus inactive file cache, as kubelet judges), usage (page cache included), rss (anonymous memory)",
 			set: func(c *Config, v string) (err error) {
 				c.Metric, err = watch.ParseMetric(strings.ToLower(v))
@@ -183,6 +191,17 @@ func options(c *Config) []*option {
 				}
 				return nil
 			}},
+	}
+}
+
+func pressure(dst *int) func(*Config, string) error {
+	return func(_ *Config, v string) error {
+		n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), "%"))
+		if err != nil || n < 0 || n > 100 {
+			return errors.New("a whole number of percent from 0 (off) to 100")
+		}
+		*dst = n
+		return nil
 	}
 }
 
@@ -331,6 +350,10 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 		return nil, &Error{Name: used["warning"], Value: strconv.Itoa(c.Warning),
 			Accepted: fmt.Sprintf("at most the critical threshold (%s=%d)", used["critical"], c.Critical)}
 	}
+	if c.WarningPressure > 0 && c.CriticalPressure > 0 && c.WarningPressure > c.CriticalPressure {
+		return nil, &Error{Name: used["warning-pressure"], Value: strconv.Itoa(c.WarningPressure),
+			Accepted: fmt.Sprintf("at most the critical pressure (%s=%d)", used["critical-pressure"], c.CriticalPressure)}
+	}
 	if c.MinInterval > c.Interval {
 		return nil, &Error{Name: "--min-interval", Value: c.MinInterval.String(), Accepted: "at most --interval " + c.Interval.String()}
 	}
@@ -346,6 +369,8 @@ func (c *Config) LogValue() slog.Value {
 		slog.String("critical_signal", SignalName(c.CriticalSignal)),
 		slog.Duration("cooldown", c.Cooldown),
 		slog.Int("hysteresis_points", c.Hysteresis),
+		slog.Int("warning_pressure", c.WarningPressure),
+		slog.Int("critical_pressure", c.CriticalPressure),
 		slog.String("metric", string(c.Metric)),
 		slog.String("targets", string(c.Targets)),
 		slog.String("source", c.Source),
