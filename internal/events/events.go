@@ -28,7 +28,7 @@ const ServiceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 // ErrNotInCluster is returned by ConfigFromEnv when the process does not run
 // in a Kubernetes pod (or lacks what it needs to reach the API server).
-var ErrNotInCluster = errors.New("not running in a kubernetes pod")
+var ErrNotInCluster = errors.New("no in-cluster kubernetes configuration")
 
 // Kind is the kind of an event.
 type Kind int

@@ -3,7 +3,7 @@
 //
 // Labels stay low in cardinality: pod (a constant of the process, from the
 // Downward API), container (one per watched container; Forget drops the series
-// of a container that went away), level ("warning", "critical") and result.
+// of a container that went away, its counters after Options.Retain), level ("warning", "critical") and result.
 // No label carries a PID, a cgroup id or a value.
 //
 // Endpoints (Handler, ListenAndServe):
@@ -27,7 +27,7 @@
 //	m.Signal(name, watch.Warning, metrics.ResultNoTarget)   // nobody could take it
 //	m.OOMKill(name)                    // per OOM kill seen
 //	m.LostEvents(n)                    // ring-buffer records the kernel dropped
-//	m.Forget(name)                     // container gone
+//	m.Forget(name)                     // container gone (its counters stay for Options.Retain)
 //
 // The Go runtime and process collectors are registered too, so the sidecar's
 // own footprint (process_resident_memory_bytes) is scraped with the rest.

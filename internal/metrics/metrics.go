@@ -4,6 +4,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -33,6 +34,12 @@ type Options struct {
 	// NoProcessCollectors leaves out the Go runtime and process
 	// collectors (tests compare exact outputs).
 	NoProcessCollectors bool
+	// Retain is how long the counters (signals, OOM kills) of a forgotten
+	// container stay exported, so a scrape after an OOM kill and restart
+	// still sees them; 0 means 10 minutes.
+	Retain time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
 }
 
 // Metrics holds oomhero's Prometheus registry. The zero value is not usable;
@@ -48,8 +55,12 @@ type Metrics struct {
 	watched                                    prometheus.Gauge
 	lastScan                                   prometheus.Gauge
 
+	retain time.Duration
+	now    func() time.Time
+
 	mu         sync.Mutex
-	sourceName string // current source label values, "source\x00attach"
+	sourceName string               // current source label values, "source\x00attach"
+	forgotten  map[string]time.Time // container -> when Forget was called
 
 	scanned   atomic.Bool
 	sourceSet atomic.Bool
@@ -62,9 +73,18 @@ func New(o Options) *Metrics {
 		ns = "oomhero"
 	}
 	cl := []string{"pod", "container"}
+	if o.Retain <= 0 {
+		o.Retain = 10 * time.Minute
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	m := &Metrics{
-		pod: o.Pod,
-		reg: prometheus.NewRegistry(),
+		pod:       o.Pod,
+		retain:    o.Retain,
+		now:       o.Now,
+		forgotten: map[string]time.Time{},
+		reg:       prometheus.NewRegistry(),
 		usage: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: ns, Name: "memory_usage_bytes",
 			Help: "Memory charged to the container's cgroup, page cache included (bytes).",
@@ -127,6 +147,7 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 // decided for it.
 func (m *Metrics) Observe(t watch.Target, r watch.Reading, l watch.Level) {
 	name := t.Name
+	m.remember(name)
 	m.usage.WithLabelValues(m.pod, name).Set(float64(r.Usage))
 	m.workingSet.WithLabelValues(m.pod, name).Set(float64(r.WorkingSet()))
 	lim := r.Limit
@@ -142,6 +163,7 @@ func (m *Metrics) Observe(t watch.Target, r watch.Reading, l watch.Level) {
 func (m *Metrics) SetWatched(targets []watch.Target) {
 	m.watched.Set(float64(len(targets)))
 	for _, t := range targets {
+		m.remember(t.Name)
 		m.threshold.WithLabelValues(m.pod, t.Name, watch.Warning.String()).Set(float64(t.Warn))
 		m.threshold.WithLabelValues(m.pod, t.Name, watch.Critical.String()).Set(float64(t.Crit))
 		if t.Limit > 0 {
@@ -153,8 +175,11 @@ func (m *Metrics) SetWatched(targets []watch.Target) {
 // ScanDone marks a finished discovery scan. /readyz reports ready once a
 // scan finished and a source is set.
 func (m *Metrics) ScanDone() {
-	m.lastScan.SetToCurrentTime()
+	m.lastScan.Set(float64(m.now().UnixNano()) / 1e9)
 	m.scanned.Store(true)
+	m.mu.Lock()
+	m.sweep()
+	m.mu.Unlock()
 }
 
 // Signal counts one signal oomhero sent, or tried to send, to a container's
@@ -191,15 +216,45 @@ func (m *Metrics) SetSource(name string) {
 	m.sourceSet.Store(src != "")
 }
 
-// Forget deletes every series of a container that is no longer watched,
-// so names of containers long gone do not pile up.
+// Forget deletes the gauges of a container that is no longer watched, so
+// names of containers long gone do not pile up. Its counters (signals, OOM
+// kills) stay for Options.Retain, so the scrape after an OOM kill still
+// counts it; a container observed again is kept.
 func (m *Metrics) Forget(container string) {
 	match := prometheus.Labels{"pod": m.pod, "container": container}
 	for _, v := range []*prometheus.GaugeVec{m.usage, m.workingSet, m.limit, m.level, m.threshold} {
 		v.DeletePartialMatch(match)
 	}
-	m.signals.DeletePartialMatch(match)
-	m.oomKills.DeletePartialMatch(match)
+	m.mu.Lock()
+	if _, ok := m.forgotten[container]; !ok {
+		m.forgotten[container] = m.now()
+	}
+	m.sweep()
+	m.mu.Unlock()
+}
+
+// remember undoes Forget for a container watched again.
+func (m *Metrics) remember(container string) {
+	m.mu.Lock()
+	if len(m.forgotten) > 0 {
+		delete(m.forgotten, container)
+	}
+	m.mu.Unlock()
+}
+
+// sweep deletes the counters of containers forgotten longer than retain
+// ago. m.mu must be held.
+func (m *Metrics) sweep() {
+	now := m.now()
+	for c, at := range m.forgotten {
+		if now.Sub(at) < m.retain {
+			continue
+		}
+		match := prometheus.Labels{"pod": m.pod, "container": c}
+		m.signals.DeletePartialMatch(match)
+		m.oomKills.DeletePartialMatch(match)
+		delete(m.forgotten, c)
+	}
 }
 
 // Ready reports whether the first scan finished and a source is active.

@@ -106,13 +106,46 @@ func TestObserveAndCounters(t *testing.T) {
 		t.Error("old source series still exported after SetSource")
 	}
 
-	m.Forget("bloat")
-	got = scrape(t, m)
+}
+
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+func TestForgetKeepsCountersForRetain(t *testing.T) {
+	clk := &clock{t: time.Unix(1000, 0)}
+	m := New(Options{Pod: "p", NoProcessCollectors: true, Retain: time.Minute, Now: clk.now})
+	for _, name := range []string{"gone", "back"} {
+		tg := watch.Target{Container: watch.Container{Name: name, Limit: 100}, Warn: 75, Crit: 90}
+		m.SetWatched([]watch.Target{tg})
+		m.Observe(tg, watch.Reading{Usage: 99, Limit: 100}, watch.Critical)
+		m.Signal(name, watch.Critical, ResultSent)
+		m.OOMKill(name)
+	}
+	m.Forget("gone")
+	m.Forget("back")
+	got := scrape(t, m)
 	for k := range got {
-		if strings.Contains(k, "container=bloat") {
-			t.Errorf("series %s left after Forget", k)
+		if strings.Contains(k, "container=gone") && !strings.HasPrefix(k, "oomhero_signals_total") && !strings.HasPrefix(k, "oomhero_oom_kills_total") {
+			t.Errorf("gauge %s left after Forget", k)
 		}
 	}
+	want(t, got, "oomhero_oom_kills_total{container=gone,pod=p}", 1)
+	want(t, got, "oomhero_signals_total{container=gone,level=critical,pod=p,result=sent}", 1)
+
+	// "back" is watched again (a restarted container keeping its name).
+	tg := watch.Target{Container: watch.Container{Name: "back", Limit: 100}}
+	m.Observe(tg, watch.Reading{Usage: 10, Limit: 100}, watch.OK)
+	clk.t = clk.t.Add(time.Minute)
+	m.ScanDone()
+	got = scrape(t, m)
+	for k := range got {
+		if strings.Contains(k, "container=gone") {
+			t.Errorf("series %s left after Retain", k)
+		}
+	}
+	want(t, got, "oomhero_oom_kills_total{container=back,pod=p}", 1)
+	want(t, got, "oomhero_last_scan_timestamp_seconds{}", 1060)
 }
 
 func TestReadiness(t *testing.T) {
