@@ -2,9 +2,10 @@
 // and serves the health endpoints Kubernetes probes use.
 //
 // Labels stay low in cardinality: pod (a constant of the process, from the
-// Downward API), container (one per watched container; Forget drops the series
-// of a container that went away, its counters after Options.Retain), level ("warning", "critical") and result.
-// No label carries a PID, a cgroup id or a value.
+// Downward API), container (one per watched container; Forget drops the
+// gauges of a container that went away at once, its counters after
+// Options.Retain), level ("warning", "critical") and result. No label carries
+// a PID, a cgroup id or a value.
 //
 // Endpoints (Handler, ListenAndServe):
 //
