@@ -10,12 +10,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // selfCgroup reads the memory figures of the process's own memory cgroup.
-// It is independent of oomhero's readers on purpose: the test app checks
+// It is safe for concurrent use. It is independent of oomhero's readers on purpose: the test app checks
 // oomhero, it must not share its mistakes.
 type selfCgroup struct {
+	mu                 sync.Mutex // the signal logger and the sampler share buf
 	dir, version       string
 	usage, stat, limit *os.File
 	inactiveKey        []byte
@@ -141,6 +143,8 @@ func (c *selfCgroup) readUint(f *os.File) (uint64, error) {
 
 // Limit returns the memory limit in bytes, 0 when there is none.
 func (c *selfCgroup) Limit() (uint64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	b, err := c.readAll(c.limit)
 	if err != nil {
 		return 0, err
@@ -161,6 +165,8 @@ func (c *selfCgroup) Limit() (uint64, error) {
 
 // Read returns usage, working set (usage - inactive file) and inactive file.
 func (c *selfCgroup) Read() (usage, ws, inactive uint64, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if usage, err = c.readUint(c.usage); err != nil {
 		return 0, 0, 0, err
 	}

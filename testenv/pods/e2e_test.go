@@ -167,6 +167,9 @@ func dump(t *testing.T, logs map[string]string) {
 			t.Logf("%s log (digest):\n%s", name, appDigest(s))
 		}
 	}
+	if st := logs["states"]; st != "" {
+		t.Logf("containers:\n%s", indent(st))
+	}
 	if dir != "" {
 		t.Logf("full logs in %s", dir)
 	}
@@ -220,6 +223,7 @@ func startPod(t *testing.T, ctx context.Context, l *Lab, p Pod) *Running {
 				t.Logf("logs of %s: %v", c.Name, err)
 			}
 		}
+		logs["states"] = r.States(lctx)
 		dump(t, logs)
 		if err := r.Down(); err != nil {
 			t.Errorf("tear down: %v", err)
@@ -242,7 +246,7 @@ func leakDump(t *testing.T, res *LeakResult) {
 	if res == nil {
 		return
 	}
-	dump(t, map[string]string{"app": res.AppLog, "oomhero": res.OomheroLog})
+	dump(t, map[string]string{"app": res.AppLog, "oomhero": res.OomheroLog, "states": res.States})
 }
 
 // TestLeak20 (issue 2, 8a): a 20 MiB/s leak gets its warning, then its

@@ -3,7 +3,6 @@ package pods
 import (
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"syscall"
@@ -23,11 +22,13 @@ type KernelOOMKill struct {
 // given host pids, read from kmsg (normally /dev/kmsg). It returns an error
 // when the kernel log cannot be read.
 func KernelOOMKills(kmsg string, pids ...int) ([]KernelOOMKill, error) {
-	f, err := os.OpenFile(kmsg, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	// Raw system calls: an *os.File would park a non-blocking read in the
+	// poller instead of returning EAGAIN at the end of the log.
+	fd, err := syscall.Open(kmsg, syscall.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("read kernel log: %w", err)
+		return nil, fmt.Errorf("read kernel log: open %s: %w", kmsg, err)
 	}
-	defer f.Close()
+	defer syscall.Close(fd)
 	want := map[int]bool{}
 	for _, p := range pids {
 		want[p] = true
@@ -35,15 +36,21 @@ func KernelOOMKills(kmsg string, pids ...int) ([]KernelOOMKill, error) {
 	var out []KernelOOMKill
 	buf := make([]byte, 8192)
 	for {
-		n, err := f.Read(buf)
+		n, err := syscall.Read(fd, buf)
 		if errors.Is(err, syscall.EAGAIN) {
 			return out, nil
 		}
 		if errors.Is(err, syscall.EPIPE) {
 			continue // records overwritten while reading
 		}
+		if errors.Is(err, syscall.EINTR) {
+			continue
+		}
 		if err != nil {
 			return out, fmt.Errorf("read kernel log: %w", err)
+		}
+		if n <= 0 {
+			return out, nil
 		}
 		rec := string(buf[:n])
 		head, msg, ok := strings.Cut(rec, ";")

@@ -110,6 +110,35 @@ func (l *Lab) Podman(ctx context.Context, args ...string) ([]byte, error) {
 	return stdout.Bytes(), nil
 }
 
+// PodmanCombined runs podman with args and returns its standard output and
+// error together, in order (podman logs writes a container's stderr to its
+// own stderr).
+func (l *Lab) PodmanCombined(ctx context.Context, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, "podman", args...)
+	cmd.Dir = l.Dir
+	cmd.Env = append(os.Environ(), "CONTAINERS_CONF="+l.Conf)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Run(); err != nil {
+		return out.Bytes(), fmt.Errorf("podman %s: %w: %s", strings.Join(args, " "), err, lastLines(out.Bytes(), 5))
+	}
+	return out.Bytes(), nil
+}
+
+func lastLines(b []byte, n int) []byte {
+	b = bytes.TrimSpace(b)
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] == '\n' {
+			n--
+			if n == 0 {
+				return b[i+1:]
+			}
+		}
+	}
+	return b
+}
+
 func goBinary() string {
 	if p, err := exec.LookPath("go"); err == nil {
 		return p

@@ -118,8 +118,9 @@ type LeakResult struct {
 	OomheroLog string
 	App        applog.Log
 	Oomhero    []Entry
-	AppState   State // after the run (exited with 137 when OOM-killed)
-	AppPid     int   // host pid of the app
+	AppState   State  // after the run (exited with 137 when OOM-killed)
+	States     string // both containers' states, for diagnostics
+	AppPid     int    // host pid of the app
 	AppID      string
 	Watched    Watched
 	Warn, Crit Reaction
@@ -170,6 +171,7 @@ func (l *Lab) RunLeak(ctx context.Context, s LeakSpec) (res *LeakResult, err err
 		if st, serr := r.State(lctx, "app"); serr == nil {
 			res.AppState = st
 		}
+		res.States = r.States(lctx)
 		res.Oomhero = ParseOomheroLog(res.OomheroLog)
 		app, perr := applog.ParseLog(strings.NewReader(res.AppLog))
 		res.App = app

@@ -82,7 +82,7 @@ func (r *Running) ContainerName(c string) string { return r.Pod.Name + "-" + c }
 
 // Logs returns the container's log (standard output and error).
 func (r *Running) Logs(ctx context.Context, c string) (string, error) {
-	out, err := r.Lab.Podman(ctx, "logs", r.ContainerName(c))
+	out, err := r.Lab.PodmanCombined(ctx, "logs", r.ContainerName(c))
 	if err != nil {
 		return "", err
 	}
@@ -123,6 +123,21 @@ func (r *Running) State(ctx context.Context, c string) (State, error) {
 		s.Cgroup = f[5]
 	}
 	return s, nil
+}
+
+// States returns one line per container: name, status, exit code (for
+// diagnostics).
+func (r *Running) States(ctx context.Context) string {
+	var b strings.Builder
+	for _, c := range r.Pod.Containers {
+		s, err := r.State(ctx, c.Name)
+		if err != nil {
+			fmt.Fprintf(&b, "%s: %v\n", c.Name, err)
+			continue
+		}
+		fmt.Fprintf(&b, "%s: %s exit=%d oomkilled=%v\n", c.Name, s.Status, s.ExitCode, s.OOMKilled)
+	}
+	return b.String()
 }
 
 // WaitExited waits until container c is no longer running and returns its

@@ -82,8 +82,11 @@ type Sample struct {
 
 // Signal is one signal receipt.
 type Signal struct {
-	Name       string
-	Mono       time.Duration
+	Name string
+	Mono time.Duration
+	// Figures is false when the app could not read its cgroup at the
+	// receipt: Usage and WorkingSet are then unknown (zero).
+	Figures    bool
 	Usage      uint64
 	WorkingSet uint64
 }
@@ -102,7 +105,9 @@ type Log struct {
 }
 
 // Split sorts parsed lines by event. Lines with missing or bad numbers are
-// errors: a test must not read a zero for a figure it never got.
+// errors: a test must not read a zero for a figure it never got. Samples
+// whose cgroup read failed (read_error=) are kept out of Samples (they stay
+// in Lines); such signal receipts are in Signals with Figures false.
 func Split(lines []Line) (Log, error) {
 	var lg Log
 	lg.Lines = lines
@@ -111,6 +116,9 @@ func Split(lines []Line) (Log, error) {
 		case "start":
 			lg.Start = l
 		case "sample":
+			if _, bad := l.KV["read_error"]; bad {
+				continue
+			}
 			var s Sample
 			var err error
 			if s.Mono, err = l.Mono(); err != nil {
@@ -129,6 +137,11 @@ func Split(lines []Line) (Log, error) {
 			if s.Mono, err = l.Mono(); err != nil {
 				return lg, err
 			}
+			if _, bad := l.KV["read_error"]; bad {
+				lg.Signals = append(lg.Signals, s) // a receipt without figures
+				continue
+			}
+			s.Figures = true
 			if s.Usage, err = l.Uint("usage"); err != nil {
 				return lg, err
 			}
