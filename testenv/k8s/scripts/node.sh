@@ -114,7 +114,7 @@ start_component kube-apiserver "$bin_dir/kube-apiserver" \
 	--tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
 	--client-ca-file "$pki/ca.crt" --token-auth-file "$pki/tokens.csv" \
 	--kubelet-client-certificate "$pki/apiserver-kubelet-client.crt" \
-	--kubelet-client-key "$pki/apiserver-kubelet-client.key" \
+	--kubelet-client-key "$pki/apiserver-kubelet-client.key" --kubelet-preferred-address-types InternalIP \
 	--authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction \
 	--service-account-issuer https://kubernetes.default.svc.cluster.local \
 	--service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
@@ -126,7 +126,7 @@ start_component kube-controller-manager "$bin_dir/kube-controller-manager" \
 	--authentication-kubeconfig "$run_dir/kcm.kubeconfig" --authorization-kubeconfig "$run_dir/kcm.kubeconfig" \
 	--bind-address 127.0.0.1 --root-ca-file "$pki/ca.crt" \
 	--service-account-private-key-file "$pki/sa.key" --service-cluster-ip-range "$service_cidr" \
-	--use-service-account-credentials=false --profiling=false --v=1
+	--use-service-account-credentials=true --profiling=false --v=1
 start_component kube-scheduler "$bin_dir/kube-scheduler" \
 	--kubeconfig "$run_dir/scheduler.kubeconfig" --leader-elect=false \
 	--authentication-kubeconfig "$run_dir/scheduler.kubeconfig" --authorization-kubeconfig "$run_dir/scheduler.kubeconfig" \

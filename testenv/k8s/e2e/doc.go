@@ -1,0 +1,10 @@
+// Package e2e runs oomhero on a real single-node Kubernetes cluster
+// (testenv/k8s/scripts: built from the Go module proxy, containerd from
+// Debian): the seed's Pod as written (apart from image names), the sidecar
+// with Events and /metrics, the native sidecar, and the BPF variant.
+//
+// TestMain brings the cluster up (scripts/up.sh, a no-op when it is up),
+// builds and loads the images (scripts/images.sh) and tears the cluster down
+// at the end unless it was already up or K8S_KEEP is set. Without root or
+// containerd the tests skip, and fail when CI=true.
+package e2e
