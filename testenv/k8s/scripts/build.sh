@@ -8,7 +8,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 mod="$here/cluster"
 version=$(awk '$1=="k8s.io/kubernetes"{print $2; exit}' "$mod/go.mod")
-bin="$here/.cache/$version/bin"
+bin="${K8S_BIN_DIR:-$here/.cache/$version/bin}"
 tools=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
 want=("${tools[@]}" etcd pause)
 
