@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -113,7 +114,7 @@ func (w *Watcher) Add(id uint64, dir string, v watch.CgroupVersion) (notified bo
 			return false, fmt.Errorf("eventfd: %w", err)
 		}
 		ctl := fmt.Sprintf("%d %d", efd, f.Fd())
-		if werr := os.WriteFile(filepath.Join(dir, "cgroup.event_control"), []byte(ctl), 0); werr != nil {
+		if werr := writeExisting(filepath.Join(dir, "cgroup.event_control"), ctl); werr != nil {
 			unix.Close(efd)
 			e.polled = true
 		} else {
@@ -157,6 +158,19 @@ func (w *Watcher) Remove(id uint64) {
 	w.poke()
 }
 
+// writeExisting writes s to an existing file (never creates one).
+func writeExisting(name, s string) error {
+	f, err := os.OpenFile(name, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(s)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
 func (w *Watcher) poke() {
 	var one = []byte{1, 0, 0, 0, 0, 0, 0, 0}
 	unix.Write(w.wake, one)
@@ -171,7 +185,7 @@ func (e *entry) close() {
 
 func (e *entry) read() (uint64, error) {
 	n, err := e.file.ReadAt(e.buf, 0)
-	if err != nil && n == 0 && !errors.Is(err, os.ErrClosed) && err.Error() != "EOF" {
+	if err != nil && !errors.Is(err, io.EOF) {
 		return 0, err
 	}
 	for _, line := range bytes.Split(e.buf[:n], []byte("\n")) {
