@@ -257,7 +257,7 @@ func (a *Agent) rescan() error {
 		}
 		delete(a.notWatched, path)
 		if t != nil && t.ID == c.ID {
-			if t.Name != c.Name {
+			if c.Name = a.uniqueName(c.Name, g); t.Name != c.Name && !strings.HasPrefix(t.Name, g.Main().Comm+"@") {
 				// The main process exec'ed (runtime init -> application).
 				a.Observer.Forget(a.target(t))
 				t.Name = c.Name
@@ -274,6 +274,7 @@ func (a *Agent) rescan() error {
 		if t != nil {
 			a.forget(t) // same path, new cgroup (container restarted)
 		}
+		c.Name = a.uniqueName(c.Name, g)
 		t = &tracked{Container: c, group: g}
 		a.byPath[path], a.byID[c.ID] = t, t
 		psiNote := "unavailable"
@@ -322,6 +323,19 @@ func (a *Agent) rescan() error {
 	}
 	a.Observer.Scanned(targets)
 	return nil
+}
+
+// uniqueName names a container by its main command ("java"), stable across
+// restarts; the resolver's "command@id" form is kept only when another
+// watched container already uses the command alone.
+func (a *Agent) uniqueName(resolved string, g *discover.Group) string {
+	comm := g.Main().Comm
+	for _, o := range a.byID {
+		if o.Name == comm && o.Path != g.Path {
+			return resolved
+		}
+	}
+	return comm
 }
 
 func (a *Agent) forget(t *tracked) {
