@@ -1,0 +1,41 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestBadConfigurationExits2NamingTheVariable(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"WARNING": "abc"}, `WARNING="abc"`},
+		{map[string]string{"WARNING": "95", "CRITICAL": "90"}, `WARNING="95"`},
+		{map[string]string{"CRITICAL_SIGNAL": "SIGNOPE"}, `CRITICAL_SIGNAL="SIGNOPE"`},
+		{map[string]string{"COOLDOWN": "often"}, `COOLDOWN="often"`},
+	} {
+		var out, errb bytes.Buffer
+		code := run(nil, func(k string) string { return tc.env[k] }, &out, &errb)
+		if code != 2 || !strings.Contains(errb.String(), tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 naming %s", tc.env, code, errb.String(), tc.want)
+		}
+		if strings.Contains(errb.String(), "starting") {
+			t.Errorf("%v: started anyway", tc.env)
+		}
+	}
+}
+
+func TestHelpAndVersion(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"--help"}, func(string) string { return "" }, &out, &errb); code != 0 ||
+		!strings.Contains(out.String(), "--critical-signal") || !strings.Contains(out.String(), "CRITICAL_SIGNAL") {
+		t.Fatalf("--help: exit %d\n%s", code, out.String())
+	}
+	out.Reset()
+	if code := run([]string{"--version"}, func(string) string { return "" }, &out, &errb); code != 0 ||
+		!strings.HasPrefix(out.String(), "oomhero ") {
+		t.Fatalf("--version: exit %d %q", code, out.String())
+	}
+}
