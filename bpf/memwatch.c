@@ -8,9 +8,9 @@
  *   on_charge     fexit/try_charge_memcg           sees charges only
  *   on_lruvec_tp  tracepoint/memcg/mod_memcg_lruvec_state (classic)
  *
- * Each hit finds the cgroup id of the memcg; an id absent from the filter
- * bitmap leaves at once. A watched cgroup's usage (pages) is compared with its
- * two thresholds; a change of level is submitted to the ring buffer, and so
+ * Each hit finds the cgroup id of the memcg and looks it up in a
+ * direct-mapped array of watched cgroups; an unwatched id leaves at once.
+ * A watched cgroup's usage (pages) is compared with its two thresholds; a change of level is submitted to the ring buffer, and so
  * are progress events while at or above the lower threshold, at least gap_ns
  * apart and only after `step` pages of change of usage or of new anonymous
  * (tp_btf) or charged (fexit) pages. A page-cache-heavy cgroup sitting at its
@@ -35,9 +35,11 @@ enum kind {
 	KIND_POKE = 4,     /* classic tracepoint: usage unknown here, read it */
 };
 
-/* State of one watched cgroup. User space writes lo..gap_ns and seeds the
+/* State of one watched cgroup. User space writes id..gap_ns and seeds the
  * rest; the program updates level..acc. */
 struct watch_state {
+	__u64 id;         /* cgroup id; 0: free slot */
+	__u64 overflow;   /* slots: other watched ids with these low bits are in `overflow` */
 	__u64 lo;         /* lower threshold, pages (usage >= lo: level 1) */
 	__u64 hi;         /* upper threshold, pages (usage >= hi: level 2) */
 	__u64 step;       /* pages of change worth a progress event */
@@ -58,12 +60,24 @@ struct event {
 	__u32 kind;
 };
 
+/* Watched cgroups, direct-mapped by the low bits of their id: an array
+ * lookup is inlined by the verifier, so an unwatched cgroup costs one
+ * address computation and two loads. */
+#define SLOTS 4096
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SLOTS);
+	__type(key, __u32);
+	__type(value, struct watch_state);
+} slots SEC(".maps");
+
+/* Watched cgroups whose slot another watched cgroup holds. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
+	__uint(max_entries, SLOTS);
 	__type(key, __u64);
 	__type(value, struct watch_state);
-} watched SEC(".maps");
+} overflow SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -79,17 +93,6 @@ struct {
 	__type(value, struct event);
 } event_type SEC(".maps");
 
-/* Bit (id & 63) of word (id >> 6) & 63 is set when some watched cgroup's id
- * has those low 12 bits. An array lookup is inlined by the verifier. (Plain
- * maps rather than global variables: the loader memory-maps global data, and
- * those mappings outlive Close until the Go garbage collector runs.) */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 64);
-	__type(key, __u32);
-	__type(value, __u64);
-} filter SEC(".maps");
-
 /* Entry 0: records dropped because the ring buffer was full. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -99,11 +102,17 @@ struct {
 } lost SEC(".maps");
 
 
-static __always_inline int filtered_out(__u64 id)
+static __always_inline struct watch_state *find(__u64 id)
 {
-	__u32 k = (id >> 6) & 63;
-	__u64 *word = bpf_map_lookup_elem(&filter, &k);
-	return !word || !(*word & (1ULL << (id & 63)));
+	__u32 k = id & (SLOTS - 1);
+	struct watch_state *w = bpf_map_lookup_elem(&slots, &k);
+	if (!w)
+		return 0;
+	if (w->id == id)
+		return w;
+	if (!w->overflow)
+		return 0;
+	return bpf_map_lookup_elem(&overflow, &id);
 }
 
 static __always_inline void submit(__u64 id, __u64 ts, __u64 usage, __u64 max,
@@ -165,9 +174,7 @@ static __always_inline void judge(struct watch_state *w, __u64 id, __u64 usage,
 static __always_inline void on_memcg(struct mem_cgroup *memcg, __u64 added)
 {
 	__u64 id = memcg->css.cgroup->kn->id;
-	if (filtered_out(id))
-		return;
-	struct watch_state *w = bpf_map_lookup_elem(&watched, &id);
+	struct watch_state *w = find(id);
 	if (!w)
 		return;
 	judge(w, id, memcg->memory.usage.counter, memcg->memory.max, added);
@@ -212,9 +219,7 @@ SEC("tracepoint/memcg/mod_memcg_lruvec_state")
 int on_lruvec_tp(struct lruvec_tp *ctx)
 {
 	__u64 id = ctx->id;
-	if (filtered_out(id))
-		return 0;
-	struct watch_state *w = bpf_map_lookup_elem(&watched, &id);
+	struct watch_state *w = find(id);
 	if (!w)
 		return 0;
 	__u64 added = 0;

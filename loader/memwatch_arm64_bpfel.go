@@ -25,6 +25,8 @@ type memwatchEvent struct {
 
 type memwatchWatchState struct {
 	_         structs.HostLayout
+	Id        uint64
+	Overflow  uint64
 	Lo        uint64
 	Hi        uint64
 	Step      uint64
@@ -41,9 +43,9 @@ type memwatchWatchState struct {
 const (
 	memwatchMapEventType   = "event_type"
 	memwatchMapEvents      = "events"
-	memwatchMapFilter      = "filter"
 	memwatchMapLost        = "lost"
-	memwatchMapWatched     = "watched"
+	memwatchMapOverflow    = "overflow"
+	memwatchMapSlots       = "slots"
 	memwatchProgOnCharge   = "on_charge"
 	memwatchProgOnLruvec   = "on_lruvec"
 	memwatchProgOnLruvecTp = "on_lruvec_tp"
@@ -102,9 +104,9 @@ type memwatchProgramSpecs struct {
 type memwatchMapSpecs struct {
 	EventType *ebpf.MapSpec `ebpf:"event_type"`
 	Events    *ebpf.MapSpec `ebpf:"events"`
-	Filter    *ebpf.MapSpec `ebpf:"filter"`
 	Lost      *ebpf.MapSpec `ebpf:"lost"`
-	Watched   *ebpf.MapSpec `ebpf:"watched"`
+	Overflow  *ebpf.MapSpec `ebpf:"overflow"`
+	Slots     *ebpf.MapSpec `ebpf:"slots"`
 }
 
 // memwatchVariableSpecs contains global variables before they are loaded into the kernel.
@@ -135,18 +137,18 @@ func (o *memwatchObjects) Close() error {
 type memwatchMaps struct {
 	EventType *ebpf.Map `ebpf:"event_type"`
 	Events    *ebpf.Map `ebpf:"events"`
-	Filter    *ebpf.Map `ebpf:"filter"`
 	Lost      *ebpf.Map `ebpf:"lost"`
-	Watched   *ebpf.Map `ebpf:"watched"`
+	Overflow  *ebpf.Map `ebpf:"overflow"`
+	Slots     *ebpf.Map `ebpf:"slots"`
 }
 
 func (m *memwatchMaps) Close() error {
 	return _MemwatchClose(
 		m.EventType,
 		m.Events,
-		m.Filter,
 		m.Lost,
-		m.Watched,
+		m.Overflow,
+		m.Slots,
 	)
 }
 

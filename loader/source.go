@@ -45,10 +45,9 @@ type Source struct {
 	opts     Options
 	l        *loaded
 	ring     *ringbuf.Reader
-	watched  *ebpf.Map
-	filter   *ebpf.Map // 64 words of a bitmap of watched cgroup ids
+	slots    *ebpf.Map // watched cgroups by the low bits of their id
+	overflow *ebpf.Map // watched cgroups whose slot is taken, by id
 	lost     *ebpf.Map // entry 0: records the program could not submit
-	bits     [64]uint64
 	pageSize uint64
 
 	mu         sync.Mutex
@@ -62,6 +61,7 @@ type Source struct {
 
 	// Owned by Run.
 	targets  map[uint64]*target
+	placed   map[uint64]placement
 	lostSeen uint64
 	// resyncs counts resynchronizations after lost records (for tests).
 	resyncs atomic.Uint64
@@ -97,14 +97,15 @@ func New(opts Options) (*Source, error) {
 	s := &Source{
 		opts:     opts,
 		l:        l,
-		watched:  l.coll.Maps[memwatchMapWatched],
-		filter:   l.coll.Maps[memwatchMapFilter],
+		slots:    l.coll.Maps[memwatchMapSlots],
+		overflow: l.coll.Maps[memwatchMapOverflow],
 		lost:     l.coll.Maps[memwatchMapLost],
 		pageSize: uint64(os.Getpagesize()),
 		wake:     make(chan struct{}, 1),
 		targets:  map[uint64]*target{},
+		placed:   map[uint64]placement{},
 	}
-	if s.watched == nil || s.filter == nil || s.lost == nil {
+	if s.slots == nil || s.overflow == nil || s.lost == nil {
 		l.close()
 		return nil, errors.New("bpf object lacks one of its maps")
 	}
@@ -342,6 +343,11 @@ func (s *Source) deliver(ctx context.Context, out chan<- watch.Reading, t *targe
 			"cgroup", t.r.Dir(), "err", err)
 		return nil
 	}
+	return s.send(ctx, out, t, rd, origin, kernelTs)
+}
+
+// send completes a reading of t and sends it.
+func (s *Source) send(ctx context.Context, out chan<- watch.Reading, t *target, rd watch.Reading, origin string, kernelTs uint64) error {
 	rd.ID = t.t.ID
 	rd.Origin = origin
 	t.above = rd.Usage >= t.lo
@@ -432,6 +438,45 @@ func sameConfig(a, b watch.Target) bool {
 		a.Dir == b.Dir && a.Version == b.Version && a.Metric == b.Metric
 }
 
+// slotCount is SLOTS in memwatch.c.
+const slotCount = 4096
+
+func slotOf(id uint64) uint32 { return uint32(id & (slotCount - 1)) }
+
+// placement is where a watched cgroup's state lives in the kernel.
+type placement struct {
+	inSlot   bool
+	overflow bool // when inSlot: the slot's overflow flag
+}
+
+// seed returns the kernel state of t, seeded from a reading rd.
+func (s *Source) seed(t *target, rd watch.Reading) memwatchWatchState {
+	lo, hi := thresholds(t.t)
+	limit := t.t.Limit
+	if limit == 0 {
+		limit = rd.Limit
+	}
+	if limit == 0 || limit == math.MaxUint64 {
+		limit = hi
+	}
+	st := memwatchWatchState{
+		Id:        t.t.ID,
+		Lo:        s.pages(lo),
+		Hi:        s.pages(hi),
+		Step:      max(1, uint64(float64(limit)*s.opts.ProgressStep)/s.pageSize),
+		GapNs:     uint64(s.opts.ProgressGap),
+		LastPages: rd.Usage / s.pageSize,
+		LastNs:    monoNow(),
+	}
+	switch {
+	case rd.Usage >= hi:
+		st.Level = 2
+	case rd.Usage >= lo:
+		st.Level = 1
+	}
+	return st
+}
+
 // apply installs the pending targets.
 func (s *Source) apply(ctx context.Context, out chan<- watch.Reading) error {
 	s.mu.Lock()
@@ -443,9 +488,11 @@ func (s *Source) apply(ctx context.Context, out chan<- watch.Reading) error {
 	}
 	want := make(map[uint64]watch.Target, len(pending))
 	for _, t := range pending {
-		want[t.ID] = t
+		if t.ID != 0 {
+			want[t.ID] = t
+		}
 	}
-	var fresh []*target
+	fresh := map[uint64]watch.Reading{}
 	for id, nt := range want {
 		old := s.targets[id]
 		if old != nil && sameConfig(old.t, nt) && old.broken == nil {
@@ -461,42 +508,16 @@ func (s *Source) apply(ctx context.Context, out chan<- watch.Reading) error {
 			s.opts.Logger.Warn("cannot open cgroup, not watching it", "cgroup", nt.Dir, "err", err)
 			continue
 		}
-		t := &target{t: nt, r: r}
 		rd, err := r.Read()
 		if err != nil {
 			r.Close()
 			s.opts.Logger.Warn("cannot read cgroup, not watching it", "cgroup", nt.Dir, "err", err)
 			continue
 		}
-		lo, hi := thresholds(nt)
-		t.lo = lo
-		limit := nt.Limit
-		if limit == 0 {
-			limit = rd.Limit
-		}
-		if limit == 0 || limit == math.MaxUint64 {
-			limit = hi
-		}
-		st := memwatchWatchState{
-			Lo:        s.pages(lo),
-			Hi:        s.pages(hi),
-			Step:      max(1, uint64(float64(limit)*s.opts.ProgressStep)/s.pageSize),
-			GapNs:     uint64(s.opts.ProgressGap),
-			LastPages: rd.Usage / s.pageSize,
-			LastNs:    monoNow(),
-		}
-		switch {
-		case rd.Usage >= hi:
-			st.Level = 2
-		case rd.Usage >= lo:
-			st.Level = 1
-		}
-		if err := s.watched.Put(nt.ID, st); err != nil {
-			r.Close()
-			return fmt.Errorf("bpf source: watch cgroup %d: %w", nt.ID, err)
-		}
-		s.targets[nt.ID] = t
-		fresh = append(fresh, t)
+		t := &target{t: nt, r: r}
+		t.lo, _ = thresholds(nt)
+		s.targets[id] = t
+		fresh[id] = rd
 	}
 	for id, t := range s.targets {
 		if _, ok := want[id]; !ok {
@@ -504,44 +525,116 @@ func (s *Source) apply(ctx context.Context, out chan<- watch.Reading) error {
 			delete(s.targets, id)
 		}
 	}
-	var bits [64]uint64
+
+	// The lowest id of each slot holds it; the others overflow.
+	bySlot := map[uint32][]uint64{}
 	for id := range s.targets {
-		bits[(id>>6)&63] |= 1 << (id & 63)
+		bySlot[slotOf(id)] = append(bySlot[slotOf(id)], id)
 	}
-	for i, w := range bits {
-		if w == s.bits[i] {
+	next := make(map[uint64]placement, len(s.targets))
+	for _, ids := range bySlot {
+		slices.Sort(ids)
+		next[ids[0]] = placement{inSlot: true, overflow: len(ids) > 1}
+		for _, id := range ids[1:] {
+			next[id] = placement{}
+		}
+	}
+	// Overflow entries first, so a cgroup moving out of its slot is
+	// findable again as soon as the slot's new owner flags the overflow.
+	ordered := make([]uint64, 0, len(next))
+	for id := range next {
+		ordered = append(ordered, id)
+	}
+	slices.SortFunc(ordered, func(a, b uint64) int {
+		pa, pb := next[a], next[b]
+		if pa.inSlot != pb.inSlot {
+			if pa.inSlot {
+				return 1
+			}
+			return -1
+		}
+		return 0
+	})
+	for _, id := range ordered {
+		p, t := next[id], s.targets[id]
+		old, had := s.placed[id]
+		rd, isFresh := fresh[id]
+		if !isFresh && had && old.inSlot == p.inSlot {
+			if old.overflow != p.overflow {
+				// Only the slot's overflow flag changed: keep the
+				// kernel's state.
+				var st memwatchWatchState
+				if err := s.slots.Lookup(slotOf(id), &st); err != nil {
+					return fmt.Errorf("bpf source: read slot of cgroup %d: %w", id, err)
+				}
+				st.Overflow = b2u(p.overflow)
+				if err := s.slots.Put(slotOf(id), st); err != nil {
+					return fmt.Errorf("bpf source: watch cgroup %d: %w", id, err)
+				}
+			}
 			continue
 		}
-		if err := s.filter.Put(uint32(i), w); err != nil {
-			return fmt.Errorf("bpf source: set filter: %w", err)
+		if !isFresh {
+			// Moved between slot and overflow: seed it again.
+			var err error
+			if rd, err = t.r.Read(); err != nil {
+				t.broken = err
+				s.opts.Logger.Warn("cannot read cgroup, not reporting it until the next update", "cgroup", t.r.Dir(), "err", err)
+				continue
+			}
+			fresh[id] = rd
 		}
-		s.bits[i] = w
-	}
-	// Delete map entries of removed targets after the filter no longer
-	// lets them through.
-	var keys []uint64
-	var k uint64
-	var v memwatchWatchState
-	it := s.watched.Iterate()
-	for it.Next(&k, &v) {
-		if _, ok := s.targets[k]; !ok {
-			keys = append(keys, k)
+		st := s.seed(t, rd)
+		var err error
+		if p.inSlot {
+			st.Overflow = b2u(p.overflow)
+			err = s.slots.Put(slotOf(id), st)
+		} else {
+			err = s.overflow.Put(id, st)
 		}
-	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("bpf source: list watched cgroups: %w", err)
-	}
-	for _, k := range keys {
-		if err := s.watched.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("bpf source: unwatch cgroup %d: %w", k, err)
+		if err != nil {
+			return fmt.Errorf("bpf source: watch cgroup %d: %w", id, err)
 		}
 	}
-	for _, t := range fresh {
-		if err := s.deliver(ctx, out, t, OriginResync, 0); err != nil {
+	// Then clear what is no longer used.
+	owned := map[uint32]bool{}
+	for id, p := range next {
+		if p.inSlot {
+			owned[slotOf(id)] = true
+		}
+	}
+	for id, old := range s.placed {
+		p, still := next[id]
+		switch {
+		case old.inSlot && !owned[slotOf(id)]:
+			if err := s.slots.Put(slotOf(id), memwatchWatchState{}); err != nil {
+				return fmt.Errorf("bpf source: unwatch cgroup %d: %w", id, err)
+			}
+		case !old.inSlot && (!still || p.inSlot):
+			if err := s.overflow.Delete(id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				return fmt.Errorf("bpf source: unwatch cgroup %d: %w", id, err)
+			}
+		}
+	}
+	s.placed = next
+
+	for id, rd := range fresh {
+		t := s.targets[id]
+		if t == nil || t.broken != nil {
+			continue
+		}
+		if err := s.send(ctx, out, t, rd, OriginResync, 0); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+func b2u(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 var _ watch.Source = (*Source)(nil)

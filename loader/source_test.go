@@ -494,3 +494,46 @@ func countFDs(t *testing.T) int {
 	}
 	return len(ents)
 }
+
+// TestSlotOverflow watches a cgroup whose slot another (lower) id holds, so
+// the program finds it through the overflow map, then moves it back.
+func TestSlotOverflow(t *testing.T) {
+	var c *lab.Cgroup
+	for range 1000 {
+		c = newCgroup(t, 256*lab.MiB)
+		if c.ID > slotCount {
+			break
+		}
+	}
+	if c.ID <= slotCount {
+		t.Fatalf("no cgroup id above %d after 1000 cgroups", slotCount)
+	}
+	idle := newCgroup(t, 64*lab.MiB)
+	leaker := startLeaker(t, c)
+	warn, crit := uint64(100*lab.MiB), uint64(160*lab.MiB)
+	fake := idle.Target(warn, crit, watch.Usage)
+	fake.ID = c.ID - slotCount // same slot, lower: it owns the slot
+	s := newSource(t, Options{})
+	r := run(t, s)
+	s.Update([]watch.Target{fake, c.Target(warn, crit, watch.Usage)})
+	r.wait(t, 0, 2*time.Second, "after Update", func(rd watch.Reading) bool { return rd.ID == c.ID })
+
+	for round, what := range []string{"from the overflow map", "from its slot"} {
+		n := len(r.readings())
+		if err := leaker.Anon(120*lab.MiB, 0); err != nil {
+			t.Fatal(err)
+		}
+		rd, _ := r.wait(t, n, time.Second, "at or above warning "+what, func(rd watch.Reading) bool {
+			return rd.ID == c.ID && rd.Usage >= warn && rd.Origin == OriginBPF
+		})
+		t.Logf("%s: crossing at %d MiB, latency %s", what, rd.Usage/lab.MiB, rd.Latency)
+		if err := leaker.Free(); err != nil {
+			t.Fatal(err)
+		}
+		r.wait(t, n, 2*time.Second, "below warning after free", func(rd watch.Reading) bool { return rd.ID == c.ID && rd.Usage < warn })
+		if round == 0 {
+			s.Update([]watch.Target{c.Target(warn, crit, watch.Usage)})
+			r.wait(t, n, 2*time.Second, "after the move", func(rd watch.Reading) bool { return rd.ID == c.ID && rd.Origin == OriginResync })
+		}
+	}
+}
