@@ -432,8 +432,8 @@ func TestPageCacheNoFloodAnonCaught(t *testing.T) {
 	done := time.Now()
 	rd, _ := r.wait(t, n, 2*time.Second, "with working set at or above warning", func(rd watch.Reading) bool { return rd.WorkingSet() >= warn })
 	t.Logf("anon on cache: working set %d MiB by %s, %s after the leaker finished", rd.WorkingSet()/lab.MiB, rd.Origin, rd.Time.Sub(done))
-	if late := rd.Time.Sub(done); late > 200*time.Millisecond {
-		t.Errorf("working-set crossing reported %s after the leaker finished, want <= 200ms", late)
+	if late := rd.Time.Sub(done); late > 500*time.Millisecond {
+		t.Errorf("working-set crossing reported %s after the leaker finished, want <= 500ms (the 1 s heartbeat must not be what caught it)", late)
 	}
 }
 
