@@ -11,7 +11,7 @@
 // memory controller enabled for children), debugfs, tracefs and bpffs, reads
 // the Spec from /spec.json and runs it:
 //
-//   - each Pod gets a new PID namespace whose pid 1 is the runner in "pod"
+//   - each Pod gets a new PID and network namespace whose pid 1 is the runner in "pod"
 //     mode (the pause process), and a cgroup /sys/fs/cgroup/pods/<pod> with an
 //     optional memory.max;
 //   - each Container of a pod is a child of that pid 1 in a leaf cgroup

@@ -1,10 +1,13 @@
 package vm
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -34,6 +37,26 @@ func needVM(t *testing.T) {
 		t.Fatalf("VM tests need %s (CI=true: failing instead of skipping)", missing)
 	}
 	t.Skipf("VM tests need %s", missing)
+}
+
+// saveRun keeps the guest's events and console of the last run of each test
+// in testenv/vm/.cache/runs/ for post-mortems.
+func saveRun(t *testing.T, res *Result) {
+	dir := filepath.Join(repoRoot(t), "testenv", "vm", ".cache", "runs")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Logf("save run: %v", err)
+		return
+	}
+	base := filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "_"))
+	var b bytes.Buffer
+	for _, e := range res.Events {
+		j, _ := json.Marshal(e)
+		b.Write(j)
+		b.WriteByte('\n')
+	}
+	os.WriteFile(base+".jsonl", b.Bytes(), 0o644)
+	os.WriteFile(base+".console", res.Console, 0o644)
+	t.Logf("guest events saved in %s.jsonl", base)
 }
 
 func onPath(name string) bool { _, err := exec.LookPath(name); return err == nil }
@@ -131,6 +154,7 @@ func run(t *testing.T, m *Machine, spec Spec) *Result {
 	defer cancel()
 	res, err := m.Run(ctx, spec)
 	if res != nil {
+		saveRun(t, res)
 		t.Logf("kernel %s (%s %s): boot %v, wall %v", m.Kernel.Release, m.Kernel.Package, m.Kernel.Version,
 			res.BootTime.Round(time.Millisecond), res.Wall.Round(time.Millisecond))
 		for _, e := range res.Errors() {

@@ -31,6 +31,8 @@ type Machine struct {
 	MemoryMiB int
 	// CPUs is the number of virtual CPUs (default 2).
 	CPUs int
+	// CPU is qemu's -cpu model (default DefaultCPU).
+	CPU string
 	// Append is added to the kernel command line.
 	Append []string
 	// WorkDir receives the initramfs and the console log (required).
@@ -54,6 +56,13 @@ type Result struct {
 	Ended bool
 }
 
+// DefaultCPU is the virtual CPU model. Under TCG the plain qemu64 model
+// (plus RDRAND, so the guest's random pool is ready at once) takes page
+// faults several times faster than "max" (whose 5-level paging, SMAP, PKU
+// and the like all cost in emulation): measured here, an anonymous-memory
+// leak reached 133-207 MiB/s with qemu64 and 67-124 MiB/s with max variants.
+const DefaultCPU = "qemu64,+rdrand"
+
 // KernelCommandLine is the guest's kernel command line before Machine.Append:
 // serial console, cgroup v2 only, PSI on, transparent huge pages only on
 // request (so memory grows page by page, as on most nodes), reboot on panic
@@ -72,7 +81,10 @@ func (m *Machine) Run(ctx context.Context, spec Spec) (*Result, error) {
 	if m.Kernel == nil || m.Init == "" || m.WorkDir == "" {
 		return nil, errors.New("vm: Machine needs Kernel, Init and WorkDir")
 	}
-	mem, cpus, busybox := m.MemoryMiB, m.CPUs, m.Busybox
+	mem, cpus, busybox, cpu := m.MemoryMiB, m.CPUs, m.Busybox, m.CPU
+	if cpu == "" {
+		cpu = DefaultCPU
+	}
 	if mem == 0 {
 		mem = 2048
 	}
@@ -124,7 +136,7 @@ func (m *Machine) Run(ctx context.Context, spec Spec) (*Result, error) {
 	}
 	defer ln.Close()
 	args := []string{
-		"-accel", "tcg", "-cpu", "max", "-smp", fmt.Sprint(cpus), "-m", fmt.Sprint(mem),
+		"-accel", "tcg", "-cpu", cpu, "-smp", fmt.Sprint(cpus), "-m", fmt.Sprint(mem),
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-kernel", m.Kernel.Vmlinuz, "-initrd", initrd,
 		"-append", strings.Join(append(append([]string{}, KernelCommandLine...), m.Append...), " "),
@@ -261,4 +273,22 @@ func (r *Result) Kmsg() []Event {
 		}
 	}
 	return out
+}
+
+// CPU returns a container's CPU time (cpu.stat usage_usec at pod end), or
+// -1 when it was not reported.
+func (r *Result) CPU(pod, container string) time.Duration {
+	s, ok := r.File(pod, container, "cpu.stat")
+	if !ok {
+		return -1
+	}
+	for _, l := range strings.Split(s, "\n") {
+		if v, ok := strings.CutPrefix(l, "usage_usec "); ok {
+			var us int64
+			if _, err := fmt.Sscan(v, &us); err == nil {
+				return time.Duration(us) * time.Microsecond
+			}
+		}
+	}
+	return -1
 }

@@ -53,6 +53,11 @@ type Container struct {
 	StartDelay Duration `json:"start_delay,omitempty"`
 	// Main marks the containers whose exit ends the pod (after Pod.Linger).
 	Main bool `json:"main,omitempty"`
+	// EndOn, when not empty, ends the pod EndWait after the first output
+	// line of this container that contains EndOn: scenarios end on what
+	// happened, not on a guess of how fast the emulated machine is.
+	EndOn   string   `json:"end_on,omitempty"`
+	EndWait Duration `json:"end_wait,omitempty"`
 }
 
 // Command is a program run in the VM's root namespaces, for example a test

@@ -278,13 +278,13 @@ func boot(em *emitter) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 
-	if err := writeFile(cgRoot+"/cgroup.subtree_control", "+memory +pids"); err != nil {
+	if err := writeFile(cgRoot+"/cgroup.subtree_control", "+memory +pids +cpu"); err != nil {
 		return err
 	}
 	if err := os.Mkdir(podsCg, 0o755); err != nil {
 		return err
 	}
-	if err := writeFile(podsCg+"/cgroup.subtree_control", "+memory +pids"); err != nil {
+	if err := writeFile(podsCg+"/cgroup.subtree_control", "+memory +pids +cpu"); err != nil {
 		return err
 	}
 	for _, s := range spec.Sysctls {
@@ -412,7 +412,7 @@ func runPod(ctx context.Context, em *emitter, idx int, p *vm.Pod) error {
 			return err
 		}
 	}
-	if err := writeFile(dir+"/cgroup.subtree_control", "+memory +pids"); err != nil {
+	if err := writeFile(dir+"/cgroup.subtree_control", "+memory +pids +cpu"); err != nil {
 		return err
 	}
 	pause := filepath.Join(dir, "pause")
@@ -426,7 +426,8 @@ func runPod(ctx context.Context, em *emitter, idx int, p *vm.Pod) error {
 	defer cg.Close()
 	cmd := exec.Command("/init", "pod", strconv.Itoa(idx))
 	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags:  syscall.CLONE_NEWPID,
+		// A pod has its own PID and network namespaces.
+		Cloneflags:  syscall.CLONE_NEWPID | syscall.CLONE_NEWNET,
 		UseCgroupFD: true,
 		CgroupFD:    int(cg.Fd()),
 		Pdeathsig:   syscall.SIGKILL,
@@ -499,6 +500,12 @@ func runCommand(ctx context.Context, em *emitter, c *vm.Command) error {
 }
 
 func pipeLines(cmd *exec.Cmd, em *emitter, pod, name string, wg *sync.WaitGroup) error {
+	return pipeLinesMatch(cmd, em, pod, name, wg, nil)
+}
+
+// pipeLinesMatch copies the command's output lines as events; match, when
+// not nil, sees every line.
+func pipeLinesMatch(cmd *exec.Cmd, em *emitter, pod, name string, wg *sync.WaitGroup, match func(string)) error {
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return err
@@ -508,19 +515,22 @@ func pipeLines(cmd *exec.Cmd, em *emitter, pod, name string, wg *sync.WaitGroup)
 		return err
 	}
 	wg.Add(2)
-	go copyLines(stdout, em, pod, name, "stdout", wg)
-	go copyLines(stderr, em, pod, name, "stderr", wg)
+	go copyLines(stdout, em, pod, name, "stdout", wg, match)
+	go copyLines(stderr, em, pod, name, "stderr", wg, match)
 	return nil
 }
 
-func copyLines(r io.Reader, em *emitter, pod, name, stream string, wg *sync.WaitGroup) {
+func copyLines(r io.Reader, em *emitter, pod, name, stream string, wg *sync.WaitGroup, match func(string)) {
 	defer wg.Done()
 	br := bufio.NewReaderSize(r, 64*1024)
 	for {
 		line, err := br.ReadString('\n')
 		if len(line) > 0 {
-			em.emit(vm.Event{Kind: vm.KindLine, Pod: pod, Container: name, Stream: stream,
-				Text: strings.TrimSuffix(line, "\n")})
+			text := strings.TrimSuffix(line, "\n")
+			em.emit(vm.Event{Kind: vm.KindLine, Pod: pod, Container: name, Stream: stream, Text: text})
+			if match != nil {
+				match(text)
+			}
 		}
 		if err != nil {
 			return
@@ -589,6 +599,8 @@ func podMain(idxArg string) error {
 	var wg sync.WaitGroup
 	mainLeft := 0
 	mainDone := make(chan struct{}, len(p.Containers))
+	// endOn receives the wait of the first EndOn match.
+	endOn := make(chan time.Duration, 1)
 	deadline := time.After(time.Duration(p.Duration))
 	ended := false
 	for i := range p.Containers {
@@ -603,7 +615,7 @@ func podMain(idxArg string) error {
 		if ended {
 			break
 		}
-		c, err := startContainer(em, idx, p.Name, base, cs, &mu, byPID, &wg)
+		c, err := startContainer(em, idx, p.Name, base, cs, &mu, byPID, &wg, endOn)
 		if err != nil {
 			em.emit(vm.Event{Kind: vm.KindError, Pod: p.Name, Container: cs.Name, Text: err.Error()})
 			continue
@@ -623,6 +635,11 @@ func podMain(idxArg string) error {
 				break wait
 			case <-linger:
 				break wait
+			case d := <-endOn:
+				if linger == nil {
+					em.emit(vm.Event{Kind: vm.KindLine, Pod: p.Name, Stream: "pod", Text: fmt.Sprintf("end condition met: ending in %v", d)})
+					linger = time.After(d)
+				}
 			case <-mainDone:
 				mainLeft--
 				if mainLeft == 0 {
@@ -654,7 +671,7 @@ func podMain(idxArg string) error {
 		}
 	}
 	for _, c := range ctrs {
-		for _, name := range []string{"memory.events", "memory.peak", "memory.pressure"} {
+		for _, name := range []string{"memory.events", "memory.peak", "memory.pressure", "cpu.stat"} {
 			b, err := os.ReadFile(filepath.Join(c.dir, name))
 			if err != nil {
 				continue
@@ -687,7 +704,7 @@ func signalCgroup(dir string, sig syscall.Signal) {
 	}
 }
 
-func startContainer(em *emitter, idx int, pod, base string, cs *vm.Container, mu *sync.Mutex, byPID map[int]*ctr, wg *sync.WaitGroup) (*ctr, error) {
+func startContainer(em *emitter, idx int, pod, base string, cs *vm.Container, mu *sync.Mutex, byPID map[int]*ctr, wg *sync.WaitGroup, endOn chan<- time.Duration) (*ctr, error) {
 	dir := filepath.Join(base, cs.Name)
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return nil, err
@@ -708,7 +725,21 @@ func startContainer(em *emitter, idx int, pod, base string, cs *vm.Container, mu
 	defer cg.Close()
 	cmd := exec.Command("/init", "container", strconv.Itoa(idx), cs.Name)
 	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd())}
-	if err := pipeLines(cmd, em, pod, cs.Name, wg); err != nil {
+	var match func(string)
+	if cs.EndOn != "" {
+		var once sync.Once
+		match = func(line string) {
+			if strings.Contains(line, cs.EndOn) {
+				once.Do(func() {
+					select {
+					case endOn <- time.Duration(cs.EndWait):
+					default:
+					}
+				})
+			}
+		}
+	}
+	if err := pipeLinesMatch(cmd, em, pod, cs.Name, wg, match); err != nil {
 		return nil, err
 	}
 	c := &ctr{spec: cs, dir: dir, exited: make(chan struct{})}
