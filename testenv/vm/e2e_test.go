@@ -3,8 +3,8 @@ package vm
 import (
 	"cmp"
 	"fmt"
-	"slices"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
