@@ -360,7 +360,10 @@ func (r *Recorder) post(ctx context.Context, ev event) bool {
 	if ev.container != "" {
 		msg = "container " + ev.container + ": " + msg
 	}
-	if suppressed > 0 {
+	switch {
+	case suppressed == 1:
+		msg += " (1 similar event suppressed)"
+	case suppressed > 1:
 		msg += fmt.Sprintf(" (%d similar events suppressed)", suppressed)
 	}
 	ts := ev.at.UTC().Format(time.RFC3339)

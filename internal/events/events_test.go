@@ -271,7 +271,7 @@ func TestRateLimited(t *testing.T) {
 		"container app: critical",
 		"container app: warning",
 		"container app: critical again (4 similar events suppressed)",
-		"container other: warning later (1 similar events suppressed)",
+		"container other: warning later (1 similar event suppressed)",
 	}
 	if strings.Join(msgs, "\n") != strings.Join(want, "\n") {
 		t.Errorf("messages:\n%s\nwant:\n%s", strings.Join(msgs, "\n"), strings.Join(want, "\n"))
