@@ -1,0 +1,389 @@
+// Command bench measures oomhero's reaction latency and idle cost in real
+// pods (podman kube play, see testenv/pods), and prints them as tables.
+//
+//	go run ./testenv/bench [-source cgroupfs[,bpf,...]] [-runs 5] [-idle 60s]
+//
+// For each source given (passed to oomhero as --source; "" for its default):
+//
+//   - Reaction latency: a test app leaks at 20 MiB/s (capped at 95% of its
+//     256 MiB limit) and at 200 MiB/s (until the kernel OOM-kills it), -runs
+//     times each, with WARNING=65 CRITICAL=90. The latency of a level is the
+//     app's receipt of the signal minus its first own sample at or above the
+//     threshold oomhero logged (samples follow every 64 KiB step: within
+//     3.1 ms of the crossing at 20 MiB/s, 0.3 ms at 200 MiB/s). Both times
+//     are CLOCK_MONOTONIC in the app. The table gives p50/p90/p99/max
+//     (nearest rank: with few runs p99 is the maximum), and for 200 MiB/s how
+//     many runs got the critical signal before the OOM kill.
+//   - Idle cost: oomhero next to 3 containers (256 MiB limits, idle) holding
+//     200 processes in all. Over -idle, its CPU time (utime+stime of
+//     /proc/<pid>/stat, all threads) as percent of one core, its resident
+//     memory (VmRSS, and VmHWM peak) and its log lines per minute.
+//
+// Needs root, podman and runc. Each source is one row per table, so other
+// sources (bpf) add rows.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/oomhero/oomhero/testenv/pods"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+type latencyRow struct {
+	source, rate, level string
+	lat                 []time.Duration
+	missed              int // runs without the signal
+	beforeKill, runs    int // 200 MiB/s: critical received before the OOM kill
+	killed              bool
+}
+
+type idleRow struct {
+	source            string
+	window            time.Duration
+	cpuPct            float64
+	rssKiB, hwmKiB    uint64
+	linesPerMin       float64
+	procs, containers int
+}
+
+func run() error {
+	sources := flag.String("source", "cgroupfs", "comma-separated oomhero --source values (auto, bpf, cgroupfs); one table row each")
+	runs := flag.Int("runs", 5, "leak runs per rate")
+	idle := flag.Duration("idle", 60*time.Second, "idle measurement window")
+	rates := flag.String("rates", "20,200", "leak rates in MiB/s; rates under 100 are capped at 95% of the limit, others run until the OOM kill")
+	noBuild := flag.Bool("no-build", false, "use the images already built")
+	flag.Parse()
+
+	if err := pods.Check(); err != nil {
+		return err
+	}
+	root, err := pods.FindRoot()
+	if err != nil {
+		return err
+	}
+	lab, err := pods.NewLab(root)
+	if err != nil {
+		return err
+	}
+	defer lab.Close()
+	lab.Log = func(format string, args ...any) { fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...) }
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	defer pods.DownAll()
+	if err := lab.SweepOrphans(ctx); err != nil {
+		return err
+	}
+	if !*noBuild {
+		if err := lab.BuildImages(ctx); err != nil {
+			return err
+		}
+	}
+
+	var lrows []latencyRow
+	var irows []idleRow
+	for _, src := range strings.Split(*sources, ",") {
+		src = strings.TrimSpace(src)
+		for _, rs := range strings.Split(*rates, ",") {
+			if strings.TrimSpace(rs) == "" {
+				continue
+			}
+			rate, err := strconv.ParseFloat(strings.TrimSpace(rs), 64)
+			if err != nil {
+				return fmt.Errorf("-rates: %w", err)
+			}
+			rows, err := latency(ctx, lab, src, rate, *runs)
+			if err != nil {
+				return err
+			}
+			lrows = append(lrows, rows...)
+		}
+		if *idle > 0 {
+			row, err := idleCost(ctx, lab, src, *idle)
+			if err != nil {
+				return err
+			}
+			irows = append(irows, row)
+		}
+	}
+	printTables(os.Stdout, lrows, irows, *runs)
+	return nil
+}
+
+func latency(ctx context.Context, lab *pods.Lab, src string, rate float64, runs int) ([]latencyRow, error) {
+	capPct := 0.0
+	if rate < 100 {
+		capPct = 95
+	}
+	rateS := strconv.FormatFloat(rate, 'f', -1, 64) + " MiB/s"
+	warn := latencyRow{source: srcName(src), rate: rateS, level: "warning"}
+	crit := latencyRow{source: srcName(src), rate: rateS, level: "critical", killed: capPct == 0}
+	for i := 1; i <= runs; i++ {
+		res, err := lab.RunLeak(ctx, pods.LeakSpec{
+			Name: fmt.Sprintf("bench-%s-%g-%d", srcName(src), rate, i), Rate: rate, Memory: "256Mi", Cap: capPct,
+			Env: []pods.EnvVar{{Name: "WARNING", Value: "65"}, {Name: "CRITICAL", Value: "90"}}, Source: src,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("leak run %s %s #%d: %w", srcName(src), rateS, i, err)
+		}
+		if res.Watched.Limit == 0 {
+			return nil, fmt.Errorf("leak run %s %s #%d: no thresholds in oomhero's log", srcName(src), rateS, i)
+		}
+		if want := src; want != "" && want != "auto" {
+			act := pods.Select(res.Oomhero, "source active", "")
+			if len(act) == 0 || !strings.HasPrefix(act[len(act)-1].Str("source"), want) {
+				return nil, fmt.Errorf("leak run %s #%d: --source %s is not the active source", rateS, i, want)
+			}
+		}
+		for _, p := range []struct {
+			row *latencyRow
+			r   pods.Reaction
+		}{{&warn, res.Warn}, {&crit, res.Crit}} {
+			if p.r.Crossed && p.r.Received {
+				p.row.lat = append(p.row.lat, p.r.Latency())
+			} else {
+				p.row.missed++
+			}
+		}
+		if capPct == 0 {
+			crit.runs++
+			if res.AppState.ExitCode == 137 && res.Crit.Received {
+				crit.beforeKill++
+			}
+		}
+		fmt.Fprintf(os.Stderr, "bench: %s %s run %d: %v; %v; app exit %d\n", srcName(src), rateS, i, res.Warn, res.Crit, res.AppState.ExitCode)
+	}
+	return []latencyRow{warn, crit}, nil
+}
+
+func srcName(s string) string {
+	if s == "" {
+		return "default"
+	}
+	return s
+}
+
+// idleCost runs 3 idle containers with 200 processes in all next to oomhero
+// and measures oomhero over window.
+func idleCost(ctx context.Context, lab *pods.Lab, src string, window time.Duration) (idleRow, error) {
+	row := idleRow{source: srcName(src), window: window, containers: 3}
+	const total = 200
+	var cs []pods.Container
+	left := total
+	for i := 0; i < 3; i++ {
+		n := left / (3 - i) // processes in this container, the app included
+		left -= n
+		cs = append(cs, pods.Container{Name: fmt.Sprintf("idle%d", i+1), Image: pods.AppImage, Memory: "256Mi",
+			Args: []string{"-mode", "idle", "-children", strconv.Itoa(n - 1), "-sample-interval", "0"}})
+	}
+	cs = append(cs, pods.OomheroContainer(pods.OomheroImage, src,
+		pods.EnvVar{Name: "WARNING", Value: "65"}, pods.EnvVar{Name: "CRITICAL", Value: "90"}))
+	r, err := lab.Play(ctx, pods.Pod{Name: pods.PodName("bench-idle-" + srcName(src)), Containers: cs})
+	if err != nil {
+		return row, err
+	}
+	defer r.Down()
+	// Wait until oomhero watches the three containers and every child runs.
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if _, err := r.WaitLog(wctx, "oomhero", func(s string) bool {
+		return len(pods.Select(pods.ParseOomheroLog(s), "container watched", "")) >= 3
+	}); err != nil {
+		return row, fmt.Errorf("idle: oomhero does not watch the 3 containers: %w", err)
+	}
+	for _, c := range cs[:3] {
+		if _, err := r.WaitLog(wctx, c.Name, func(s string) bool { return strings.Count(s, "event=child-start") >= 1 }); err != nil {
+			return row, fmt.Errorf("idle: %s: %w", c.Name, err)
+		}
+	}
+	time.Sleep(3 * time.Second) // start-up settles, a few rescans
+	st, err := r.State(ctx, "oomhero")
+	if err != nil {
+		return row, err
+	}
+	pid := st.Pid
+	row.procs, err = podProcs(ctx, r, cs[:3])
+	if err != nil {
+		return row, err
+	}
+	log0, err := r.Logs(ctx, "oomhero")
+	if err != nil {
+		return row, err
+	}
+	t0, err := cpuTicks(pid)
+	if err != nil {
+		return row, err
+	}
+	start := time.Now()
+	select {
+	case <-ctx.Done():
+		return row, ctx.Err()
+	case <-time.After(window):
+	}
+	t1, err := cpuTicks(pid)
+	if err != nil {
+		return row, err
+	}
+	el := time.Since(start)
+	log1, err := r.Logs(ctx, "oomhero")
+	if err != nil {
+		return row, err
+	}
+	row.rssKiB, row.hwmKiB, err = rss(pid)
+	if err != nil {
+		return row, err
+	}
+	// USER_HZ is 100 on Linux (sysconf(_SC_CLK_TCK)).
+	row.cpuPct = 100 * float64(t1-t0) / 100 / el.Seconds()
+	row.linesPerMin = float64(strings.Count(log1, "\n")-strings.Count(log0, "\n")) / el.Minutes()
+	if after := pods.ParseOomheroLog(log1[len(log0):]); len(after) > 0 {
+		fmt.Fprintf(os.Stderr, "bench: oomhero logged during the idle window:\n%s", pods.Short(after))
+	}
+	return row, nil
+}
+
+// podProcs counts the processes in the app containers' memory cgroups
+// (host cgroupfs, v1 memory hierarchy or v2).
+func podProcs(ctx context.Context, r *pods.Running, cs []pods.Container) (int, error) {
+	n := 0
+	for _, c := range cs {
+		st, err := r.State(ctx, c.Name)
+		if err != nil {
+			return 0, err
+		}
+		var b []byte
+		for _, root := range []string{"/sys/fs/cgroup/memory", "/sys/fs/cgroup"} {
+			if b, err = os.ReadFile(filepath.Join(root, st.Cgroup, "cgroup.procs")); err == nil {
+				break
+			}
+		}
+		if err != nil {
+			return 0, fmt.Errorf("count processes of %s: %w", c.Name, err)
+		}
+		n += len(strings.Fields(string(b)))
+	}
+	return n, nil
+}
+
+// cpuTicks returns utime+stime of pid (all threads) in clock ticks.
+func cpuTicks(pid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("oomhero's cpu time: %w", err)
+	}
+	// The command may hold spaces and parentheses: fields start after the last ')'.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("oomhero's cpu time: unexpected /proc/%d/stat %q", pid, s)
+	}
+	f := strings.Fields(s[i+1:])
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	if len(f) < 13 {
+		return 0, fmt.Errorf("oomhero's cpu time: short /proc/%d/stat", pid)
+	}
+	u, err1 := strconv.ParseUint(f[11], 10, 64)
+	st, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("oomhero's cpu time: /proc/%d/stat: utime %q stime %q", pid, f[11], f[12])
+	}
+	return u + st, nil
+}
+
+// rss returns VmRSS and VmHWM of pid in KiB.
+func rss(pid int) (rss, hwm uint64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, fmt.Errorf("oomhero's rss: %w", err)
+	}
+	var found int
+	for _, l := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(l, ":")
+		if !ok || (k != "VmRSS" && k != "VmHWM") {
+			continue
+		}
+		n, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("oomhero's rss: %s: %q", k, v)
+		}
+		if k == "VmRSS" {
+			rss = n
+		} else {
+			hwm = n
+		}
+		found++
+	}
+	if found != 2 {
+		return 0, 0, fmt.Errorf("oomhero's rss: no VmRSS/VmHWM in /proc/%d/status", pid)
+	}
+	return rss, hwm, nil
+}
+
+// percentile returns the nearest-rank p-th percentile of sorted d.
+func percentile(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	k := int(p/100*float64(len(d))+0.999999) - 1
+	k = max(0, min(k, len(d)-1))
+	return d[k]
+}
+
+func fmtDur(d time.Duration) string {
+	switch {
+	case d < time.Millisecond && d > -time.Millisecond:
+		return fmt.Sprintf("%.0fµs", float64(d)/1e3)
+	default:
+		return fmt.Sprintf("%.2fms", float64(d)/1e6)
+	}
+}
+
+func printTables(w *os.File, lrows []latencyRow, irows []idleRow, runs int) {
+	fmt.Fprintf(w, "\nReaction latency: signal receipt in the app - its first sample at or above the threshold\n")
+	fmt.Fprintf(w, "(256 MiB limit, WARNING=65 CRITICAL=90, %d runs per rate; nearest-rank percentiles)\n\n", runs)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "source\trate\tlevel\tn\tp50\tp90\tp99\tmax\tmissed\tcritical before OOM kill\t")
+	for _, r := range lrows {
+		d := slices.Clone(r.lat)
+		slices.Sort(d)
+		var mx time.Duration
+		if len(d) > 0 {
+			mx = d[len(d)-1]
+		}
+		kill := "-"
+		if r.killed {
+			kill = fmt.Sprintf("%d/%d", r.beforeKill, r.runs)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%d\t%s\t\n", r.source, r.rate, r.level, len(d),
+			fmtDur(percentile(d, 50)), fmtDur(percentile(d, 90)), fmtDur(percentile(d, 99)), fmtDur(mx), r.missed, kill)
+	}
+	tw.Flush()
+	if len(irows) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nIdle cost of oomhero next to %d containers / %d processes\n\n", irows[0].containers, irows[0].procs)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "source\twindow\tCPU (% of one core)\tRSS\tpeak RSS\tlog lines/min\t")
+	for _, r := range irows {
+		fmt.Fprintf(tw, "%s\t%v\t%.3f%%\t%.1f MiB\t%.1f MiB\t%.1f\t\n", r.source, r.window.Round(time.Second), r.cpuPct,
+			float64(r.rssKiB)/1024, float64(r.hwmKiB)/1024, r.linesPerMin)
+	}
+	tw.Flush()
+}
