@@ -213,7 +213,7 @@ func idleCost(ctx context.Context, lab *pods.Lab, src string, window time.Durati
 			return row, fmt.Errorf("idle: %s: %w", c.Name, err)
 		}
 	}
-	time.Sleep(3 * time.Second) // start-up settles, a few rescans
+	time.Sleep(10 * time.Second) // start-up settles, several rescans
 	st, err := r.State(ctx, "oomhero")
 	if err != nil {
 		return row, err
