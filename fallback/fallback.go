@@ -58,7 +58,19 @@ type polled struct {
 	lastFull  bool
 	rate      float64 // bytes per second, peak-held (see nextInterval)
 	failed    bool
+	relaxed   bool // the next poll is at the full interval: it may be batched
+	// what was last reported, to report only changes far from thresholds
+	sentTime  time.Time
+	sentUsage uint64
 }
+
+// Far below the thresholds a poll is reported only when usage moved by
+// limit/changeDivisor or heartbeat passed: policy has nothing to decide and
+// metrics need no finer figure.
+const (
+	changeDivisor = 256
+	heartbeat     = 10 * time.Second
+)
 
 // Run implements watch.Source.
 func (s *Source) Run(ctx context.Context, out chan<- watch.Reading) error {
@@ -72,11 +84,15 @@ func (s *Source) Run(ctx context.Context, out chan<- watch.Reading) error {
 	}()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	// Relaxed polls due within batch are done together, so idle containers
+	// cost one wake-up per interval between them, not one each.
+	batch := s.interval / 5
 	for {
 		now := time.Now()
 		next := now.Add(s.interval)
 		for _, p := range polls {
-			if !p.next.After(now) {
+			due := !p.next.After(now) || (p.relaxed && p.next.Sub(now) <= batch)
+			if due {
 				rd, ok := s.poll(p, now)
 				if ok {
 					select {
@@ -157,14 +173,28 @@ func (s *Source) poll(p *polled, now time.Time) (watch.Reading, bool) {
 		}
 	}
 	rd.ID, rd.Origin = p.ID, "poll"
+	wasFailed := p.failed
 	p.failed = false
 	value := rd.Value(p.Metric)
 	if !full {
 		value = usage
 	}
-	p.next = now.Add(s.nextInterval(p, now, usage, value, full))
+	iv := s.nextInterval(p, now, usage, value, full)
+	p.next, p.relaxed = now.Add(iv), iv == s.interval
 	p.lastTime, p.lastUsage, p.lastValue, p.lastFull = now, usage, value, full
+	if !full && !wasFailed && !p.sentTime.IsZero() && now.Sub(p.sentTime) < heartbeat &&
+		absDiff(usage, p.sentUsage) < p.Limit/changeDivisor {
+		return rd, false
+	}
+	p.sentTime, p.sentUsage = now, usage
 	return rd, true
+}
+
+func absDiff(a, b uint64) uint64 {
+	if a > b {
+		return a - b
+	}
+	return b - a
 }
 
 func (s *Source) fail(p *polled, now time.Time, err error) (watch.Reading, bool) {

@@ -131,7 +131,19 @@ type tracked struct {
 	readErr  bool
 	psi      *cgroup.PressureReader // nil where the cgroup has no PSI
 	pressure cgroup.Pressure
+	hot      bool      // told the OOM watcher the cgroup is near its limit
+	oomAt    time.Time // last OOM kill seen
+	scans    int       // rescans since the last full resolve
+	comm     string    // main process's command at the last resolve
 }
+
+// resolveEvery is how many rescans may reuse a known container's cgroup
+// (same processes) before it is resolved again to notice a new limit.
+const resolveEvery = 10
+
+// afterOOM is how long signals to a container pause after an OOM kill: its
+// processes are being killed and the runtime is tearing it down.
+const afterOOM = time.Second
 
 func (a *Agent) now() time.Time {
 	if a.Now != nil {
@@ -236,6 +248,11 @@ func (a *Agent) rescan() error {
 			continue
 		}
 		t := a.byPath[path]
+		if t != nil && t.scans < resolveEvery && slices.Equal(t.PIDs, g.PIDs()) && t.comm == g.Main().Comm {
+			t.scans++
+			t.group = g
+			continue
+		}
 		c, err := a.Resolver.Resolve(g)
 		if err != nil {
 			if t != nil {
@@ -262,7 +279,7 @@ func (a *Agent) rescan() error {
 				a.Observer.Forget(a.target(t))
 				t.Name = c.Name
 			}
-			t.group, t.PIDs = g, c.PIDs
+			t.group, t.PIDs, t.scans, t.comm = g, c.PIDs, 0, g.Main().Comm
 			if t.Limit != c.Limit || t.Dir != c.Dir {
 				a.Log.Info("container limit changed", "container", t.Name, "from_bytes", t.Limit, "to_bytes", c.Limit)
 				t.Container = c
@@ -275,7 +292,7 @@ func (a *Agent) rescan() error {
 			a.forget(t) // same path, new cgroup (container restarted)
 		}
 		c.Name = a.uniqueName(c.Name, g)
-		t = &tracked{Container: c, group: g}
+		t = &tracked{Container: c, group: g, comm: g.Main().Comm}
 		a.byPath[path], a.byID[c.ID] = t, t
 		psiNote := "unavailable"
 		if r, err := cgroup.OpenPressure(c.Dir); err == nil {
@@ -390,6 +407,10 @@ func (a *Agent) reading(rd watch.Reading) {
 	t.last, t.hasLast = rd, true
 	value := rd.Value(a.Config.Metric)
 	d := a.policy.Observe(rd.ID, value, a.now())
+	if hot := rd.Usage >= t.Limit/2 || d.To > watch.OK; hot != t.hot && a.OOM != nil {
+		t.hot = hot
+		a.OOM.SetHot(t.ID, hot)
+	}
 	a.Observer.Reading(a.target(t), rd, d.To)
 	if a.Log.Enabled(context.Background(), slog.LevelDebug) {
 		a.Log.Debug("sample", "container", t.Name, "origin", rd.Origin, "level", d.To.String(),
@@ -465,6 +486,10 @@ func (a *Agent) sigFor(l watch.Level) unix.Signal {
 // signal sends level l's signal to the container's chosen processes.
 func (a *Agent) signal(t *tracked, l watch.Level, rd watch.Reading) {
 	sig := a.sigFor(l)
+	if !t.oomAt.IsZero() && a.now().Sub(t.oomAt) < afterOOM {
+		a.Log.Debug("signal held back: the container was just OOM-killed", "container", t.Name, "level", l.String())
+		return
+	}
 	procs := a.chooseTargets(t, sig)
 	value := rd.Value(a.Config.Metric)
 	if len(procs) == 0 {
@@ -534,6 +559,7 @@ func (a *Agent) kill(k oomwatch.Kill) {
 	if t == nil {
 		return
 	}
+	t.oomAt = k.Time
 	attrs := []any{"container", t.Name, "cgroup", t.Path, "kills", k.Kills, "oom_kill_total", k.Total,
 		"limit_bytes", t.Limit}
 	if t.hasLast {

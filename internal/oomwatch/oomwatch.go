@@ -26,8 +26,13 @@ import (
 	"github.com/oomhero/oomhero/internal/watch"
 )
 
-// PollInterval is how often counters without kernel notification are read.
-const PollInterval = 50 * time.Millisecond
+// PollInterval is how often counters without kernel notification are read
+// while their cgroup is hot (near its limit, see SetHot); ColdPollInterval
+// while it is not.
+const (
+	PollInterval     = 50 * time.Millisecond
+	ColdPollInterval = time.Second
+)
 
 // Kill reports OOM kills in one cgroup.
 type Kill struct {
@@ -42,6 +47,8 @@ type entry struct {
 	file   *os.File // oom counter file, kept open
 	efd    int      // v1 eventfd, or -1
 	polled bool
+	hot    bool
+	due    time.Time // next read of a polled counter
 	count  uint64
 	buf    []byte
 }
@@ -139,6 +146,24 @@ func (w *Watcher) Add(id uint64, dir string, v watch.CgroupVersion) (notified bo
 	return !e.polled, nil
 }
 
+// SetHot tells whether cgroup id is near its limit: a polled counter is
+// read every PollInterval while hot, every ColdPollInterval otherwise.
+func (w *Watcher) SetHot(id uint64, hot bool) {
+	w.mu.Lock()
+	e, ok := w.byID[id]
+	changed := ok && e.polled && e.hot != hot
+	if changed {
+		e.hot = hot
+		if hot {
+			e.due = time.Time{}
+		}
+	}
+	w.mu.Unlock()
+	if changed && hot {
+		w.poke()
+	}
+}
+
 // Remove stops watching cgroup id.
 func (w *Watcher) Remove(id uint64) {
 	w.mu.Lock()
@@ -203,16 +228,18 @@ func (w *Watcher) Run(ctx context.Context, out chan<- Kill) error {
 	defer stop()
 	evs := make([]unix.EpollEvent, 16)
 	for {
+		timeout := -1
+		now := time.Now()
 		w.mu.Lock()
-		polled := false
 		for _, e := range w.byID {
-			polled = polled || e.polled
+			if e.polled {
+				d := max(e.due.Sub(now), 0)
+				if timeout < 0 || int(d/time.Millisecond) < timeout {
+					timeout = int(d / time.Millisecond)
+				}
+			}
 		}
 		w.mu.Unlock()
-		timeout := -1
-		if polled {
-			timeout = int(PollInterval / time.Millisecond)
-		}
 		n, err := unix.EpollWait(w.epfd, evs, timeout)
 		if err != nil && !errors.Is(err, unix.EINTR) {
 			return fmt.Errorf("epoll_wait: %w", err)
@@ -236,8 +263,14 @@ func (w *Watcher) Run(ctx context.Context, out chan<- Kill) error {
 				check = append(check, e)
 			}
 		}
+		now = time.Now()
 		for _, e := range w.byID {
-			if e.polled {
+			if e.polled && !e.due.After(now) {
+				iv := ColdPollInterval
+				if e.hot {
+					iv = PollInterval
+				}
+				e.due = now.Add(iv)
 				check = append(check, e)
 			}
 		}

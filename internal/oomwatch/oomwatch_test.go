@@ -74,6 +74,7 @@ func TestPolledCounter(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	out := make(chan Kill, 1)
+	w.SetHot(7, true)
 	go w.Run(ctx, out)
 	os.WriteFile(d+"/memory.oom_control", []byte("oom_kill_disable 0\nunder_oom 0\noom_kill 5\n"), 0o644)
 	select {
