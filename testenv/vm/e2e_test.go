@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oomhero/oomhero/internal/cgroup"
 	"github.com/oomhero/oomhero/testenv/app/applog"
 	"github.com/oomhero/oomhero/testenv/pods"
 )
@@ -24,15 +25,20 @@ import (
 
 const (
 	mib = 1 << 20
-	// maxLatencyVM bounds crossing-to-receipt at 20 MiB/s in the VM: four
-	// default poll intervals (100 ms) under TCG.
-	maxLatencyVM = 400 * time.Millisecond
-	// fastStart is when the fast leak starts (app -delay): oomhero has
-	// started and discovered the app (rescan 1 s) by then.
-	fastStart = 5 * time.Second
-	// appStart is when the other apps start growing, once the fast leak
-	// (about 2 s at the VM's speed) is over, so it has the CPUs to itself.
-	appStart = 9 * time.Second
+	// maxLatencyVM bounds crossing-to-receipt at 20 MiB/s in the VM. The
+	// real-pod suite asks 50 ms; under TCG the guest runs 10-20 times
+	// slower and its two virtual CPUs are shared by several pods, and
+	// latencies of 25-330 ms were measured here. The bound still fails a
+	// source that misses a crossing or waits for a cooldown tick (1 s).
+	maxLatencyVM = 750 * time.Millisecond
+	// minFastRate is the least leak rate that still makes the fast-leak
+	// scenario a fast leak (MiB/s; 90 % to the kill in 870 ms): below it the
+	// VM was too slow (an overloaded host) and the scenario proves little.
+	// Measured alone here: 55-207 MiB/s depending on the host's load.
+	minFastRate = 30
+	// discovered is the app start delay (-delay) that lets oomhero start
+	// and discover the app (rescan 1 s) before the app grows.
+	discovered = 4 * time.Second
 )
 
 func oomheroContainer(source string, env ...string) Container {
@@ -50,68 +56,86 @@ func app(name string, limit int64, args ...string) Container {
 
 func delay(d time.Duration) string { return "-delay=" + d.String() }
 
-// growthPods are the scenarios where apps grow, one boot per source: the
-// pod name is the scenario name. They run side by side and end on what the
-// app logged (EndOn), so a slower machine makes them longer, not wrong;
-// Duration is only the upper bound.
-func growthPods(source string) []Pod {
-	thresholds := []string{"WARNING=65", "CRITICAL=90"}
+// Scenario pods are named "<scenario>-<source>"; oomhero is always the first
+// container. Pods end on what the app logged (EndOn) or when their main
+// container exits (Main, Linger), so a slower machine makes them longer, not
+// wrong; Duration is only an upper bound.
+
+func pod(scenario, source string, c ...Container) Pod {
+	return Pod{Name: scenario + "-" + source, Duration: D(45 * time.Second), Containers: c}
+}
+
+var thresholds = []string{"WARNING=65", "CRITICAL=90"}
+
+// leak200Pod: 200 MiB/s (or as fast as the VM goes) into 256 MiB, 90 % to
+// the kill in about 130 ms at 200 MiB/s. The app's exit ends the pod 4 s
+// later (time for oomhero's "oom kill" line).
+func leak200Pod(source string, start time.Duration) Pod {
+	p := pod("leak200", source, oomheroContainer(source, thresholds...),
+		withMain(app("app", 256*mib, "-mode=leak", "-rate=200", "-chunk=256", delay(start))))
+	p.Linger = D(4 * time.Second)
+	return p
+}
+
+// leak20Pod: up to 95 % of 256 MiB at 20 MiB/s (12.2 s).
+func leak20Pod(source string, start time.Duration) Pod {
+	return pod("leak20", source, oomheroContainer(source, thresholds...),
+		endOn(app("app", 256*mib, "-mode=leak", "-rate=20", "-chunk=256", "-cap-percent=95", "-sample-interval=0", delay(start)),
+			"event=cap", 2*time.Second))
+}
+
+// holdPods: apps held between thresholds, one boot per source.
+func holdPods(source string) []Pod {
 	return []Pod{
-		// 200 MiB/s or as fast as the VM goes: 90 % to the kill in about
-		// 130 ms at 200 MiB/s. The app's exit ends the pod 4 s later (time
-		// for oomhero's "oom kill" line).
-		{Name: "leak200", Duration: D(40 * time.Second), Linger: D(4 * time.Second), Containers: []Container{
-			oomheroContainer(source, thresholds...),
-			withMain(app("app", 256*mib, "-mode=leak", "-rate=200", "-chunk=256", delay(fastStart))),
-		}},
-		// Up to 95 % of 256 MiB at 20 MiB/s: 12.2 s.
-		{Name: "leak20", Duration: D(45 * time.Second), Containers: []Container{
-			oomheroContainer(source, thresholds...),
-			endOn(app("app", 256*mib, "-mode=leak", "-rate=20", "-chunk=256", "-cap-percent=95", "-sample-interval=0", delay(appStart)),
-				"event=cap", 2*time.Second),
-		}},
 		// Held at 75 %: warnings every second (COOLDOWN default 1 s).
-		{Name: "children", Duration: D(45 * time.Second), Containers: []Container{
-			oomheroContainer(source, thresholds...),
-			endOn(app("app", 256*mib, "-mode=hold", "-rate=50", "-chunk=1024", "-percent=75", "-children=3", delay(appStart)),
-				"signal=SIGUSR1", 4*time.Second),
-		}},
-		{Name: "nolimit", Duration: D(45 * time.Second), Containers: []Container{
-			oomheroContainer(source, thresholds...),
-			app("nolimit", 0, "-mode=hold", "-rate=100", "-chunk=1024", "-cap=128", delay(appStart)),
-			endOn(app("limited", 256*mib, "-mode=hold", "-rate=50", "-chunk=1024", "-percent=75", delay(appStart)),
-				"signal=SIGUSR1", 2*time.Second),
-		}},
+		pod("children", source, oomheroContainer(source, thresholds...),
+			endOn(app("app", 256*mib, "-mode=hold", "-rate=50", "-chunk=1024", "-percent=75", "-children=3", delay(discovered)),
+				"signal=SIGUSR1", 4*time.Second)),
+		pod("nolimit", source, oomheroContainer(source, thresholds...),
+			app("nolimit", 0, "-mode=hold", "-rate=100", "-chunk=1024", "-cap=128", delay(discovered)),
+			endOn(app("limited", 256*mib, "-mode=hold", "-rate=50", "-chunk=1024", "-percent=75", delay(discovered)),
+				"signal=SIGUSR1", 2*time.Second)),
 		// Held at 70 %, between warning (50) and critical (90), 11 s after
 		// the first warning.
-		{Name: "cooldown", Duration: D(50 * time.Second), Containers: []Container{
-			oomheroContainer(source, "WARNING=50", "CRITICAL=90", "COOLDOWN=2s"),
-			endOn(app("app", 256*mib, "-mode=hold", "-rate=50", "-chunk=1024", "-percent=70", delay(appStart)),
-				"signal=SIGUSR1", 11*time.Second),
-		}},
+		pod("cooldown", source, oomheroContainer(source, "WARNING=50", "CRITICAL=90", "COOLDOWN=2s"),
+			endOn(app("app", 256*mib, "-mode=hold", "-rate=50", "-chunk=1024", "-percent=70", delay(discovered)),
+				"signal=SIGUSR1", 11*time.Second)),
 	}
+}
+
+// leakPods: the fast leaks one after the other (each has the VM to itself
+// for its 2 s), then the 20 MiB/s leaks side by side.
+func leakPods(sources []string) []Pod {
+	var ps []Pod
+	at := discovered
+	for _, s := range sources {
+		ps = append(ps, leak200Pod(s, at))
+		at += 4 * time.Second
+	}
+	for _, s := range sources {
+		ps = append(ps, leak20Pod(s, at))
+	}
+	return ps
+}
+
+// pageCachePods: usage near the limit with page cache of a file on /data (a
+// RAM disk with ext2: real file cache), working set ~10 %, for 30 s. The
+// churn keeps a CPU busy, so these get a boot of their own.
+func pageCachePods(sources []string) []Pod {
+	var ps []Pod
+	for _, source := range sources {
+		p := pod("pagecache", source, oomheroContainer(source, thresholds...),
+			app("app", 256*mib, "-mode=churn", "-anon=16", "-file=/data/pagecache-"+source+"/churn.dat", "-file-size=320",
+				"-sample-interval=250ms", delay(3*time.Second)))
+		p.Duration = D(35 * time.Second)
+		ps = append(ps, p)
+	}
+	return ps
 }
 
 func endOn(c Container, s string, wait time.Duration) Container {
 	c.EndOn, c.EndWait = s, D(wait)
 	return c
-}
-
-// pageCachePods: usage near the limit with page cache of a file on /data (a
-// RAM disk with ext2: real file cache), working set ~10 %, for 30 s; one pod
-// per source in one boot. The churn keeps a CPU busy, so these get a boot of
-// their own instead of slowing the growth scenarios.
-func pageCachePods(sources []string) []Pod {
-	var ps []Pod
-	for _, source := range sources {
-		name := "pagecache-" + source
-		ps = append(ps, Pod{Name: name, Duration: D(35 * time.Second), Containers: []Container{
-			oomheroContainer(source, "WARNING=65", "CRITICAL=90"),
-			app("app", 256*mib, "-mode=churn", "-anon=16", "-file=/data/"+name+"/churn.dat", "-file-size=320",
-				"-sample-interval=250ms", delay(3*time.Second)),
-		}})
-	}
-	return ps
 }
 
 func withMain(c Container) Container { c.Main = true; return c }
@@ -229,9 +253,9 @@ func (e e2e) watched(es []pods.Entry, container string) pods.Watched {
 	return w
 }
 
-// TestE2E runs the scenarios: the growth scenarios in one boot per source,
-// the page-cache scenario for every source in one more boot.
-// OOMHERO_VM_SOURCES (comma-separated) narrows the sources.
+// TestE2E runs the scenarios with every source, in four boots: the held
+// apps of each source, the leaks, the page cache. OOMHERO_VM_SOURCES
+// (comma-separated) narrows the sources.
 func TestE2E(t *testing.T) {
 	sources := []string{"cgroupfs", "bpf"}
 	if s := os.Getenv("OOMHERO_VM_SOURCES"); s != "" {
@@ -240,26 +264,23 @@ func TestE2E(t *testing.T) {
 	type boot struct {
 		name string
 		spec Spec
-		// source of each pod
-		source map[string]string
 	}
 	var boots []boot
 	for _, source := range sources {
-		b := boot{name: source, source: map[string]string{},
-			spec: Spec{Timeout: D(55 * time.Second), Pods: growthPods(source)}}
-		for _, p := range b.spec.Pods {
-			b.source[p.Name] = source
-		}
-		boots = append(boots, b)
+		boots = append(boots, boot{"hold-" + source, Spec{Pods: holdPods(source)}})
 	}
-	pc := boot{name: "pagecache", source: map[string]string{},
-		spec: Spec{Timeout: D(50 * time.Second), DataMiB: 400 * len(sources), Pods: pageCachePods(sources)}}
-	for i, p := range pc.spec.Pods {
-		pc.source[p.Name] = sources[i]
-	}
-	boots = append(boots, pc)
+	boots = append(boots,
+		boot{"leaks", Spec{Pods: leakPods(sources)}},
+		boot{"pagecache", Spec{DataMiB: 400 * len(sources), Pods: pageCachePods(sources)}})
 
 	for _, b := range boots {
+		b.spec.Timeout = D(55 * time.Second)
+		for i, p := range b.spec.Pods {
+			// Pods start a little apart, as on a node. (Five oomheros
+			// attaching fexit programs at the same instant once locked
+			// up both CPUs of the guest: see the package doc.)
+			p.Containers[0].StartDelay = D(time.Duration(i) * 500 * time.Millisecond)
+		}
 		t.Run(b.name, func(t *testing.T) {
 			m := machine(t, "oomhero", "testapp")
 			m.MemoryMiB = 2048 + b.spec.DataMiB
@@ -273,11 +294,11 @@ func TestE2E(t *testing.T) {
 					t.Logf("pod %s done at %v (guest clock); CPU time: %s", p.Name,
 						time.Duration(ev.T).Round(time.Millisecond), strings.Join(cpu, ", "))
 				}
-				scenario, _, _ := strings.Cut(p.Name, "-")
+				scenario, source, _ := strings.Cut(p.Name, "-")
 				t.Run(p.Name, func(t *testing.T) {
 					e := e2e{t: t, res: res, pod: p.Name}
 					defer e.dump()
-					e.checkSource(e.oomhero(), b.source[p.Name])
+					e.checkSource(e.oomhero(), source)
 					scenarios[scenario](e)
 				})
 			}
@@ -338,13 +359,29 @@ func leak200(e e2e) {
 	if !strings.Contains(ev, "oom_kill 1") {
 		t.Fatalf("memory.events of the app's cgroup has no oom_kill 1:\n%s", ev)
 	}
+	// PSI (booted with psi=1): a container driven into its limit stalled
+	// in reclaim before the kill.
+	if ps, ok := e.res.File(e.pod, "app", cgroup.PressureFile); !ok {
+		t.Errorf("no %s reported for the app", cgroup.PressureFile)
+	} else if p, err := cgroup.ParsePressure([]byte(ps)); err != nil {
+		t.Errorf("app %s: %v", cgroup.PressureFile, err)
+	} else {
+		t.Logf("app memory pressure at the end: some total %v, full total %v", p.Some.Total, p.Full.Total)
+		if p.Some.Total == 0 {
+			t.Errorf("no memory stall recorded for a container that hit its limit:\n%s", ps)
+		}
+	}
 	lg := e.app("app")
 	crit := react(lg, w.Critical, "SIGUSR2")
 	t.Log(react(lg, w.Warning, "SIGUSR1"))
 	t.Log(crit)
 	if n := len(lg.Samples); n > 1 {
 		first, last := lg.Samples[0], lg.Samples[n-1]
-		t.Logf("leak rate achieved: %.0f MiB/s", float64(last.Usage-first.Usage)/mib/(last.Mono-first.Mono).Seconds())
+		rate := float64(last.Usage-first.Usage) / mib / (last.Mono - first.Mono).Seconds()
+		t.Logf("leak rate achieved: %.0f MiB/s", rate)
+		if rate < minFastRate {
+			t.Errorf("the leak reached only %.0f MiB/s, want at least %d: the VM was too slow (overloaded host?) for a fast-leak test", rate, minFastRate)
+		}
 	}
 	if !crit.Crossed {
 		t.Fatalf("the app never crossed the critical threshold (%d): the test proves nothing", crit.Threshold)

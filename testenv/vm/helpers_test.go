@@ -132,6 +132,8 @@ func machine(t *testing.T, bins ...string) *Machine {
 		Init:    filepath.Join(dir, "vminit"),
 		Files:   map[string]string{},
 		WorkDir: t.TempDir(),
+		// Extra kernel arguments for debugging, e.g. loglevel=7.
+		Append: strings.Fields(os.Getenv("OOMHERO_VM_APPEND")),
 	}
 	for _, b := range bins {
 		if err := buildErr[b]; err != nil {
