@@ -73,8 +73,8 @@ func kernelCandidates(ctx context.Context) ([]string, error) {
 // FetchKernel returns the newest Debian 6.1 cloud kernel (package
 // linux-image-6.1.0-N-cloud-amd64) that apt can download, extracted into
 // cacheDir. A kernel already in cacheDir is reused without any download when
-// apt lists no newer package. When apt knows no such package at all, it runs
-// apt-get update once.
+// apt lists no newer package. When apt knows no such package, or none of the
+// newest three downloads (stale lists), it runs apt-get update once.
 func FetchKernel(ctx context.Context, cacheDir string) (*Kernel, error) {
 	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
 		return nil, fmt.Errorf("kernel cache: %w", err)
@@ -92,6 +92,23 @@ func FetchKernel(ctx context.Context, cacheDir string) (*Kernel, error) {
 	if len(names) == 0 {
 		return nil, errors.New("apt knows no linux-image-6.1.0-*-cloud-amd64 package (Debian bookworm sources needed)")
 	}
+	k, err := firstKernel(ctx, cacheDir, names)
+	if err == nil {
+		return k, nil
+	}
+	// Stale package lists name files the mirror no longer has: refresh once.
+	if out, uerr := exec.CommandContext(ctx, "apt-get", "update").CombinedOutput(); uerr != nil {
+		return nil, fmt.Errorf("%w; apt-get update: %w: %s", err, uerr, tail(out))
+	}
+	if names, err = kernelCandidates(ctx); err != nil {
+		return nil, err
+	}
+	return firstKernel(ctx, cacheDir, names)
+}
+
+// firstKernel returns the first of names (newest first) that is cached or
+// downloads, trying at most three downloads.
+func firstKernel(ctx context.Context, cacheDir string, names []string) (*Kernel, error) {
 	var errs []error
 	for _, name := range names {
 		if k, err := cachedKernel(cacheDir, name); err == nil {
@@ -105,6 +122,9 @@ func FetchKernel(ctx context.Context, cacheDir string) (*Kernel, error) {
 		if len(errs) == 3 {
 			break
 		}
+	}
+	if len(errs) == 0 {
+		return nil, errors.New("fetch kernel: no candidate package")
 	}
 	return nil, fmt.Errorf("fetch kernel: %w", errors.Join(errs...))
 }
