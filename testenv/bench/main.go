@@ -70,6 +70,7 @@ func run() error {
 	idle := flag.Duration("idle", 60*time.Second, "idle measurement window")
 	rates := flag.String("rates", "20,200", "leak rates in MiB/s; rates under 100 are capped at 95% of the limit, others run until the OOM kill")
 	noBuild := flag.Bool("no-build", false, "use the images already built")
+	flag.StringVar(&logDir, "logs", "", "directory to keep every run's app and oomhero logs in (empty: none)")
 	flag.Parse()
 
 	if err := pods.Check(); err != nil {
@@ -127,6 +128,21 @@ func run() error {
 	return nil
 }
 
+// logDir, when set, receives each run's logs.
+var logDir string
+
+func keepLogs(name string, res *pods.LeakResult) {
+	if logDir == "" || res == nil {
+		return
+	}
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return
+	}
+	os.WriteFile(filepath.Join(logDir, name+"-app.log"), []byte(res.AppLog), 0o644)
+	os.WriteFile(filepath.Join(logDir, name+"-oomhero.log"), []byte(res.OomheroLog), 0o644)
+}
+
 func latency(ctx context.Context, lab *pods.Lab, src string, rate float64, runs int) ([]latencyRow, error) {
 	capPct := 0.0
 	if rate < 100 {
@@ -136,10 +152,12 @@ func latency(ctx context.Context, lab *pods.Lab, src string, rate float64, runs 
 	warn := latencyRow{source: srcName(src), rate: rateS, level: "warning"}
 	crit := latencyRow{source: srcName(src), rate: rateS, level: "critical", killed: capPct == 0}
 	for i := 1; i <= runs; i++ {
+		name := fmt.Sprintf("bench-%s-%g-%d", srcName(src), rate, i)
 		res, err := lab.RunLeak(ctx, pods.LeakSpec{
-			Name: fmt.Sprintf("bench-%s-%g-%d", srcName(src), rate, i), Rate: rate, Memory: "256Mi", Cap: capPct,
+			Name: name, Rate: rate, Memory: "256Mi", Cap: capPct,
 			Env: []pods.EnvVar{{Name: "WARNING", Value: "65"}, {Name: "CRITICAL", Value: "90"}}, Source: src,
 		})
+		keepLogs(name, res)
 		if err != nil {
 			return nil, fmt.Errorf("leak run %s %s #%d: %w", srcName(src), rateS, i, err)
 		}
