@@ -32,8 +32,9 @@ test-privileged: ## tests on real cgroups and BPF on this host (root)
 	$(GO) test -count=1 -v ./loader/... 2>&1 | tee /tmp/oomhero-loader-test.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; test $${PIPESTATUS[0]} -eq 0
 
 .PHONY: test-e2e
-test-e2e: ## real-pod suite (podman kube play), both sources
-	$(GO) test -count=1 -timeout 30m -v ./testenv/pods/... 2>&1 | tee /tmp/oomhero-e2e.log | grep -E '^(\s*--- |=== RUN|PASS|FAIL|ok|panic)' ; test $${PIPESTATUS[0]} -eq 0
+test-e2e: ## real-pod suite (podman kube play), with the cgroupfs source, then the BPF source
+	OOMHERO_E2E_SOURCE=cgroupfs $(GO) test -count=1 -timeout 20m -v ./testenv/pods/... 2>&1 | tee /tmp/oomhero-e2e-cgroupfs.log | grep -E '^(\s*--- |=== RUN|PASS|FAIL|ok|panic)' ; test $${PIPESTATUS[0]} -eq 0
+	OOMHERO_E2E_SOURCE=bpf OOMHERO_E2E_NO_BUILD=1 $(GO) test -count=1 -timeout 20m -v ./testenv/pods/... 2>&1 | tee /tmp/oomhero-e2e-bpf.log | grep -E '^(\s*--- |=== RUN|PASS|FAIL|ok|panic)' ; test $${PIPESTATUS[0]} -eq 0
 
 .PHONY: test-vm
 test-vm: ## cgroup v2 suite in a qemu VM (Debian 6.1 kernel)
