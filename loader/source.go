@@ -59,7 +59,8 @@ type Source struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	// Owned by Run.
+	// tmu guards what follows: Run's loop and the ring reader share it.
+	tmu      sync.Mutex
 	targets  map[uint64]*target
 	placed   map[uint64]placement
 	lostSeen uint64
@@ -67,7 +68,8 @@ type Source struct {
 	resyncs atomic.Uint64
 	// lostTotal mirrors the program's lost counter for Lost.
 	lostTotal atomic.Uint64
-	// onEvent, when set before Run, sees every record (for tests).
+	// onEvent, when set before Run, sees every record, on the ring
+	// reader's goroutine (for tests).
 	onEvent func(memwatchEvent)
 }
 
@@ -169,38 +171,24 @@ func (s *Source) Run(ctx context.Context, out chan<- watch.Reading) (err error) 
 	if !s.running.CompareAndSwap(false, true) {
 		return errors.New("bpf source: Run called twice")
 	}
-	if s.opts.Realtime {
-		// Events are handled at SCHED_FIFO too; the thread goes back to
-		// SCHED_OTHER before the caller's goroutine may use it again.
-		runtime.LockOSThread()
-		if err := setPolicy(unix.SCHED_FIFO, 1); err != nil {
-			runtime.UnlockOSThread()
-			s.opts.Logger.Warn("cannot make the bpf source real-time (needs CAP_SYS_NICE), staying SCHED_OTHER", "err", err)
-		} else {
-			defer func() {
-				if setPolicy(0 /* SCHED_OTHER */, 0) == nil {
-					runtime.UnlockOSThread()
-				}
-			}()
-		}
-	}
-	recs := make(chan memwatchEvent, 4096)
+	ctx, cancel := context.WithCancel(ctx)
 	readErr := make(chan error, 1)
-	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		readErr <- s.readRing(recs, done)
+		readErr <- s.readRing(ctx, out)
 	}()
 	defer func() {
-		close(done)
+		cancel()
 		s.ring.Close() // interrupts the reader
 		wg.Wait()
+		s.tmu.Lock()
 		for _, t := range s.targets {
 			t.r.Close()
 		}
 		s.targets = map[uint64]*target{}
+		s.tmu.Unlock()
 		if cerr := s.Close(); cerr != nil && err == nil {
 			err = fmt.Errorf("bpf source: close: %w", cerr)
 		}
@@ -213,61 +201,36 @@ func (s *Source) Run(ctx context.Context, out chan<- watch.Reading) (err error) 
 	tick := time.NewTicker(tickEvery)
 	defer tick.Stop()
 
-	if err := s.apply(ctx, out); err != nil {
+	locked := func(f func() error) error {
+		s.tmu.Lock()
+		defer s.tmu.Unlock()
+		return f()
+	}
+	if err := locked(func() error { return s.apply(ctx, out) }); err != nil {
 		return ctxNil(ctx, err)
 	}
-	batch := map[uint64]memwatchEvent{}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case err := <-readErr:
-			return fmt.Errorf("bpf source: read ring buffer: %w", err)
+			if err == nil {
+				return nil
+			}
+			return fmt.Errorf("bpf source: %w", err)
 		case <-s.wake:
-			if err := s.apply(ctx, out); err != nil {
+			if err := locked(func() error { return s.apply(ctx, out) }); err != nil {
 				return ctxNil(ctx, err)
 			}
 		case <-tick.C:
-			if err := s.checkLost(ctx, out); err != nil {
-				return ctxNil(ctx, err)
-			}
-			if err := s.poll(ctx, out); err != nil {
-				return ctxNil(ctx, err)
-			}
-		case ev := <-recs:
-			// Coalesce what is already queued: one cgroupfs read per
-			// container, latency counted from its oldest event.
-			clear(batch)
-			if s.onEvent != nil {
-				s.onEvent(ev)
-			}
-			batch[ev.CgroupId] = ev
-		drain:
-			for {
-				select {
-				case ev := <-recs:
-					if s.onEvent != nil {
-						s.onEvent(ev)
-					}
-					if old, ok := batch[ev.CgroupId]; ok && old.TsNs < ev.TsNs {
-						ev.TsNs = old.TsNs
-					}
-					batch[ev.CgroupId] = ev
-				default:
-					break drain
+			err := locked(func() error {
+				if err := s.checkLost(ctx, out); err != nil {
+					return err
 				}
-			}
-			if err := s.checkLost(ctx, out); err != nil {
+				return s.poll(ctx, out)
+			})
+			if err != nil {
 				return ctxNil(ctx, err)
-			}
-			for id, ev := range batch {
-				t := s.targets[id]
-				if t == nil || t.broken != nil {
-					continue
-				}
-				if err := s.deliver(ctx, out, t, OriginBPF, ev.TsNs); err != nil {
-					return ctxNil(ctx, err)
-				}
 			}
 		}
 	}
@@ -280,8 +243,11 @@ func ctxNil(ctx context.Context, err error) error {
 	return err
 }
 
-// readRing forwards ring-buffer records until the reader is closed.
-func (s *Source) readRing(recs chan<- memwatchEvent, done <-chan struct{}) error {
+// readRing handles ring-buffer records until the reader is closed or ctx
+// ends: each batch of records already queued is coalesced into one cgroupfs
+// read per container, latency counted from its oldest record. It runs on
+// its own goroutine so that a record is handled without waking another one.
+func (s *Source) readRing(ctx context.Context, out chan<- watch.Reading) error {
 	if s.opts.Realtime {
 		// The thread dies with the goroutine (never unlocked), so no other
 		// goroutine ever runs at this priority.
@@ -291,31 +257,67 @@ func (s *Source) readRing(recs chan<- memwatchEvent, done <-chan struct{}) error
 		}
 	}
 	var rec ringbuf.Record
+	batch := map[uint64]memwatchEvent{}
 	for {
-		if err := s.ring.ReadInto(&rec); err != nil {
-			if errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, os.ErrClosed) {
-				return nil
+		clear(batch)
+		for first := true; first || s.ring.AvailableBytes() > 0; first = false {
+			if err := s.ring.ReadInto(&rec); err != nil {
+				if errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, os.ErrClosed) || ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("read ring buffer: %w", err)
 			}
-			return err
+			s.addRecord(batch, rec.RawSample)
 		}
-		b := rec.RawSample
-		if len(b) < 40 {
+		if len(batch) == 0 {
 			continue
 		}
-		ev := memwatchEvent{
-			CgroupId: binary.NativeEndian.Uint64(b[0:]),
-			TsNs:     binary.NativeEndian.Uint64(b[8:]),
-			Usage:    binary.NativeEndian.Uint64(b[16:]),
-			Max:      binary.NativeEndian.Uint64(b[24:]),
-			Level:    binary.NativeEndian.Uint32(b[32:]),
-			Kind:     binary.NativeEndian.Uint32(b[36:]),
-		}
-		select {
-		case recs <- ev:
-		case <-done:
-			return nil
+		s.tmu.Lock()
+		err := s.handle(ctx, out, batch)
+		s.tmu.Unlock()
+		if err != nil {
+			return ctxNil(ctx, err)
 		}
 	}
+}
+
+// addRecord decodes one record into batch.
+func (s *Source) addRecord(batch map[uint64]memwatchEvent, b []byte) {
+	if len(b) < 40 {
+		return
+	}
+	ev := memwatchEvent{
+		CgroupId: binary.NativeEndian.Uint64(b[0:]),
+		TsNs:     binary.NativeEndian.Uint64(b[8:]),
+		Usage:    binary.NativeEndian.Uint64(b[16:]),
+		Max:      binary.NativeEndian.Uint64(b[24:]),
+		Level:    binary.NativeEndian.Uint32(b[32:]),
+		Kind:     binary.NativeEndian.Uint32(b[36:]),
+	}
+	if s.onEvent != nil {
+		s.onEvent(ev)
+	}
+	if old, ok := batch[ev.CgroupId]; ok && old.TsNs < ev.TsNs {
+		ev.TsNs = old.TsNs
+	}
+	batch[ev.CgroupId] = ev
+}
+
+// handle delivers one coalesced batch. The caller holds s.tmu.
+func (s *Source) handle(ctx context.Context, out chan<- watch.Reading, batch map[uint64]memwatchEvent) error {
+	if err := s.checkLost(ctx, out); err != nil {
+		return err
+	}
+	for id, ev := range batch {
+		t := s.targets[id]
+		if t == nil || t.broken != nil {
+			continue
+		}
+		if err := s.deliver(ctx, out, t, OriginBPF, ev.TsNs); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // setPolicy sets the scheduling policy of the calling thread.
