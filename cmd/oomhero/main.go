@@ -25,13 +25,13 @@ import (
 var version = "dev"
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+	os.Exit(run(os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
 }
 
 // run returns the exit status: 0 on a clean stop, 1 on a runtime error, 2 on
 // bad configuration.
-func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	cfg, err := config.Parse(args, getenv, stdout)
+func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) int {
+	cfg, err := config.Parse(args, lookupEnv, stdout)
 	if errors.Is(err, config.ErrHelp) {
 		return 0
 	}

@@ -17,7 +17,7 @@ func TestBadConfigurationExits2NamingTheVariable(t *testing.T) {
 		{map[string]string{"COOLDOWN": "often"}, `COOLDOWN="often"`},
 	} {
 		var out, errb bytes.Buffer
-		code := run(nil, func(k string) string { return tc.env[k] }, &out, &errb)
+		code := run(nil, func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok }, &out, &errb)
 		if code != 2 || !strings.Contains(errb.String(), tc.want) {
 			t.Errorf("%v: exit %d, stderr %q; want 2 naming %s", tc.env, code, errb.String(), tc.want)
 		}
@@ -29,12 +29,12 @@ func TestBadConfigurationExits2NamingTheVariable(t *testing.T) {
 
 func TestHelpAndVersion(t *testing.T) {
 	var out, errb bytes.Buffer
-	if code := run([]string{"--help"}, func(string) string { return "" }, &out, &errb); code != 0 ||
+	if code := run([]string{"--help"}, func(string) (string, bool) { return "", false }, &out, &errb); code != 0 ||
 		!strings.Contains(out.String(), "--critical-signal") || !strings.Contains(out.String(), "CRITICAL_SIGNAL") {
 		t.Fatalf("--help: exit %d\n%s", code, out.String())
 	}
 	out.Reset()
-	if code := run([]string{"--version"}, func(string) string { return "" }, &out, &errb); code != 0 ||
+	if code := run([]string{"--version"}, func(string) (string, bool) { return "", false }, &out, &errb); code != 0 ||
 		!strings.HasPrefix(out.String(), "oomhero ") {
 		t.Fatalf("--version: exit %d %q", code, out.String())
 	}

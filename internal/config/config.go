@@ -287,9 +287,12 @@ func SignalName(s unix.Signal) string {
 }
 
 // Parse parses args (without the program name) and the environment given by
-// getenv. It writes --help output to out. It returns ErrHelp when help was
-// asked for, and an *Error for bad input.
-func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, error) {
+// lookupEnv (os.LookupEnv). An OOMHERO_<NAME> variable that is set counts
+// even when empty (OOMHERO_LISTEN= turns the HTTP server off); an empty
+// contract variable (WARNING=) counts as unset. It writes --help output to
+// out. It returns ErrHelp when help was asked for, and an *Error for bad
+// input.
+func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) (*Config, error) {
 	c := &Config{}
 	opts := options(c)
 	fs := flag.NewFlagSet("oomhero", flag.ContinueOnError)
@@ -332,11 +335,13 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 	for _, o := range opts {
 		name, val := "--"+o.name, *o.flagVal
 		if val == "\x00" {
+			ev, set := lookupEnv(o.env())
+			sv, _ := lookupEnv(o.seed)
 			switch {
-			case getenv(o.env()) != "":
-				name, val = o.env(), getenv(o.env())
-			case o.seed != "" && getenv(o.seed) != "":
-				name, val = o.seed, getenv(o.seed)
+			case set:
+				name, val = o.env(), ev
+			case o.seed != "" && sv != "":
+				name, val = o.seed, sv
 			default:
 				name, val = "default of --"+o.name, o.def
 			}

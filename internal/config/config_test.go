@@ -10,7 +10,19 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestEmptyOOMHEROVariableCounts(t *testing.T) {
+	c, err := Parse(nil, env(map[string]string{"OOMHERO_LISTEN": "", "WARNING": ""}), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "" || c.Warning != 75 {
+		t.Fatalf("OOMHERO_LISTEN= must turn the server off (got %q); WARNING= means unset (got %d)", c.Listen, c.Warning)
+	}
+}
 
 func TestDefaults(t *testing.T) {
 	c, err := Parse(nil, env(nil), &bytes.Buffer{})
