@@ -32,13 +32,13 @@ fi
 "$k8s_dir/scripts/build.sh"
 start=$(date +%s)
 
-# The node IP: the address of the default route's interface.
+# The node IP: the default route's source address, else the first global
+# IPv4 address of an interface that is not a container bridge.
 node_ip=$(ip -4 -o route get 1.1.1.1 2>/dev/null | awk '{for(i=1;i<NF;i++) if($i=="src"){print $(i+1); exit}}' || true)
 if [[ -z "$node_ip" ]]; then
-	dev=$(ip -4 route show default | awk '{for(i=1;i<NF;i++) if($i=="dev"){print $(i+1); exit}}')
-	[[ -n "$dev" ]] && node_ip=$(ip -4 -o addr show dev "$dev" scope global | awk '{split($4,a,"/"); print a[1]; exit}')
+	node_ip=$(ip -4 -o addr show scope global | awk '$2 !~ /^(podman|cni|docker|veth|'"$bridge"')/ {split($4,a,"/"); print a[1]; exit}')
 fi
-[[ -n "$node_ip" ]] || die "no IPv4 address with a default route: the node needs one that pods can reach"
+[[ -n "$node_ip" ]] || die "no global IPv4 address: the node needs one that pods can reach"
 
 mkdir -p "$run_dir"/{pki,logs,etcd,kubelet,pod-logs,cni/net.d,cni/cache,cni/ipam,containerd,sysctl,varlog}
 chmod 700 "$run_dir"
