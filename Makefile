@@ -25,7 +25,7 @@ test: deps lint test-unit check-generate test-privileged test-e2e test-vm ## ins
 
 .PHONY: test-unit
 test-unit: ## unit and fixture tests
-	$(GO) test -count=1 ./internal/... ./fallback/... ./cmd/... ./examples/...
+	$(GO) test -count=1 ./internal/... ./fallback/... ./cmd/... ./examples/... ./testenv/app/...
 
 .PHONY: test-privileged
 test-privileged: ## tests on real cgroups and BPF on this host (root)
@@ -41,16 +41,19 @@ test-vm: ## cgroup v2 suite in a qemu VM (Debian 6.1 kernel)
 	$(GO) test -count=1 -timeout 30m -v ./testenv/vm/... 2>&1 | tee /tmp/oomhero-vm.log | grep -E '^(\s*--- |=== RUN|PASS|FAIL|ok|panic)' ; test $${PIPESTATUS[0]} -eq 0
 
 .PHONY: image
-image: build ## build the localhost/oomhero:dev image (podman, FROM scratch)
+image: build ## build localhost/oomhero:dev and the test app's image (podman, FROM scratch)
 	CONTAINERS_CONF=$(CURDIR)/testenv/pods/containers.conf podman build -t localhost/oomhero:dev -f Dockerfile .
+	mkdir -p bin/testapp-ctx && $(GO) build -trimpath -o bin/testapp-ctx/testapp ./testenv/app
+	CONTAINERS_CONF=$(CURDIR)/testenv/pods/containers.conf podman build -t localhost/oomhero-testapp:dev -f testenv/app/Dockerfile bin/testapp-ctx
 
 .PHONY: demo
 demo: ## run the seed's bloat pod with oomhero as real pods and show the signals arrive
 	$(GO) run ./testenv/pods/cmd/demo
 
 .PHONY: bench
-bench: ## reaction latency, per-hit BPF cost, CPU and RSS, as tables
-	$(GO) run ./testenv/bench
+bench: ## reaction latency (BPF vs cgroupfs), per-hit BPF cost, CPU and RSS, as tables (about 12 min)
+	$(GO) run ./loader/bench
+	$(GO) run ./testenv/bench -source cgroupfs,bpf -runs 5 -idle 60s
 
 .PHONY: generate
 generate: ## regenerate the BPF objects (needs clang)
