@@ -40,6 +40,24 @@ test-e2e: ## real-pod suite (podman kube play), with the cgroupfs source, then t
 test-vm: ## cgroup v2 suite in a qemu VM (Debian 6.1 kernel)
 	$(GO) test -count=1 -timeout 30m -v ./testenv/vm/... 2>&1 | tee /tmp/oomhero-vm.log | grep -E '^(\s*--- |=== RUN|PASS|FAIL|ok|panic)' ; test $${PIPESTATUS[0]} -eq 0
 
+.PHONY: test-k8s
+test-k8s: ## real Kubernetes suite: builds (or reuses) the cluster, runs deploy/ on it, tears it down
+	cd testenv/k8s && $(GO) test -count=1 -timeout 40m -v ./... 2>&1 | tee /tmp/oomhero-k8s.log | grep -E '^(\s*--- |=== RUN|PASS|FAIL|ok|panic)' ; test $${PIPESTATUS[0]} -eq 0
+
+.PHONY: k8s-up
+k8s-up: ## start the local real Kubernetes (builds it the first time, about 11 min) and load the images
+	testenv/k8s/scripts/build.sh
+	testenv/k8s/scripts/up.sh
+	testenv/k8s/scripts/images.sh
+
+.PHONY: k8s-down
+k8s-down: ## stop the local Kubernetes and remove what it left
+	testenv/k8s/scripts/down.sh
+
+.PHONY: demo-k8s
+demo-k8s: ## the seed's story on the local real Kubernetes
+	testenv/k8s/scripts/demo.sh
+
 .PHONY: image
 image: build ## build localhost/oomhero:dev and the test app's image (podman, FROM scratch)
 	CONTAINERS_CONF=$(CURDIR)/testenv/pods/containers.conf podman build -t localhost/oomhero:dev -f Dockerfile .
