@@ -101,7 +101,7 @@ func TestAgentSignalsOnlyHandlers(t *testing.T) {
 	status(t, proc, 11, 0)   // a child without handlers: must survive
 	status(t, proc, 12, usr) // handles both, but is oomhero itself
 	status(t, proc, 20, 0)   // the only process of a second container: no handler
-	cfg, err := config.Parse([]string{"--cooldown", "1h"}, func(string) string { return "" }, &bytes.Buffer{})
+	cfg, err := config.Parse([]string{"--cooldown", "1h"}, func(string) (string, bool) { return "", false }, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}
