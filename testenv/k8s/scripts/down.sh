@@ -53,11 +53,35 @@ for ctl in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
 	[[ -d "${ctl}kubepods" ]] && log "could not remove ${ctl}kubepods"
 done
 
-# kube-proxy's rules (iptables, and nftables when nft is installed).
+# kube-proxy's rules (iptables, and nftables when nft is installed), then
+# what the kubelet adds (KUBE-FIREWALL, KUBE-IPTABLES-HINT,
+# KUBE-KUBELET-CANARY) and anything else named KUBE-: jumps to those chains
+# first, then the chains.
 if [[ -x "$bin_dir/kube-proxy" ]] && { iptables -t nat -S 2>/dev/null | grep -q KUBE- || iptables -S 2>/dev/null | grep -q KUBE-; }; then
 	"$bin_dir/kube-proxy" --cleanup --v=0 >"$cache_dir/kube-proxy-cleanup.log" 2>&1 ||
 		log "kube-proxy --cleanup failed: see $cache_dir/kube-proxy-cleanup.log"
 fi
+for ipt in iptables ip6tables; do
+	command -v "$ipt" >/dev/null || continue
+	for table in filter nat mangle raw; do
+		rules=$("$ipt" -t "$table" -S 2>/dev/null) || continue
+		grep -q 'KUBE-' <<<"$rules" || continue
+		# Rules of built-in chains that jump to a KUBE- chain.
+		grep -E '^-A (INPUT|OUTPUT|FORWARD|PREROUTING|POSTROUTING) .*-j KUBE-' <<<"$rules" |
+			while read -r line; do
+				eval "set -- $line" # iptables -S quotes comments like a shell
+				shift
+				"$ipt" -t "$table" -D "$@" 2>/dev/null
+			done
+		for chain in $(grep -oE '^-N KUBE-[A-Za-z0-9-]+' <<<"$rules" | cut -d' ' -f2); do
+			"$ipt" -t "$table" -F "$chain" 2>/dev/null
+		done
+		for chain in $(grep -oE '^-N KUBE-[A-Za-z0-9-]+' <<<"$rules" | cut -d' ' -f2); do
+			"$ipt" -t "$table" -X "$chain" 2>/dev/null
+		done
+		"$ipt" -t "$table" -S 2>/dev/null | grep -q 'KUBE-' && log "$ipt table $table still has KUBE- rules"
+	done
+done
 ip link show "$bridge" >/dev/null 2>&1 && ip link delete "$bridge"
 
 if [[ -d "$run_dir" ]]; then
