@@ -5,6 +5,8 @@
 //
 // TestMain brings the cluster up (scripts/up.sh, a no-op when it is up),
 // builds and loads the images (scripts/images.sh) and tears the cluster down
-// at the end unless it was already up or K8S_KEEP is set. Without root or
-// containerd the tests skip, and fail when CI=true.
+// at the end unless it was already up or K8S_KEEP is set; then it checks that
+// the host is as before (the sysctls the node components want, no KUBE-
+// iptables chains, no CNI bridge, no kubepods cgroups) and fails otherwise.
+// Without root or containerd the tests skip, and fail when CI=true.
 package e2e

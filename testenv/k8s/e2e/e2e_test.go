@@ -48,6 +48,7 @@ func run(m *testing.M) int {
 		return m.Run()
 	}
 	alreadyUp := clusterUp()
+	before := hostState()
 	start := time.Now()
 	out, err := script("up.sh")
 	if err != nil {
@@ -68,8 +69,42 @@ func run(m *testing.M) int {
 			fmt.Fprintf(os.Stderr, "cluster down: %v\n%s", err, out)
 			code = 1
 		}
+		// The host must be as before: sysctls, iptables, links, cgroups.
+		if after := hostState(); after != before {
+			fmt.Fprintf(os.Stderr, "FAIL: the cluster changed the host:\nbefore:\n%s\nafter:\n%s", before, after)
+			code = 1
+		}
 	}
 	return code
+}
+
+// hostState describes what the cluster could leave behind on the host: the
+// sysctls the kubelet, kube-proxy and the bridge plugin want, rules and
+// chains named KUBE-, the CNI bridge, the kubepods cgroups.
+func hostState() string {
+	var b strings.Builder
+	for _, k := range []string{"vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
+		"kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes", "net/ipv4/ip_forward", "net/ipv4/conf/all/route_localnet"} {
+		v, err := os.ReadFile("/proc/sys/" + k)
+		fmt.Fprintf(&b, "%s=%s %v\n", k, strings.TrimSpace(string(v)), err)
+	}
+	for _, ipt := range []string{"iptables-save", "ip6tables-save"} {
+		out, _ := exec.Command(ipt).Output()
+		for _, l := range strings.Split(string(out), "\n") {
+			if strings.Contains(l, "KUBE-") {
+				fmt.Fprintf(&b, "%s: %s\n", ipt, l)
+			}
+		}
+	}
+	if _, err := os.Stat("/sys/class/net/oomhero-cni0"); err == nil {
+		b.WriteString("link oomhero-cni0\n")
+	}
+	cg, _ := filepath.Glob("/sys/fs/cgroup/*/kubepods")
+	cg2, _ := filepath.Glob("/sys/fs/cgroup/kubepods")
+	for _, d := range append(cg, cg2...) {
+		fmt.Fprintf(&b, "cgroup %s\n", d)
+	}
+	return b.String()
 }
 
 func missingEnv() string {
