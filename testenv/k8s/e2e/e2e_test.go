@@ -388,6 +388,11 @@ func sidecarStory(t *testing.T, pod, manifest, source string) {
 		}
 		return nil
 	})
+	if m, err := metrics(t, pod); err == nil {
+		rss, _ := sample(m, "process_resident_memory_bytes")
+		cpu, _ := sample(m, "process_cpu_seconds_total")
+		t.Logf("oomhero in %s (%s source): RSS %.1f MiB, CPU %.2f s so far", pod, source, rss/(1<<20), cpu)
+	}
 	eventually(t, 60*time.Second, "Events in kubectl describe pod", func() error {
 		d, err := kubectl(t, "describe", "pod", pod)
 		if err != nil {
