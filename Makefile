@@ -20,12 +20,13 @@ deps: ## install the Debian packages the tests need (root)
 	testenv/install-deps
 
 .PHONY: test
-test: deps lint test-unit check-generate test-privileged test-e2e test-vm ## install what is missing, run everything
+test: deps lint test-unit check-generate test-privileged test-e2e test-vm test-k8s ## install what is missing, run everything
 	@echo "make test: all suites passed"
 
 .PHONY: test-unit
 test-unit: ## unit and fixture tests
 	$(GO) test -count=1 ./internal/... ./fallback/... ./cmd/... ./examples/... ./testenv/app/...
+	cd testenv/k8s && $(GO) test -count=1 ./manifests/...
 
 .PHONY: test-privileged
 test-privileged: ## tests on real cgroups and BPF on this host (root)
@@ -85,6 +86,7 @@ check-generate: generate ## fail when the committed BPF objects differ from bpf/
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	cd testenv/k8s && $(GO) vet ./...
 
 .PHONY: clean
 clean: ## remove build output
