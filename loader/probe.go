@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/cilium/ebpf"
@@ -56,6 +57,9 @@ func classify(what string, err error) error {
 	return fmt.Errorf("%s: %w", what, err)
 }
 
+// tracefsDirs are where the classic tracepoint's tracefs may be mounted.
+var tracefsDirs = []string{"/sys/kernel/tracing", "/sys/kernel/debug/tracing"}
+
 // targetExists tells whether the kernel has the attach point's target.
 func targetExists(a AttachPoint, kernel *btf.Spec) error {
 	switch a {
@@ -70,8 +74,13 @@ func targetExists(a AttachPoint, kernel *btf.Spec) error {
 			return clearErr("%s: kernel has no function try_charge_memcg in BTF: %w", a, err)
 		}
 	case LruvecTracepoint:
-		// link.Tracepoint finds tracefs itself; a missing tracefs or event
-		// shows as os.ErrNotExist at attach time.
+		// link.Tracepoint looks in the same places.
+		for _, dir := range tracefsDirs {
+			if _, err := os.Stat(filepath.Join(dir, "events/memcg/mod_memcg_lruvec_state")); err == nil {
+				return nil
+			}
+		}
+		return clearErr("%s: no tracefs with events/memcg/mod_memcg_lruvec_state in %s", a, strings.Join(tracefsDirs, " or "))
 	default:
 		return fmt.Errorf("unknown attach point %q", a)
 	}
