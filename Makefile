@@ -80,7 +80,8 @@ generate: ## regenerate the BPF objects (needs clang)
 
 .PHONY: check-generate
 check-generate: generate ## fail when the committed BPF objects differ from bpf/*.c
-	git diff --exit-code -- loader/
+	git diff --exit-code -- loader/ bpf/
+	@test -z "$$(git status --porcelain -- loader/ bpf/)" || { git status --porcelain -- loader/ bpf/; echo "generated files not committed"; exit 1; }
 
 .PHONY: lint
 lint: ## gofmt and go vet

@@ -13,6 +13,7 @@ import (
 func newBPFSource(cfg *config.Config, log *slog.Logger) (watch.Source, error) {
 	s, err := loader.New(loader.Options{
 		PollInterval: cfg.Interval,
+		Realtime:     cfg.Realtime,
 		Logger:       log.With("component", "bpf"),
 	})
 	if err != nil {

@@ -59,6 +59,7 @@ type Config struct {
 	LogLevel                          slog.Level
 	Listen                            string
 	Events                            bool
+	Realtime                          bool // BPF ring reader at SCHED_FIFO
 	Version                           bool
 }
 
@@ -175,6 +176,15 @@ func options(c *Config) []*option {
 				if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
 					return errors.New("one of debug, info, warn, error")
 				}
+				return nil
+			}},
+		{name: "realtime", def: "false", usage: "BPF source: read the ring buffer from a SCHED_FIFO thread, so signals go out on time on a busy node (needs CAP_SYS_NICE)",
+			set: func(c *Config, v string) error {
+				b, err := strconv.ParseBool(v)
+				if err != nil {
+					return errors.New("true or false")
+				}
+				c.Realtime = b
 				return nil
 			}},
 		{name: "listen", def: ":9090", usage: "address of the HTTP server for /healthz, /readyz and /metrics (empty: no server)",
@@ -386,6 +396,7 @@ func (c *Config) LogValue() slog.Value {
 		slog.String("cgroup_root", c.CgroupRoot),
 		slog.String("cgroup_match", c.CgroupMatch),
 		slog.String("listen", c.Listen),
+		slog.Bool("realtime", c.Realtime),
 		slog.Bool("events", c.Events),
 	)
 }
