@@ -18,6 +18,7 @@ import (
 
 	"github.com/oomhero/oomhero/internal/cgroup"
 	"github.com/oomhero/oomhero/internal/lab"
+	"github.com/oomhero/oomhero/internal/lab/labtest"
 	"github.com/oomhero/oomhero/internal/watch"
 )
 
@@ -32,63 +33,12 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func skipOrFail(t *testing.T, format string, a ...any) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("CI=true: "+format, a...)
-	}
-	t.Skipf(format, a...)
-}
-
-// memRoot returns the memory hierarchy to create test cgroups in.
-func memRoot(t *testing.T) (string, watch.CgroupVersion) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		skipOrFail(t, "needs root for BPF and cgroups")
-	}
-	fs := os.Getenv("OOMHERO_CGROUPFS")
-	if fs == "" {
-		fs = "/sys/fs/cgroup"
-	}
-	root, v, err := lab.MemoryRoot(fs)
-	if err != nil {
-		skipOrFail(t, "no memory cgroup: %v", err)
-	}
-	return root, v
-}
-
-func newCgroup(t *testing.T, limit uint64) *lab.Cgroup {
-	t.Helper()
-	root, v := memRoot(t)
-	name := fmt.Sprintf("oomhero-loader-test-%d-%d", os.Getpid(), time.Now().UnixNano())
-	c, err := lab.NewCgroup(root, v, name, limit)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := c.Remove(); err != nil {
-			t.Error(err)
-		}
-	})
-	return c
-}
-
-func startLeaker(t *testing.T, c *lab.Cgroup) *lab.Leaker {
-	t.Helper()
-	l, err := lab.StartLeaker(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Stop() })
-	return l
-}
-
 func newSource(t *testing.T, o Options) *Source {
 	t.Helper()
-	memRoot(t)
+	labtest.Root(t)
 	s, err := New(o)
 	if errors.Is(err, watch.ErrUnavailable) {
-		skipOrFail(t, "bpf unavailable: %v", err)
+		labtest.SkipOrFail(t, "bpf unavailable: %v", err)
 	}
 	if err != nil {
 		t.Fatalf("inconclusive: %v", err)
@@ -175,7 +125,7 @@ func (r *running) wait(t *testing.T, from int, d time.Duration, what string, ok 
 }
 
 func TestProbeOutcomes(t *testing.T) {
-	memRoot(t)
+	labtest.Root(t)
 	for _, a := range AttachPoints {
 		s, err := New(Options{Attach: []AttachPoint{a}})
 		switch {
@@ -205,7 +155,7 @@ func TestProbeOutcomes(t *testing.T) {
 
 // available returns the attach points that load here.
 func available(t *testing.T) []AttachPoint {
-	memRoot(t)
+	labtest.Root(t)
 	var got []AttachPoint
 	for _, a := range AttachPoints {
 		s, err := New(Options{Attach: []AttachPoint{a}})
@@ -217,7 +167,7 @@ func available(t *testing.T) []AttachPoint {
 		got = append(got, a)
 	}
 	if len(got) == 0 {
-		skipOrFail(t, "no attach point loads here")
+		labtest.SkipOrFail(t, "no attach point loads here")
 	}
 	return got
 }
@@ -229,8 +179,8 @@ func TestCrossingsAndDrops(t *testing.T) {
 }
 
 func testCrossingsAndDrops(t *testing.T, a AttachPoint) {
-	c := newCgroup(t, 256*lab.MiB)
-	leaker := startLeaker(t, c)
+	c := labtest.Cgroup(t, 256*lab.MiB)
+	leaker := labtest.Leaker(t, c)
 	warn, crit := uint64(100*lab.MiB), uint64(160*lab.MiB)
 	s := newSource(t, Options{Attach: []AttachPoint{a}})
 	var evMu sync.Mutex
@@ -315,9 +265,9 @@ func testCrossingsAndDrops(t *testing.T, a AttachPoint) {
 }
 
 func TestUnwatchedSilent(t *testing.T) {
-	watched := newCgroup(t, 256*lab.MiB)
-	other := newCgroup(t, 256*lab.MiB)
-	leaker := startLeaker(t, other)
+	watched := labtest.Cgroup(t, 256*lab.MiB)
+	other := labtest.Cgroup(t, 256*lab.MiB)
+	leaker := labtest.Leaker(t, other)
 	s := newSource(t, Options{})
 	var evMu sync.Mutex
 	var events []memwatchEvent
@@ -344,8 +294,8 @@ func TestUnwatchedSilent(t *testing.T) {
 }
 
 func TestLostRecordsResync(t *testing.T) {
-	c := newCgroup(t, 256*lab.MiB)
-	leaker := startLeaker(t, c)
+	c := labtest.Cgroup(t, 256*lab.MiB)
+	leaker := labtest.Leaker(t, c)
 	// A one-page ring, a progress event on every page: records must be lost.
 	s := newSource(t, Options{RingSize: uint32(os.Getpagesize()), ProgressGap: time.Nanosecond, ProgressStep: 1e-12})
 	r := run(t, s)
@@ -382,11 +332,11 @@ func TestPageCacheNoFloodAnonCaught(t *testing.T) {
 		t.Fatal(err)
 	}
 	if fs.Type == unix.TMPFS_MAGIC || fs.Type == unix.RAMFS_MAGIC {
-		skipOrFail(t, "%s is not disk-backed: page cache there is not reclaimable (set OOMHERO_CACHE_DIR)", dir)
+		labtest.SkipOrFail(t, "%s is not disk-backed: page cache there is not reclaimable (set OOMHERO_CACHE_DIR)", dir)
 	}
 	limit := uint64(128 * lab.MiB)
-	c := newCgroup(t, limit)
-	leaker := startLeaker(t, c)
+	c := labtest.Cgroup(t, limit)
+	leaker := labtest.Leaker(t, c)
 	warn, crit := limit*75/100, limit*90/100
 	s := newSource(t, Options{})
 	r := run(t, s)
@@ -438,7 +388,7 @@ func TestPageCacheNoFloodAnonCaught(t *testing.T) {
 }
 
 func TestCloseReleasesEverything(t *testing.T) {
-	c := newCgroup(t, 64*lab.MiB)
+	c := labtest.Cgroup(t, 64*lab.MiB)
 	before := countFDs(t)
 	s := newSource(t, Options{})
 	info, err := s.l.prog.Info()
@@ -500,7 +450,7 @@ func countFDs(t *testing.T) int {
 func TestSlotOverflow(t *testing.T) {
 	var c *lab.Cgroup
 	for range 1000 {
-		c = newCgroup(t, 256*lab.MiB)
+		c = labtest.Cgroup(t, 256*lab.MiB)
 		if c.ID > slotCount {
 			break
 		}
@@ -508,8 +458,8 @@ func TestSlotOverflow(t *testing.T) {
 	if c.ID <= slotCount {
 		t.Fatalf("no cgroup id above %d after 1000 cgroups", slotCount)
 	}
-	idle := newCgroup(t, 64*lab.MiB)
-	leaker := startLeaker(t, c)
+	idle := labtest.Cgroup(t, 64*lab.MiB)
+	leaker := labtest.Leaker(t, c)
 	warn, crit := uint64(100*lab.MiB), uint64(160*lab.MiB)
 	fake := idle.Target(warn, crit, watch.Usage)
 	fake.ID = c.ID - slotCount // same slot, lower: it owns the slot
