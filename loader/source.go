@@ -194,9 +194,12 @@ func (s *Source) Run(ctx context.Context, out chan<- watch.Reading) (err error) 
 		}
 	}()
 
+	// Attach points that see frees need cgroupfs only for the heartbeat
+	// (and the lost-record check): one wake-up a Heartbeat keeps an idle
+	// sidecar idle. Charge-only ones poll for drops every PollInterval.
 	tickEvery := s.opts.PollInterval
 	if s.l.attach.SeesFrees() {
-		tickEvery = min(s.opts.Heartbeat, s.opts.PollInterval)
+		tickEvery = s.opts.Heartbeat
 	}
 	tick := time.NewTicker(tickEvery)
 	defer tick.Stop()
