@@ -86,7 +86,7 @@ func (s *Source) Run(ctx context.Context, out chan<- watch.Reading) error {
 	defer timer.Stop()
 	// Relaxed polls due within batch are done together, so idle containers
 	// cost one wake-up per interval between them, not one each.
-	batch := s.interval / 5
+	batch := s.interval / 5 // keep in step with the grid in poll
 	for {
 		now := time.Now()
 		next := now.Add(s.interval)
@@ -181,6 +181,13 @@ func (s *Source) poll(p *polled, now time.Time) (watch.Reading, bool) {
 	}
 	iv := s.nextInterval(p, now, usage, value, full)
 	p.next, p.relaxed = now.Add(iv), iv == s.interval
+	if p.relaxed {
+		// Relaxed polls of every container fall on one grid, so an idle
+		// pod costs one wake-up per interval however many containers it has.
+		// (The grid point must lie beyond the batching window, or a poll
+		// done early would be due again at once.)
+		p.next = now.Add(s.interval / 5).Truncate(s.interval).Add(s.interval)
+	}
 	p.lastTime, p.lastUsage, p.lastValue, p.lastFull = now, usage, value, full
 	if !full && !wasFailed && !p.sentTime.IsZero() && now.Sub(p.sentTime) < heartbeat &&
 		absDiff(usage, p.sentUsage) < p.Limit/changeDivisor {

@@ -10,12 +10,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/oomhero/oomhero/internal/watch"
 )
@@ -179,21 +181,49 @@ func (r *Reader) Close() error {
 }
 
 func (r *Reader) readAll(f *os.File) ([]byte, error) {
-	// Pseudo-files report no size and may return short reads: read until EOF.
+	// Pseudo-files report no size: read until a read returns less than
+	// asked (cgroup files produce their whole content in one read when the
+	// buffer is big enough) or nothing.
+	//
+	// The reads are raw system calls: they take microseconds and never
+	// block, and a plain system call lets the Go scheduler hand the
+	// processor to another thread, which, on a poll ten times a second,
+	// costs more than the reads themselves.
+	fd, err := rawFd(f)
+	if err != nil {
+		return nil, err
+	}
 	n := 0
 	for {
 		if n == len(r.buf) {
 			r.buf = append(r.buf, make([]byte, len(r.buf))...)
 		}
-		m, err := f.ReadAt(r.buf[n:], int64(n))
-		n += m
-		if errors.Is(err, io.EOF) {
+		want := len(r.buf) - n
+		m, _, errno := unix.RawSyscall6(unix.SYS_PREAD64, fd, uintptr(unsafe.Pointer(&r.buf[n])), uintptr(want), uintptr(n), 0, 0)
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno != 0 {
+			return nil, &os.PathError{Op: "read", Path: f.Name(), Err: errno}
+		}
+		n += int(m)
+		if int(m) < want {
 			return r.buf[:n], nil
 		}
-		if err != nil {
-			return nil, err
-		}
 	}
+}
+
+// rawFd returns the descriptor of f for raw reads.
+func rawFd(f *os.File) (uintptr, error) {
+	sc, err := f.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var fd uintptr
+	if err := sc.Control(func(d uintptr) { fd = d }); err != nil {
+		return 0, err
+	}
+	return fd, nil
 }
 
 func (r *Reader) readUint(f *os.File) (uint64, error) {

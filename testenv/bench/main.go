@@ -15,8 +15,10 @@
 //     (nearest rank: with few runs p99 is the maximum), and for 200 MiB/s how
 //     many runs got the critical signal before the OOM kill.
 //   - Idle cost: oomhero next to 3 containers (256 MiB limits, idle) holding
-//     200 processes in all. Over -idle, its CPU time (utime+stime of
-//     /proc/<pid>/stat, all threads) as percent of one core, its resident
+//     200 processes in all. Over -idle, its CPU time (the scheduler's exact
+//     run time, /proc/<pid>/task/*/schedstat, summed over threads; utime and
+//     stime are tick samples that overcharge a process waking on a period)
+//     as percent of one core, its resident
 //     memory (VmRSS, and VmHWM peak) and its log lines per minute.
 //
 // Needs root, podman and runc. Each source is one row per table, so other
@@ -245,7 +247,7 @@ func idleCost(ctx context.Context, lab *pods.Lab, src string, window time.Durati
 	if err != nil {
 		return row, err
 	}
-	t0, err := cpuTicks(pid)
+	t0, err := cpuTime(pid)
 	if err != nil {
 		return row, err
 	}
@@ -255,7 +257,7 @@ func idleCost(ctx context.Context, lab *pods.Lab, src string, window time.Durati
 		return row, ctx.Err()
 	case <-time.After(window):
 	}
-	t1, err := cpuTicks(pid)
+	t1, err := cpuTime(pid)
 	if err != nil {
 		return row, err
 	}
@@ -268,8 +270,7 @@ func idleCost(ctx context.Context, lab *pods.Lab, src string, window time.Durati
 	if err != nil {
 		return row, err
 	}
-	// USER_HZ is 100 on Linux (sysconf(_SC_CLK_TCK)).
-	row.cpuPct = 100 * float64(t1-t0) / 100 / el.Seconds()
+	row.cpuPct = 100 * (t1 - t0).Seconds() / el.Seconds()
 	row.linesPerMin = float64(strings.Count(log1, "\n")-strings.Count(log0, "\n")) / el.Minutes()
 	if after := pods.ParseOomheroLog(log1[len(log0):]); len(after) > 0 {
 		fmt.Fprintf(os.Stderr, "bench: oomhero logged during the idle window:\n%s", pods.Short(after))
@@ -300,29 +301,30 @@ func podProcs(ctx context.Context, r *pods.Running, cs []pods.Container) (int, e
 	return n, nil
 }
 
-// cpuTicks returns utime+stime of pid (all threads) in clock ticks.
-func cpuTicks(pid int) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, fmt.Errorf("oomhero's cpu time: %w", err)
+// cpuTime returns the time pid's threads ran on a CPU: the first field of
+// /proc/<pid>/task/<tid>/schedstat (nanoseconds), summed.
+func cpuTime(pid int) (time.Duration, error) {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	if err != nil || len(tasks) == 0 {
+		return 0, fmt.Errorf("oomhero's cpu time: no threads of pid %d (%v)", pid, err)
 	}
-	// The command may hold spaces and parentheses: fields start after the last ')'.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("oomhero's cpu time: unexpected /proc/%d/stat %q", pid, s)
+	var sum time.Duration
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			return 0, fmt.Errorf("oomhero's cpu time: %w", err)
+		}
+		f := strings.Fields(string(b))
+		if len(f) < 1 {
+			return 0, fmt.Errorf("oomhero's cpu time: empty %s", t)
+		}
+		n, err := strconv.ParseUint(f[0], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("oomhero's cpu time: %s: %q", t, f[0])
+		}
+		sum += time.Duration(n)
 	}
-	f := strings.Fields(s[i+1:])
-	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
-	if len(f) < 13 {
-		return 0, fmt.Errorf("oomhero's cpu time: short /proc/%d/stat", pid)
-	}
-	u, err1 := strconv.ParseUint(f[11], 10, 64)
-	st, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("oomhero's cpu time: /proc/%d/stat: utime %q stime %q", pid, f[11], f[12])
-	}
-	return u + st, nil
+	return sum, nil
 }
 
 // rss returns VmRSS and VmHWM of pid in KiB.
