@@ -233,9 +233,12 @@ func (w *Watcher) Run(ctx context.Context, out chan<- Kill) error {
 		w.mu.Lock()
 		for _, e := range w.byID {
 			if e.polled {
+				// Rounded up: a timeout rounded down to 0 would spin
+				// until the due time.
 				d := max(e.due.Sub(now), 0)
-				if timeout < 0 || int(d/time.Millisecond) < timeout {
-					timeout = int(d / time.Millisecond)
+				ms := int((d + time.Millisecond - 1) / time.Millisecond)
+				if timeout < 0 || ms < timeout {
+					timeout = ms
 				}
 			}
 		}
