@@ -256,6 +256,18 @@ func (e e2e) watched(es []pods.Entry, container string) pods.Watched {
 // TestE2E runs the scenarios with every source, in four boots: the held
 // apps of each source, the leaks, the page cache. OOMHERO_VM_SOURCES
 // (comma-separated) narrows the sources.
+// pressurePod: the page-cache churn with a larger anonymous part (working
+// set about 40 %, below the memory thresholds, usage at the limit): the
+// kernel reclaims on every pass and the app stalls. oomhero runs with a
+// pressure trigger (PSI full avg10 >= 1 %), which alone must warn the app.
+func pressurePod(source string) Pod {
+	p := pod("pressure", source, oomheroContainer(source, "WARNING=95", "CRITICAL=99", "OOMHERO_WARNING_PRESSURE=1"),
+		endOn(app("app", 256*mib, "-mode=churn", "-anon=100", "-file=/data/pressure-"+source+"/churn.dat", "-file-size=320",
+			"-sample-interval=250ms", delay(3*time.Second)), "signal=SIGUSR1", 2*time.Second))
+	p.Duration = D(40 * time.Second)
+	return p
+}
+
 func TestE2E(t *testing.T) {
 	sources := []string{"cgroupfs", "bpf"}
 	if s := os.Getenv("OOMHERO_VM_SOURCES"); s != "" {
@@ -271,7 +283,8 @@ func TestE2E(t *testing.T) {
 	}
 	boots = append(boots,
 		boot{"leaks", Spec{Pods: leakPods(sources)}},
-		boot{"pagecache", Spec{DataMiB: 400 * len(sources), Pods: pageCachePods(sources)}})
+		boot{"pagecache", Spec{DataMiB: 400 * len(sources), Pods: pageCachePods(sources)}},
+		boot{"pressure", Spec{DataMiB: 400, Pods: []Pod{pressurePod(sources[0])}}})
 
 	for _, b := range boots {
 		b.spec.Timeout = D(55 * time.Second)
@@ -313,6 +326,44 @@ var scenarios = map[string]func(e2e){
 	"children":  children,
 	"nolimit":   noLimit,
 	"cooldown":  cooldown,
+	"pressure":  pressure,
+}
+
+// pressure: memory pressure (PSI) alone raises the level: oomhero logs the
+// change with origin "pressure" and the pressure figures, and the app gets
+// its warning although its working set is far below the memory thresholds.
+func pressure(e e2e) {
+	t := e.t
+	es := e.oomhero()
+	w := e.watched(es, "app")
+	if w.Entry.Str("pressure") != "memory.pressure" {
+		t.Errorf("\"container watched\" does not say memory pressure is read: %s", w.Entry.Raw)
+	}
+	var changed *pods.Entry
+	for _, c := range pods.Select(es, "level changed", "app") {
+		if c.Str("origin") == "pressure" && c.Str("to") == "warning" {
+			changed = &c
+			break
+		}
+	}
+	if changed == nil {
+		t.Fatalf("no \"level changed\" to warning with origin pressure:\n%s", pods.Short(pods.Select(es, "level changed", "")))
+	}
+	t.Logf("pressure raised the level: %s", changed.Raw)
+	if changed.Str("pressure_full_avg10") == "" {
+		t.Errorf("the level change does not give the pressure figures")
+	}
+	lg := e.app("app")
+	if len(lg.Signals) == 0 || lg.Signals[0].Name != "SIGUSR1" {
+		t.Fatalf("the app got no SIGUSR1 (signals: %+v)", lg.Signals)
+	}
+	var maxWS uint64
+	for _, s := range lg.Samples {
+		maxWS = max(maxWS, s.WorkingSet)
+	}
+	if maxWS >= w.Warning {
+		t.Errorf("working set reached the memory warning threshold (%d >= %d): pressure did not act alone", maxWS, w.Warning)
+	}
 }
 
 // leak20: a 20 MiB/s leak gets its warning, then its critical signal, each
