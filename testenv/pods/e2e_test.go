@@ -322,9 +322,22 @@ func TestLeak200(t *testing.T) {
 			if n := len(res.App.Samples); n > 0 {
 				t.Logf("critical arrived %v before the app's last sample", res.App.Samples[n-1].Mono-res.Crit.At)
 			}
-			if len(Select(res.Oomhero, "oom kill", "")) == 0 {
-				t.Logf("note: oomhero logged no \"oom kill\"")
+			// Issue 4, item 3 on cgroup v1: one report line per kill, with
+			// the limit, the last reading and when the signals went out.
+			kills := Select(res.Oomhero, "oom kill", "")
+			if len(kills) != 1 {
+				t.Fatalf("oomhero logged %d \"oom kill\" lines, want 1:\n%s", len(kills), Short(kills))
 			}
+			k := kills[0]
+			for _, key := range []string{"container", "limit_bytes", "last_percent", "last_working_set_bytes", "last_warning_ago", "last_critical_ago"} {
+				if k.Str(key) == "" {
+					t.Errorf("\"oom kill\" line lacks %s: %s", key, Short(kills))
+				}
+			}
+			if lim, err := k.Uint("limit_bytes"); err != nil || lim != 256<<20 {
+				t.Errorf("\"oom kill\" limit_bytes = %d (%v), want %d", lim, err, 256<<20)
+			}
+			t.Logf("report: %s", Short(kills))
 		})
 	}
 }
