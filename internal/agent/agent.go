@@ -119,8 +119,6 @@ type Agent struct {
 	byPath     map[string]*tracked
 	byID       map[uint64]*tracked
 	notWatched map[string]string // path -> reason said
-	lastScan   [3]int            // fingerprint of the last scan's processes
-	quietScans int               // scans in a row with the same fingerprint
 }
 
 type tracked struct {
@@ -184,7 +182,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		wait()
 		return err
 	}
-	rescan := time.NewTimer(a.Config.Rescan)
+	rescan := time.NewTicker(a.Config.Rescan)
 	defer rescan.Stop()
 	cooldown := time.NewTimer(time.Hour)
 	defer cooldown.Stop()
@@ -214,7 +212,6 @@ func (a *Agent) Run(ctx context.Context) error {
 			if err := a.rescan(); err != nil {
 				a.Log.Error("rescan failed", "error", err)
 			}
-			rescan.Reset(a.rescanInterval())
 		case rd := <-readings:
 			a.reading(rd)
 		case k := <-kills:
@@ -240,29 +237,10 @@ func (a *Agent) thresholds(limit uint64) policy.Thresholds {
 }
 
 // rescan rediscovers containers and updates the source's targets.
-// rescanInterval is Config.Rescan, stretched up to 4 times while the
-// processes stay the same (a quiet pod), back to Config.Rescan on a change.
-func (a *Agent) rescanInterval() time.Duration {
-	return a.Config.Rescan * time.Duration(1+min(a.quietScans/5, 3))
-}
-
 func (a *Agent) rescan() error {
 	groups, err := a.Scanner.Scan()
 	if err != nil {
 		return err
-	}
-	var fp [3]int // groups, processes, sum of PIDs: any churn changes it
-	for _, g := range groups {
-		fp[0]++
-		for _, p := range g.Procs {
-			fp[1]++
-			fp[2] += p.PID
-		}
-	}
-	if fp == a.lastScan {
-		a.quietScans++
-	} else {
-		a.quietScans, a.lastScan = 0, fp
 	}
 	changed := false
 	for path, g := range groups {

@@ -154,7 +154,7 @@ func options(c *Config) []*option {
 			set: durationIn(&c.Interval, time.Millisecond, time.Minute)},
 		{name: "min-interval", def: "2ms", usage: "cgroupfs source: shortest poll interval",
 			set: durationIn(&c.MinInterval, 100*time.Microsecond, time.Minute)},
-		{name: "rescan", def: "1s", usage: "how often processes and containers are rediscovered (stretched up to 4 times while no process starts or exits)",
+		{name: "rescan", def: "1s", usage: "how often processes and containers are rediscovered",
 			set: durationIn(&c.Rescan, 10*time.Millisecond, time.Hour)},
 		{name: "proc", def: "/proc", usage: "procfs mount to scan for processes",
 			set: func(c *Config, v string) error { c.Proc = v; return nonEmpty(v) }},
