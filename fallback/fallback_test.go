@@ -55,7 +55,8 @@ func TestRealCgroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := waitFor(t, out, c.ID, 2*time.Second, "working set above 64 MiB", func(r watch.Reading) bool { return r.WorkingSet() >= 64*lab.MiB })
-	if r.Anon < 64*lab.MiB || r.Usage < r.WorkingSet() {
+	// Usage also holds page tables and kernel memory: anon is most of it.
+	if r.Anon < 56*lab.MiB || r.Usage < r.WorkingSet() {
 		t.Fatalf("reading %+v: anon should hold the leak", r)
 	}
 	if err := l.Free(); err != nil {
