@@ -88,11 +88,17 @@ func (o *option) env() string {
 	return "OOMHERO_" + strings.ToUpper(strings.ReplaceAll(o.name, "-", "_"))
 }
 
-func percent(dst *int) func(*Config, string) error {
+const (
+	thresholdAccepted = "a whole number of percent from 1 to 100"
+	pressureAccepted  = "a whole number of percent from 0 (off) to 100"
+)
+
+// percent parses a whole number of percent from lo to 100 ("65" or "65%").
+func percent(dst *int, lo int, accepted string) func(*Config, string) error {
 	return func(_ *Config, v string) error {
 		n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), "%"))
-		if err != nil || n < 1 || n > 100 {
-			return errors.New("a whole number of percent from 1 to 100")
+		if err != nil || n < lo || n > 100 {
+			return errors.New(accepted)
 		}
 		*dst = n
 		return nil
@@ -102,9 +108,9 @@ func percent(dst *int) func(*Config, string) error {
 func options(c *Config) []*option {
 	return []*option{
 		{name: "warning", seed: "WARNING", def: "75", usage: "warning threshold, percent of the memory limit (1..100)",
-			set: func(c *Config, v string) error { return percent(&c.Warning)(c, v) }},
+			set: func(c *Config, v string) error { return percent(&c.Warning, 1, thresholdAccepted)(c, v) }},
 		{name: "critical", seed: "CRITICAL", def: "90", usage: "critical threshold, percent of the memory limit (1..100, >= warning)",
-			set: func(c *Config, v string) error { return percent(&c.Critical)(c, v) }},
+			set: func(c *Config, v string) error { return percent(&c.Critical, 1, thresholdAccepted)(c, v) }},
 		{name: "warning-signal", seed: "WARNING_SIGNAL", def: "SIGUSR1", usage: "signal sent at the warning level (name with or without SIG, any case, or number)",
 			set: func(c *Config, v string) (err error) { c.WarningSignal, err = ParseSignal(v); return }},
 		{name: "critical-signal", seed: "CRITICAL_SIGNAL", def: "SIGUSR2", usage: "signal sent at the critical level",
@@ -121,9 +127,9 @@ func options(c *Config) []*option {
 				return nil
 			}},
 		{name: "warning-pressure", def: "0", usage: "also warn when the container's memory pressure (PSI full avg10, percent of time all its tasks stalled on memory; cgroup v2) reaches this (0: off)",
-			set: pressure(&c.WarningPressure)},
+			set: percent(&c.WarningPressure, 0, pressureAccepted)},
 		{name: "critical-pressure", def: "0", usage: "also go critical when memory pressure (PSI full avg10) reaches this percent (0: off)",
-			set: pressure(&c.CriticalPressure)},
+			set: percent(&c.CriticalPressure, 0, pressureAccepted)},
 		{name: "metric", def: string(watch.WorkingSet), usage: "memory figure compared with the thresholds: workingset (usage minus inactive file cache, as kubelet judges), usage (page cache included), rss (anonymous memory)",
 			set: func(c *Config, v string) (err error) {
 				c.Metric, err = watch.ParseMetric(strings.ToLower(v))
@@ -201,17 +207,6 @@ func options(c *Config) []*option {
 				}
 				return nil
 			}},
-	}
-}
-
-func pressure(dst *int) func(*Config, string) error {
-	return func(_ *Config, v string) error {
-		n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), "%"))
-		if err != nil || n < 0 || n > 100 {
-			return errors.New("a whole number of percent from 0 (off) to 100")
-		}
-		*dst = n
-		return nil
 	}
 }
 

@@ -61,6 +61,30 @@ func (r Reaction) Latency() time.Duration { return r.At - r.CrossAt }
 // threshold: a signal before the crossing.
 func (r Reaction) Early() bool { return r.Received && r.Crossed && r.At < r.LastBelow }
 
+// CheckReactions returns what is wrong with a warning and a critical
+// reaction: a threshold never crossed (the run proves nothing), a signal
+// missing, early, later than maxLatency after its crossing, or the warning
+// after the critical signal. None means both are right.
+func CheckReactions(warn, crit Reaction, maxLatency time.Duration) []string {
+	var out []string
+	for _, r := range []Reaction{warn, crit} {
+		switch {
+		case !r.Crossed:
+			out = append(out, fmt.Sprintf("%s: the app never crossed %d bytes: the test proves nothing", r.Signal, r.Threshold))
+		case !r.Received:
+			out = append(out, fmt.Sprintf("%s never arrived", r.Signal))
+		case r.Early():
+			out = append(out, fmt.Sprintf("%s arrived %v before the last sample below the threshold", r.Signal, r.LastBelow-r.At))
+		case r.Latency() > maxLatency:
+			out = append(out, fmt.Sprintf("%s arrived %v after the crossing, want at most %v", r.Signal, r.Latency(), maxLatency))
+		}
+	}
+	if warn.Received && crit.Received && warn.At > crit.At {
+		out = append(out, fmt.Sprintf("warning (%v) after critical (%v)", warn.At, crit.At))
+	}
+	return out
+}
+
 func (r Reaction) String() string {
 	switch {
 	case !r.Crossed && !r.Received:

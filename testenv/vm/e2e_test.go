@@ -378,21 +378,10 @@ func leak20(e e2e) {
 	lg := e.app("app")
 	warn := react(lg, w.Warning, "SIGUSR1")
 	crit := react(lg, w.Critical, "SIGUSR2")
-	for _, r := range []pods.Reaction{warn, crit} {
-		t.Log(r)
-		switch {
-		case !r.Crossed:
-			t.Errorf("%s: the app never crossed %d bytes: the test proves nothing", r.Signal, r.Threshold)
-		case !r.Received:
-			t.Errorf("%s never arrived", r.Signal)
-		case r.Early():
-			t.Errorf("%s arrived %v before the last sample below the threshold", r.Signal, r.LastBelow-r.At)
-		case r.Latency() > maxLatencyVM:
-			t.Errorf("%s arrived %v after the crossing, want at most %v", r.Signal, r.Latency(), maxLatencyVM)
-		}
-	}
-	if warn.Received && crit.Received && warn.At > crit.At {
-		t.Errorf("warning (%v) after critical (%v)", warn.At, crit.At)
+	t.Log(warn)
+	t.Log(crit)
+	for _, p := range pods.CheckReactions(warn, crit, maxLatencyVM) {
+		t.Error(p)
 	}
 }
 
