@@ -1,0 +1,114 @@
+package agent
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/oomhero/oomhero/internal/policy"
+	"github.com/oomhero/oomhero/internal/watch"
+)
+
+// Decisions: readings and pressure through the policy, level changes.
+
+func (a *Agent) thresholds(limit uint64) policy.Thresholds {
+	return policy.Thresholds{
+		Warn:       limit / 100 * uint64(a.Config.Warning),
+		Crit:       limit / 100 * uint64(a.Config.Critical),
+		Hysteresis: limit / 100 * uint64(a.Config.Hysteresis),
+	}
+}
+
+func percent(v, limit uint64) float64 {
+	if limit == 0 {
+		return 0
+	}
+	return float64(int(float64(v)/float64(limit)*1000)) / 10
+}
+
+func (a *Agent) reading(rd watch.Reading) {
+	t := a.byID[rd.ID]
+	if t == nil {
+		return
+	}
+	if rd.Err != nil {
+		if !t.readErr {
+			t.readErr = true
+			a.Log.Warn("cannot read container memory", "container", t.Name, "error", rd.Err)
+		}
+		return
+	}
+	t.readErr = false
+	if rd.Limit != 0 && rd.Limit != t.Limit {
+		rd.Limit = t.Limit
+	}
+	t.last, t.hasLast = rd, true
+	value := rd.Value(a.Config.Metric)
+	d := a.policy.Observe(rd.ID, value, a.now())
+	if hot := rd.Usage >= t.Limit/2 || d.To > watch.OK; hot != t.hot && a.OOM != nil {
+		t.hot = hot
+		a.OOM.SetHot(t.ID, hot)
+	}
+	a.Observer.Reading(a.target(t), rd, d.To)
+	if a.Log.Enabled(context.Background(), slog.LevelDebug) {
+		a.Log.Debug("sample", "container", t.Name, "origin", rd.Origin, "level", d.To.String(),
+			"percent", percent(value, t.Limit), "usage_bytes", rd.Usage, "working_set_bytes", rd.WorkingSet(),
+			"anon_bytes", rd.Anon, "limit_bytes", t.Limit, "latency", rd.Latency)
+	}
+	a.decided(t, d, rd, rd.Origin)
+}
+
+// readPressure refreshes a container's memory pressure and, when a pressure
+// trigger is set, lets it raise (or release) the level.
+func (a *Agent) readPressure(t *tracked) {
+	if t.psi == nil {
+		return
+	}
+	p, err := t.psi.Read()
+	if err != nil {
+		a.Log.Warn("cannot read memory pressure", "container", t.Name, "error", err)
+		t.psi.Close()
+		t.psi = nil
+		return
+	}
+	t.pressure = p
+	if a.Config.WarningPressure == 0 && a.Config.CriticalPressure == 0 {
+		return
+	}
+	l := watch.OK
+	switch full := p.Full.Avg10; {
+	case a.Config.CriticalPressure > 0 && full >= float64(a.Config.CriticalPressure):
+		l = watch.Critical
+	case a.Config.WarningPressure > 0 && full >= float64(a.Config.WarningPressure):
+		l = watch.Warning
+	}
+	a.decided(t, a.policy.ObservePressure(t.ID, l, a.now()), t.last, "pressure")
+}
+
+// pressureAttrs are the pressure figures for a log line, when known.
+func (t *tracked) pressureAttrs() []any {
+	if t.psi == nil {
+		return nil
+	}
+	return []any{"pressure_some_avg10", t.pressure.Some.Avg10, "pressure_full_avg10", t.pressure.Full.Avg10}
+}
+
+// decided logs a level change and sends the signals a decision calls for.
+func (a *Agent) decided(t *tracked, d policy.Decision, rd watch.Reading, origin string) {
+	value := rd.Value(a.Config.Metric)
+	if d.Changed() {
+		a.Log.Info("level changed", append([]any{"container", t.Name, "from", d.From.String(), "to", d.To.String(),
+			"percent", percent(value, t.Limit), "metric", string(a.Config.Metric),
+			"working_set_bytes", rd.WorkingSet(), "usage_bytes", rd.Usage, "limit_bytes", t.Limit, "origin", origin},
+			t.pressureAttrs()...)...)
+		a.Observer.LevelChanged(a.target(t), d.From, d.To, rd)
+		if d.To == watch.OK {
+			t.noTarget = [3]bool{}
+		}
+		if d.To < watch.Critical {
+			t.noTarget[watch.Critical] = false
+		}
+	}
+	for _, l := range d.Signal {
+		a.signal(t, l, rd)
+	}
+}

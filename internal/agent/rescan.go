@@ -1,0 +1,161 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/oomhero/oomhero/internal/cgroup"
+	"github.com/oomhero/oomhero/internal/discover"
+	"github.com/oomhero/oomhero/internal/oomwatch"
+	"github.com/oomhero/oomhero/internal/watch"
+)
+
+// Discovery: which containers are watched, under which name and limit.
+
+// rescan rediscovers containers and updates the source's targets.
+func (a *Agent) rescan() error {
+	groups, err := a.Scanner.Scan()
+	if err != nil {
+		return err
+	}
+	changed := false
+	for path, g := range groups {
+		if a.Config.CgroupMatch != "" && !strings.Contains(path, a.Config.CgroupMatch) {
+			continue
+		}
+		t := a.byPath[path]
+		if t != nil && t.scans < resolveEvery && slices.Equal(t.PIDs, g.PIDs()) && t.comm == g.Main().Comm {
+			t.scans++
+			t.group = g
+			continue
+		}
+		c, err := a.Resolver.Resolve(g)
+		if err != nil {
+			if t != nil {
+				// A known container whose cgroup cannot be read right now
+				// (exiting): keep it until its processes are gone.
+				t.group = g
+				continue
+			}
+			reason := err.Error()
+			if errors.Is(err, watch.ErrNoLimit) {
+				reason = "no memory limit"
+			}
+			if a.notWatched[path] != reason {
+				a.notWatched[path] = reason
+				a.Log.Info("container not watched", "container", c.Name, "cgroup", path, "reason", reason,
+					"pids", len(g.Procs))
+			}
+			continue
+		}
+		delete(a.notWatched, path)
+		if t != nil && t.ID == c.ID {
+			if c.Name = a.uniqueName(c.Name, g); t.Name != c.Name && !strings.HasPrefix(t.Name, g.Main().Comm+"@") {
+				// The main process exec'ed (runtime init -> application).
+				a.Observer.Forget(a.target(t))
+				t.Name = c.Name
+			}
+			t.group, t.PIDs, t.scans, t.comm = g, c.PIDs, 0, g.Main().Comm
+			if t.Limit != c.Limit || t.Dir != c.Dir {
+				a.Log.Info("container limit changed", "container", t.Name, "from_bytes", t.Limit, "to_bytes", c.Limit)
+				t.Container = c
+				a.policy.Set(c.ID, a.thresholds(c.Limit))
+				changed = true
+			}
+			continue
+		}
+		if t != nil {
+			a.forget(t) // same path, new cgroup (container restarted)
+		}
+		c.Name = a.uniqueName(c.Name, g)
+		t = &tracked{Container: c, group: g, comm: g.Main().Comm}
+		a.byPath[path], a.byID[c.ID] = t, t
+		psiNote := "unavailable"
+		if r, err := cgroup.OpenPressure(c.Dir); err == nil {
+			t.psi, psiNote = r, "memory.pressure"
+		} else if !errors.Is(err, cgroup.ErrNoPressure) {
+			psiNote = "unavailable: " + err.Error()
+		}
+		th := a.thresholds(c.Limit)
+		a.policy.Set(c.ID, th)
+		changed = true
+		oomNote := "not watched"
+		if a.OOM != nil {
+			notified, err := a.OOM.Add(c.ID, c.Dir, c.Version)
+			switch {
+			case err != nil:
+				oomNote = "unavailable: " + err.Error()
+			case notified:
+				oomNote = "kernel notification"
+			default:
+				oomNote = fmt.Sprintf("polled every %v", oomwatch.PollInterval)
+			}
+		}
+		a.Log.Info("container watched", "container", c.Name, "cgroup", path, "cgroup_id", c.ID,
+			"version", c.Version.String(), "dir", c.Dir, "limit_bytes", c.Limit,
+			"warning_bytes", th.Warn, "critical_bytes", th.Crit, "pids", len(c.PIDs), "oom_kills", oomNote, "pressure", psiNote)
+	}
+	for path, t := range a.byPath {
+		if _, ok := groups[path]; !ok {
+			a.Log.Info("container gone", "container", t.Name, "cgroup", path)
+			a.forget(t)
+			changed = true
+		}
+	}
+	for path := range a.notWatched {
+		if _, ok := groups[path]; !ok {
+			delete(a.notWatched, path)
+		}
+	}
+	for _, t := range a.byID {
+		a.readPressure(t)
+	}
+	targets := a.targets()
+	if changed {
+		a.Source.Update(targets)
+	}
+	a.Observer.Scanned(targets)
+	return nil
+}
+
+// uniqueName names a container by its main command ("java"), stable across
+// restarts; the resolver's "command@id" form is kept only when another
+// watched container already uses the command alone.
+func (a *Agent) uniqueName(resolved string, g *discover.Group) string {
+	comm := g.Main().Comm
+	for _, o := range a.byID {
+		if o.Name == comm && o.Path != g.Path {
+			return resolved
+		}
+	}
+	return comm
+}
+
+func (a *Agent) forget(t *tracked) {
+	if t.psi != nil {
+		t.psi.Close()
+	}
+	if a.OOM != nil {
+		a.OOM.Remove(t.ID)
+	}
+	a.policy.Forget(t.ID)
+	a.Observer.Forget(a.target(t))
+	delete(a.byPath, t.Path)
+	delete(a.byID, t.ID)
+}
+
+func (a *Agent) targets() []watch.Target {
+	out := make([]watch.Target, 0, len(a.byID))
+	for _, id := range slices.Sorted(maps.Keys(a.byID)) {
+		out = append(out, a.target(a.byID[id]))
+	}
+	return out
+}
+
+func (a *Agent) target(t *tracked) watch.Target {
+	th := a.thresholds(t.Limit)
+	return watch.Target{Container: t.Container, Warn: th.Warn, Crit: th.Crit, Metric: a.Config.Metric}
+}
