@@ -89,19 +89,29 @@ func StartTime(proc string, pid int) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
+	n, err := parseStartTime(b)
+	if err != nil {
+		return 0, fmt.Errorf("parse %s/%d/stat: %w", proc, pid, err)
+	}
+	return n, nil
+}
+
+// parseStartTime returns the start time (field 22) of a /proc/<pid>/stat
+// content.
+func parseStartTime(b []byte) (uint64, error) {
 	// The command may hold spaces and parentheses: fields start after the
 	// last ')'. Field 3 (state) is the first after it; start time is 22.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("parse %s/%d/stat: no ')'", proc, pid)
+		return 0, errors.New("no ')'")
 	}
 	f := bytes.Fields(b[i+1:])
 	if len(f) < 20 {
-		return 0, fmt.Errorf("parse %s/%d/stat: %d fields", proc, pid, len(f)+2)
+		return 0, fmt.Errorf("%d fields", len(f)+2)
 	}
 	n, err := strconv.ParseUint(string(f[19]), 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("parse %s/%d/stat: start time %q", proc, pid, f[19])
+		return 0, fmt.Errorf("start time %q", f[19])
 	}
 	return n, nil
 }
@@ -113,6 +123,15 @@ func Caught(proc string, pid int) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
+	n, err := parseSigCgt(b)
+	if err != nil {
+		return 0, fmt.Errorf("parse %s/%d/status: %w", proc, pid, err)
+	}
+	return n, nil
+}
+
+// parseSigCgt returns the SigCgt mask of a /proc/<pid>/status content.
+func parseSigCgt(b []byte) (uint64, error) {
 	for len(b) > 0 {
 		line := b
 		if i := bytes.IndexByte(b, '\n'); i >= 0 {
@@ -123,12 +142,12 @@ func Caught(proc string, pid int) (uint64, error) {
 		if v, ok := bytes.CutPrefix(line, []byte("SigCgt:")); ok {
 			n, err := strconv.ParseUint(string(bytes.TrimSpace(v)), 16, 64)
 			if err != nil {
-				return 0, fmt.Errorf("parse %s/%d/status: SigCgt %q", proc, pid, v)
+				return 0, fmt.Errorf("SigCgt %q", v)
 			}
 			return n, nil
 		}
 	}
-	return 0, fmt.Errorf("parse %s/%d/status: no SigCgt line", proc, pid)
+	return 0, errors.New("no SigCgt line")
 }
 
 // Handles reports whether a SigCgt mask includes sig.
