@@ -5,11 +5,17 @@
 // Downward API), container (one per watched container; Forget drops the
 // gauges of a container that went away at once, its counters after
 // Options.Retain), level ("warning", "critical") and result. No label carries
-// a PID, a cgroup id or a value.
+// a PID, a cgroup id or a value. Every label value goes through
+// safename.Clean: a name a container chose (invalid UTF-8, control
+// characters) can neither panic the registry nor forge an exposition line.
 //
 // Endpoints (Handler, ListenAndServe):
 //
-//	/healthz  200 "ok" while the process serves HTTP (liveness)
+//	/healthz  200 "ok" while every component given to Watch (the agent's
+//	          main loop, the active source) made progress within its limit
+//	          (LivenessLimit: 3 x the slowest loop period, at least 10 s);
+//	          503 "stalled: <component> made no progress for <age> (limit
+//	          <limit>)" otherwise (liveness)
 //	/readyz   200 "ready" once the first discovery scan finished and a source
 //	          is active (ScanDone and SetSource were called), 503 before
 //	/metrics  Prometheus text or protobuf exposition
@@ -18,7 +24,10 @@
 // call them from the policy/action loop):
 //
 //	m := metrics.New(metrics.Options{Pod: os.Getenv("POD_NAME")})
-//	go func() { errc <- m.ListenAndServe(ctx, cfg.Listen) }() // returns nil when ctx ends
+//	go m.ServeRetrying(ctx, cfg.Listen, metrics.Retry{...}) // port taken: retries, never ends oomhero
+//	m.Watch("agent loop", heart, limit)  // heart.Beat() on every turn of the loop
+//	m.Watch("source", src, limit)        // src implements heartbeat.Progress
+//	m.CountEvents(recorder)              // events posted and dropped
 //	...
 //	m.SetSource(src.Name())            // "cgroupfs" or "bpf tp_btf/mod_memcg_lruvec_state"
 //	m.SetWatched(targets)              // after every discovery scan

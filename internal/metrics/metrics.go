@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/oomhero/oomhero/internal/safename"
 	"github.com/oomhero/oomhero/internal/watch"
 )
 
@@ -64,6 +65,10 @@ type Metrics struct {
 
 	scanned   atomic.Bool
 	sourceSet atomic.Bool
+
+	ns      string           // metric name prefix
+	live    liveness         // components /healthz watches (health.go)
+	ageDesc *prometheus.Desc // oomhero_progress_age_seconds
 }
 
 // New returns Metrics with every collector registered on a fresh registry.
@@ -80,7 +85,7 @@ func New(o Options) *Metrics {
 		o.Now = time.Now
 	}
 	m := &Metrics{
-		pod:       o.Pod,
+		pod:       safename.Clean(o.Pod),
 		retain:    o.Retain,
 		now:       o.Now,
 		forgotten: map[string]time.Time{},
@@ -130,6 +135,11 @@ func New(o Options) *Metrics {
 			Help: "Unix time of the last finished discovery scan.",
 		}),
 	}
+	m.ns = ns
+	m.ageDesc = prometheus.NewDesc(ns+"_progress_age_seconds",
+		"Seconds since the component (agent loop, source) last made progress; /healthz fails past its limit.",
+		[]string{"component"}, nil)
+	m.reg.MustRegister(collectorFunc{m.ageDesc, m.ages})
 	m.reg.MustRegister(m.usage, m.workingSet, m.limit, m.threshold, m.level,
 		m.signals, m.oomKills, m.source, m.lost, m.watched, m.lastScan)
 	if !o.NoProcessCollectors {
@@ -146,7 +156,7 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 // Observe records one reading of a watched target and the level policy
 // decided for it.
 func (m *Metrics) Observe(t watch.Target, r watch.Reading, l watch.Level) {
-	name := t.Name
+	name := safename.Clean(t.Name)
 	m.remember(name)
 	m.usage.WithLabelValues(m.pod, name).Set(float64(r.Usage))
 	m.workingSet.WithLabelValues(m.pod, name).Set(float64(r.WorkingSet()))
@@ -163,11 +173,12 @@ func (m *Metrics) Observe(t watch.Target, r watch.Reading, l watch.Level) {
 func (m *Metrics) SetWatched(targets []watch.Target) {
 	m.watched.Set(float64(len(targets)))
 	for _, t := range targets {
-		m.remember(t.Name)
-		m.threshold.WithLabelValues(m.pod, t.Name, watch.Warning.String()).Set(float64(t.Warn))
-		m.threshold.WithLabelValues(m.pod, t.Name, watch.Critical.String()).Set(float64(t.Crit))
+		name := safename.Clean(t.Name)
+		m.remember(name)
+		m.threshold.WithLabelValues(m.pod, name, watch.Warning.String()).Set(float64(t.Warn))
+		m.threshold.WithLabelValues(m.pod, name, watch.Critical.String()).Set(float64(t.Crit))
 		if t.Limit > 0 {
-			m.limit.WithLabelValues(m.pod, t.Name).Set(float64(t.Limit))
+			m.limit.WithLabelValues(m.pod, name).Set(float64(t.Limit))
 		}
 	}
 }
@@ -186,12 +197,12 @@ func (m *Metrics) ScanDone() {
 // processes because it reached level l. result is ResultSent, ResultError or
 // ResultNoTarget.
 func (m *Metrics) Signal(container string, l watch.Level, result string) {
-	m.signals.WithLabelValues(m.pod, container, l.String(), result).Inc()
+	m.signals.WithLabelValues(m.pod, safename.Clean(container), l.String(), safename.Clean(result)).Inc()
 }
 
 // OOMKill counts one OOM kill seen in a container.
 func (m *Metrics) OOMKill(container string) {
-	m.oomKills.WithLabelValues(m.pod, container).Inc()
+	m.oomKills.WithLabelValues(m.pod, safename.Clean(container)).Inc()
 }
 
 // LostEvents adds n events the kernel side dropped.
@@ -203,7 +214,7 @@ func (m *Metrics) LostEvents(n uint64) {
 // the source ("bpf", "cgroupfs"), the rest the attach point ("" for
 // cgroupfs). The previous source's series is removed.
 func (m *Metrics) SetSource(name string) {
-	src, attach, _ := strings.Cut(strings.TrimSpace(name), " ")
+	src, attach, _ := strings.Cut(strings.TrimSpace(safename.Clean(name)), " ")
 	key := src + "\x00" + strings.TrimSpace(attach)
 	m.mu.Lock()
 	if m.sourceName != "" && m.sourceName != key {
@@ -221,6 +232,7 @@ func (m *Metrics) SetSource(name string) {
 // kills) stay for Options.Retain, so the scrape after an OOM kill still
 // counts it; a container observed again is kept.
 func (m *Metrics) Forget(container string) {
+	container = safename.Clean(container)
 	match := prometheus.Labels{"pod": m.pod, "container": container}
 	for _, v := range []*prometheus.GaugeVec{m.usage, m.workingSet, m.limit, m.level, m.threshold} {
 		v.DeletePartialMatch(match)

@@ -16,6 +16,11 @@ func (m *Metrics) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if why := m.Stalled(); why != "" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("stalled: " + why + "\n"))
+			return
+		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
@@ -77,4 +82,64 @@ func (m *Metrics) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("shut down http server: %w", err)
 	}
 	return nil
+}
+
+// Retry backs off between two attempts of ServeRetrying.
+type Retry struct {
+	// First and Max bound the wait between attempts: it starts at First and
+	// doubles up to Max. 0 means 1 s and 30 s.
+	First, Max time.Duration
+	// Failed, when not nil, is told of every failed attempt and of the
+	// wait before the next one.
+	Failed func(err error, retryIn time.Duration)
+	// Listening, when not nil, is told the address once the port is bound.
+	Listening func(addr net.Addr)
+}
+
+// ServeRetrying serves Handler on addr until ctx ends, like ListenAndServe,
+// but never gives up: when the port is taken (another process of the pod
+// holds it) or the server fails, it reports the error through r.Failed and
+// tries again after a back-off. The rest of oomhero does not depend on
+// HTTP: readings and signals go on meanwhile. It returns nil when ctx ends.
+func (m *Metrics) ServeRetrying(ctx context.Context, addr string, r Retry) error {
+	if r.First <= 0 {
+		r.First = time.Second
+	}
+	if r.Max <= 0 {
+		r.Max = 30 * time.Second
+	}
+	wait := r.First
+	for {
+		var lc net.ListenConfig
+		ln, err := lc.Listen(ctx, "tcp", addr)
+		if err == nil {
+			if r.Listening != nil {
+				r.Listening(ln.Addr())
+			}
+			err = m.Serve(ctx, ln)
+			if ctx.Err() != nil {
+				return nil
+			}
+			if err == nil {
+				err = errors.New("http server stopped")
+			}
+			wait = r.First // it served: start the back-off again
+		} else {
+			err = fmt.Errorf("listen on %q: %w", addr, err)
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if r.Failed != nil {
+			r.Failed(err, wait)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		wait = min(2*wait, r.Max)
+	}
 }
