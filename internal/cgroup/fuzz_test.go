@@ -1,0 +1,337 @@
+package cgroup
+
+// Fuzz targets for the parsers of cgroupfs text: memory.stat, the limit
+// files, memory.events / memory.oom_control and memory.pressure. `make fuzz`
+// runs each for a bounded time (testenv/fuzz.sh); plain `go test` runs the
+// seeds below and the corpus under testdata/fuzz.
+//
+// The properties, for any input: no panic; a figure is returned only when
+// the input holds it (a malformed file is an error, never a zero); errors
+// wrap ErrParse (or watch.ErrNoLimit); and what the kernel writes parses back
+// to the figures it was written from.
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/oomhero/oomhero/internal/safefs"
+	"github.com/oomhero/oomhero/internal/watch"
+)
+
+// fuzzDigits reports whether s is a non-empty run of ASCII digits.
+func fuzzDigits(s []byte) bool {
+	if len(s) == 0 {
+		return false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// fuzzKeyValues is the reference reading of a "key value" file (memory.stat,
+// memory.events, memory.oom_control): every value of key whose line is
+// exactly "key <digits>", in order.
+func fuzzKeyValues(b []byte, key string) []uint64 {
+	var out []uint64
+	for _, line := range bytes.Split(b, []byte{'\n'}) {
+		k, v, ok := bytes.Cut(line, []byte{' '})
+		if !ok || string(k) != key || !fuzzDigits(v) {
+			continue
+		}
+		if n, err := strconv.ParseUint(string(v), 10, 64); err == nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func FuzzParseLimit(f *testing.F) {
+	for _, s := range []string{"268435456\n", "max\n", "9223372036854771712\n", "0\n", "-1\n", " 42 ", "4611686018427387904", "18446744073709551616", "", "max max", "0x10", "+5", "1_000"} {
+		f.Add([]byte(s), uint64(0))
+	}
+	f.Add([]byte("1\n"), uint64(math.MaxUint64))
+	f.Add([]byte("1\n"), uint64(v1Unlimited-1))
+	f.Fuzz(func(t *testing.T, b []byte, n uint64) {
+		got, err := parseLimit(b, "memory.max")
+		s := bytes.TrimSpace(b)
+		switch {
+		case err == nil:
+			if !fuzzDigits(s) {
+				t.Fatalf("parseLimit(%q) = %d: accepted a value that is not a decimal number", b, got)
+			}
+			if got >= v1Unlimited {
+				t.Fatalf("parseLimit(%q) = %d: at or above the 'unlimited' mark", b, got)
+			}
+			if want := strconv.FormatUint(got, 10); string(bytes.TrimLeft(s, "0")) != want && !(got == 0 && len(bytes.Trim(s, "0")) == 0) {
+				t.Fatalf("parseLimit(%q) = %d: not the figure written", b, got)
+			}
+		case errors.Is(err, watch.ErrNoLimit):
+			if string(s) != "max" && !fuzzDigits(s) {
+				t.Fatalf("parseLimit(%q): ErrNoLimit for a value that is neither max nor a number", b)
+			}
+		case !errors.Is(err, ErrParse):
+			t.Fatalf("parseLimit(%q): error %v does not wrap ErrParse", b, err)
+		}
+		// Round trip: the kernel writes "%llu\n" (v1) or "%llu\n"/"max\n" (v2).
+		got, err = parseLimit([]byte(strconv.FormatUint(n, 10)+"\n"), "memory.limit_in_bytes")
+		if n >= v1Unlimited {
+			if !errors.Is(err, watch.ErrNoLimit) {
+				t.Fatalf("limit %d: want ErrNoLimit, got %d, %v", n, got, err)
+			}
+		} else if err != nil || got != n {
+			t.Fatalf("limit %d read back as %d, %v", n, got, err)
+		}
+	})
+}
+
+// fuzzV2Stat is a cgroup v2 memory.stat as kernel 6.x writes it, with the
+// keys oomhero reads set to the given figures.
+func fuzzV2Stat(anon, inactive uint64) string {
+	return fmt.Sprintf("anon %d\nfile 1052672\nkernel 446464\nkernel_stack 32768\npagetables 65536\nsec_pagetables 0\npercpu 0\n"+
+		"sock 0\nvmalloc 0\nshmem 0\nzswap 0\nzswapped 0\nfile_mapped 0\nfile_dirty 0\nfile_writeback 0\nswapcached 0\n"+
+		"anon_thp 0\nfile_thp 0\nshmem_thp 0\ninactive_anon %d\nactive_anon 4096\ninactive_file %d\nactive_file 0\n"+
+		"unevictable 0\nslab_reclaimable 61528\nslab_unreclaimable 186944\nslab 248472\nworkingset_refault_anon 0\n"+
+		"pgscan 0\npgsteal 0\npgfault 3301\npgmajfault 0\nthp_fault_alloc 0\n", anon, anon, inactive)
+}
+
+func fuzzV1Stat(rss, inactive uint64) string {
+	return fmt.Sprintf("cache 0\nrss 0\nrss_huge 0\nshmem 0\nmapped_file 0\ninactive_anon 0\nactive_anon 0\ninactive_file 0\n"+
+		"hierarchical_memory_limit 9223372036854771712\nhierarchical_memsw_limit 9223372036854771712\n"+
+		"total_cache 3354386432\ntotal_rss %d\ntotal_rss_huge 0\ntotal_shmem 86016\ntotal_inactive_anon 305577984\n"+
+		"total_active_anon 176128\ntotal_inactive_file %d\ntotal_active_file 1672818688\ntotal_unevictable 0\n", rss, inactive)
+}
+
+func FuzzParseStat(f *testing.F) {
+	f.Add([]byte(fuzzV2Stat(21, 27)), false, uint64(0), uint64(0))
+	f.Add([]byte(fuzzV1Stat(12, 14)), true, uint64(1), uint64(math.MaxUint64))
+	for _, s := range []string{"", "anon 1\n", "anon 1\nanon 2\n", "anon x\ninactive_file 1\n", "anon  1\ninactive_file 1", "anon 1\r\ninactive_file 2\r\n",
+		"anon 18446744073709551616\ninactive_file 0\n", "anon\ninactive_file 5\n", " anon 1\ninactive_file 2\n"} {
+		f.Add([]byte(s), false, uint64(0), uint64(0))
+	}
+	f.Fuzz(func(t *testing.T, b []byte, v1 bool, x, y uint64) {
+		v := watch.V2
+		if v1 {
+			v = watch.V1
+		}
+		k1, k2 := names[v].statInactive, names[v].statAnon
+		found, inactive, anon, err := parseStat(b, []byte(k1), []byte(k2))
+		if err != nil {
+			if !errors.Is(err, ErrParse) {
+				t.Fatalf("parseStat(%q): error %v does not wrap ErrParse", b, err)
+			}
+		} else {
+			want1, want2 := fuzzKeyValues(b, k1), fuzzKeyValues(b, k2)
+			// found == 2 is how Read knows both figures are there.
+			distinct := 0
+			for _, w := range [][]uint64{want1, want2} {
+				if len(w) > 0 {
+					distinct++
+				}
+			}
+			if found != distinct {
+				t.Fatalf("parseStat(%q) found %d keys, the file holds %d of %s and %s", b, found, distinct, k1, k2)
+			}
+			for _, c := range []struct {
+				got  uint64
+				want []uint64
+				key  string
+			}{{inactive, want1, k1}, {anon, want2, k2}} {
+				if len(c.want) > 0 && c.got != c.want[len(c.want)-1] {
+					t.Fatalf("parseStat(%q): %s = %d, the file says %v", b, c.key, c.got, c.want)
+				}
+				if len(c.want) == 0 && c.got != 0 {
+					t.Fatalf("parseStat(%q): %s = %d without a line", b, c.key, c.got)
+				}
+			}
+		}
+		// Round trip through a file as the kernel writes it.
+		var text string
+		if v1 {
+			text = fuzzV1Stat(x, y)
+		} else {
+			text = fuzzV2Stat(x, y)
+		}
+		found, inactive, anon, err = parseStat([]byte(text), []byte(k1), []byte(k2))
+		if err != nil || found != 2 || anon != x || inactive != y {
+			t.Fatalf("memory.stat with %s=%d %s=%d read back as found=%d %d %d, %v", k2, x, k1, y, found, anon, inactive, err)
+		}
+	})
+}
+
+// FuzzReader reads fuzzed files through a Reader, the path the pollers use
+// (pread into a growing buffer).
+func FuzzReader(f *testing.F) {
+	f.Add(false, []byte("500\n"), []byte("max\n"), []byte(fuzzV2Stat(21, 27)))
+	f.Add(false, []byte("500\n"), []byte("1048576\n"), []byte(fuzzV2Stat(21, 27)))
+	f.Add(true, []byte("1000\n"), []byte("268435456\n"), []byte(fuzzV1Stat(12, 14)))
+	f.Add(true, []byte("1000\n"), []byte("268435456\n"), bytes.Repeat([]byte(fuzzV1Stat(12, 14)), 200))
+	f.Add(false, []byte(""), []byte("-1\n"), []byte("anon 1\n"))
+	f.Fuzz(func(t *testing.T, v1 bool, usage, limit, stat []byte) {
+		v := watch.V2
+		if v1 {
+			v = watch.V1
+		}
+		fn := names[v]
+		d := t.TempDir()
+		for name, b := range map[string][]byte{fn.usage: usage, fn.limit: limit, fn.stat: stat} {
+			if err := os.WriteFile(filepath.Join(d, name), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r, err := NewReader(fake(t, d), v, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		rd, err := r.Read()
+		if err != nil {
+			if !errors.Is(err, ErrParse) && !errors.Is(err, watch.ErrNoLimit) && !errors.Is(err, safefs.ErrTooBig) {
+				t.Fatalf("Read: error %v wraps none of ErrParse, ErrNoLimit, ErrTooBig", err)
+			}
+			return
+		}
+		if !fuzzDigits(bytes.TrimSpace(usage)) {
+			t.Fatalf("Read: usage %q accepted as %d", usage, rd.Usage)
+		}
+		if !fuzzDigits(bytes.TrimSpace(limit)) {
+			t.Fatalf("Read: limit %q accepted as %d", limit, rd.Limit)
+		}
+		in, an := fuzzKeyValues(stat, fn.statInactive), fuzzKeyValues(stat, fn.statAnon)
+		if len(in) == 0 || len(an) == 0 {
+			t.Fatalf("Read: %s and %s both reported (%d, %d) from a memory.stat that lacks one:\n%q", fn.statInactive, fn.statAnon, rd.InactiveFile, rd.Anon, stat)
+		}
+		if rd.InactiveFile != in[len(in)-1] || rd.Anon != an[len(an)-1] {
+			t.Fatalf("Read: %s=%d %s=%d, memory.stat says %v and %v", fn.statInactive, rd.InactiveFile, fn.statAnon, rd.Anon, in, an)
+		}
+	})
+}
+
+// fuzzEvents is memory.events (v2) as the kernel writes it.
+func fuzzEvents(oom, kill uint64) string {
+	return fmt.Sprintf("low 0\nhigh 0\nmax 17\noom %d\noom_kill %d\noom_group_kill 0\n", oom, kill)
+}
+
+// fuzzOOMControl is memory.oom_control (v1) as the kernel writes it.
+func fuzzOOMControl(kill uint64) string {
+	return fmt.Sprintf("oom_kill_disable 0\nunder_oom 0\noom_kill %d\n", kill)
+}
+
+func FuzzOOMKills(f *testing.F) {
+	f.Add(false, []byte(fuzzEvents(2, 1)), uint64(1))
+	f.Add(true, []byte(fuzzOOMControl(3)), uint64(math.MaxUint64))
+	for _, s := range []string{"", "oom_kill\n", "oom_kill x\n", "oom_kill_disable 0\n", "oom 5\n", "\x00none 5\n", "oom_kill 1\noom_kill 2\n", "oom_kill -1\n"} {
+		f.Add(false, []byte(s), uint64(0))
+	}
+	f.Fuzz(func(t *testing.T, v1 bool, b []byte, n uint64) {
+		v := watch.V2
+		name := "memory.events"
+		if v1 {
+			v, name = watch.V1, "memory.oom_control"
+		}
+		d := t.TempDir()
+		if err := os.WriteFile(filepath.Join(d, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		got, err := OOMKills(fake(t, d), v)
+		if err != nil {
+			if !errors.Is(err, ErrParse) && !errors.Is(err, safefs.ErrTooBig) {
+				t.Fatalf("OOMKills(%q): error %v wraps neither ErrParse nor ErrTooBig", b, err)
+			}
+		} else if want := fuzzKeyValues(b, "oom_kill"); len(want) == 0 || got != want[len(want)-1] {
+			t.Fatalf("OOMKills(%q) = %d, the file says %v", b, got, want)
+		}
+		text := fuzzEvents(n/2, n)
+		if v1 {
+			text = fuzzOOMControl(n)
+		}
+		if err := os.WriteFile(filepath.Join(d, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := OOMKills(fake(t, d), v); err != nil || got != n {
+			t.Fatalf("%s with oom_kill %d read back as %d, %v", name, n, got, err)
+		}
+	})
+}
+
+// fuzzPSI writes a pressure file as the kernel does (psi_show: "%lu.%02lu"
+// averages, total in microseconds).
+func fuzzPSI(p Pressure) string {
+	line := func(kind string, s Stall) string {
+		return fmt.Sprintf("%s avg10=%.2f avg60=%.2f avg300=%.2f total=%d\n", kind, s.Avg10, s.Avg60, s.Avg300, s.Total/time.Microsecond)
+	}
+	return line("some", p.Some) + line("full", p.Full)
+}
+
+func FuzzParsePressure(f *testing.F) {
+	f.Add([]byte("some avg10=0.00 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"), uint16(0), uint16(0), uint64(0))
+	f.Add([]byte("some avg10=12.34 avg60=5.00 avg300=1.20 total=123456789\nfull avg10=100.00 avg60=0.01 avg300=0.00 total=9\n"), uint16(10000), uint16(1), uint64(1)<<53)
+	for _, s := range []string{"", "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n", "some avg10=NaN avg60=0 avg300=0 total=0\nfull avg10=0 avg60=0 avg300=0 total=0\n",
+		"some avg10=1 avg60=1 avg300=1 total=99999999999999999999\nfull avg10=0 avg60=0 avg300=0 total=0\n",
+		"some avg10=1 avg60=1 avg300=1 total=18446744073709551\nfull avg10=0 avg60=0 avg300=0 total=0\n",
+		"some avg10=1e2 avg60=0x1p-2 avg300=1 total=1 avg10=3\nfull avg10=0 avg60=0 avg300=0 total=0\n",
+		"some avg10 avg60=0 avg300=0 total=0\nfull avg10=0 avg60=0 avg300=0 total=0\n"} {
+		f.Add([]byte(s), uint16(0), uint16(0), uint64(0))
+	}
+	f.Fuzz(func(t *testing.T, b []byte, avg, avg2 uint16, total uint64) {
+		p, err := ParsePressure(b)
+		if err != nil {
+			if !errors.Is(err, ErrParse) {
+				t.Fatalf("ParsePressure(%q): error %v does not wrap ErrParse", b, err)
+			}
+		} else {
+			for _, s := range []Stall{p.Some, p.Full} {
+				for _, a := range []float64{s.Avg10, s.Avg60, s.Avg300} {
+					if !(a >= 0 && a <= 100) {
+						t.Fatalf("ParsePressure(%q): average %v outside 0..100", b, a)
+					}
+				}
+				if s.Total < 0 {
+					t.Fatalf("ParsePressure(%q): total %v below zero (overflow)", b, s.Total)
+				}
+			}
+			// Every figure comes from the file: each line has all four.
+			for _, line := range bytes.Split(b, []byte{'\n'}) {
+				kind, rest, _ := bytes.Cut(bytes.TrimSpace(line), []byte{' '})
+				if len(kind) == 0 {
+					continue
+				}
+				for _, k := range []string{"avg10=", "avg60=", "avg300=", "total="} {
+					if !bytes.Contains(append([]byte{' '}, rest...), []byte(" "+k)) {
+						t.Fatalf("ParsePressure(%q) = %+v: line %q has no %s", b, p, line, k)
+					}
+				}
+			}
+			// Written back the kernel's way, the figures read the same
+			// (to the kernel's two decimals).
+			q, err := ParsePressure([]byte(fuzzPSI(p)))
+			if err != nil {
+				t.Fatalf("ParsePressure(%q) = %+v, which written back does not parse: %v", b, p, err)
+			}
+			if d := math.Abs(q.Some.Avg10 - p.Some.Avg10); d > 0.005 || q.Some.Total != p.Some.Total.Truncate(time.Microsecond) {
+				t.Fatalf("ParsePressure(%q) = %+v, written back read as %+v", b, p, q)
+			}
+		}
+		// Round trip from the kernel's figures: hundredths of a percent,
+		// microseconds (a u64 in the kernel; a Duration holds 292 years).
+		a1, a2 := float64(avg%10001)/100, float64(avg2%10001)/100
+		us := total % (math.MaxInt64 / 1000)
+		want := Pressure{
+			Some: Stall{Avg10: a1, Avg60: a2, Avg300: a1, Total: time.Duration(us) * time.Microsecond},
+			Full: Stall{Avg10: a2, Avg60: a1, Avg300: a2, Total: time.Duration(us/2) * time.Microsecond},
+		}
+		got, err := ParsePressure([]byte(fuzzPSI(want)))
+		if err != nil || got != want {
+			t.Fatalf("pressure %+v read back as %+v, %v", want, got, err)
+		}
+	})
+}
