@@ -14,9 +14,13 @@
 // Events are optional. Run first asks the API server (SelfSubjectAccessReview)
 // whether the service account may create events in the namespace; when it may
 // not, or the pod runs outside Kubernetes, Run logs the reason once and the
-// recorder stays off. Emit never blocks: events queue in a small buffer and are
-// rate-limited per container and reason (MinInterval) and overall (a token
-// bucket), and the next event of a key says how many were suppressed.
+// recorder stays off. Emit never blocks, however slow or broken the API
+// server: events queue in a small buffer (what does not fit is dropped and
+// counted, Dropped; what the server refuses or does not answer within the
+// request timeout is counted too, Failed) and are rate-limited per container
+// and reason (MinInterval) and overall (a token bucket), and the next event
+// of a key says how many were suppressed. Container names and messages are
+// cleaned (safename.Clean) before they reach an Event.
 //
 // Wiring from cmd/oomhero:
 //

@@ -20,6 +20,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/oomhero/oomhero/internal/safename"
 )
 
 // ServiceAccountDir is where Kubernetes mounts the pod's service account
@@ -143,7 +147,8 @@ type Recorder struct {
 
 	on      atomic.Bool
 	stopped atomic.Bool
-	dropped atomic.Uint64
+	dropped atomic.Uint64 // queue full
+	failed  atomic.Uint64 // the API server refused or did not answer
 
 	// Owned by Run's goroutine.
 	keys        map[string]*keyState
@@ -199,18 +204,31 @@ func (r *Recorder) Posted() uint64 {
 	return r.posted
 }
 
-// Dropped returns how many events Emit dropped because the queue was full.
+// Dropped returns how many events Emit dropped because the queue was full
+// (the API server is slow or unreachable).
 func (r *Recorder) Dropped() uint64 { return r.dropped.Load() }
 
+// Failed returns how many events were lost because the API server refused
+// them (other than 401/403, which turn the recorder off) or did not answer
+// within the request timeout.
+func (r *Recorder) Failed() uint64 { return r.failed.Load() }
+
+// MaxMessage is the longest event message posted, in bytes.
+const MaxMessage = 1024
+
 // Emit queues an event of kind k about container with a human message. It
-// never blocks; it drops the event when the queue is full or the recorder is
-// off.
+// never blocks, however slow the API server: it drops the event (and counts
+// it, see Dropped) when the queue is full, and drops it silently when the
+// recorder is off. The container name goes through safename.Clean and the
+// message through the same rules (up to MaxMessage bytes): a name a
+// container chose cannot forge or break an event.
 func (r *Recorder) Emit(k Kind, container, message string) {
 	if r.stopped.Load() {
 		return
 	}
+	ev := event{kind: k, container: safename.Clean(container), message: cleanText(message, MaxMessage), at: r.cfg.Now()}
 	select {
-	case r.queue <- event{kind: k, container: container, message: message, at: r.cfg.Now()}:
+	case r.queue <- ev:
 	default:
 		r.dropped.Add(1)
 	}
@@ -403,6 +421,7 @@ func (r *Recorder) post(ctx context.Context, ev event) bool {
 		r.off("post event", err)
 		return false
 	}
+	r.failed.Add(1)
 	if now := r.cfg.Now(); now.Sub(r.lastErrLog) >= time.Minute {
 		r.lastErrLog = now
 		r.log.Warn("kubernetes event not posted", "reason", ev.kind.Reason(), "container", ev.container, "err", err)
@@ -488,4 +507,28 @@ func inClusterClient(caFile string) (*http.Client, error) {
 		TLSHandshakeTimeout: 10 * time.Second,
 	}
 	return &http.Client{Transport: tr, Timeout: 15 * time.Second}, nil
+}
+
+// cleanText is safename.Clean for free text: invalid UTF-8 and non-printing
+// characters become '?', and the text is cut to limit bytes at a rune
+// boundary ("..." appended).
+func cleanText(s string, limit int) string {
+	if len(s) <= safename.MaxLen {
+		return safename.Clean(s)
+	}
+	var b strings.Builder
+	b.Grow(min(len(s), limit+3))
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n <= 1 || !unicode.IsPrint(r) {
+			r = '?'
+		}
+		if b.Len()+utf8.RuneLen(r) > limit {
+			b.WriteString("...")
+			break
+		}
+		b.WriteRune(r)
+		i += max(n, 1)
+	}
+	return b.String()
 }

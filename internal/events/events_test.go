@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // apiServer is a fake API server: it answers access reviews, pod GETs and
@@ -31,11 +33,26 @@ type apiServer struct {
 	reviewNS  string
 	podGets   int
 	gotEvents chan struct{}
+	// hangPosts and hangReview, when not nil, make event POSTs (access
+	// reviews) hang until they are closed or the client gives up.
+	hangPosts, hangReview chan struct{}
+	hung                  chan struct{} // one send per request that hangs
+}
+
+func (a *apiServer) hang(r *http.Request, c chan struct{}) {
+	select {
+	case a.hung <- struct{}{}:
+	default:
+	}
+	select {
+	case <-c:
+	case <-r.Context().Done():
+	}
 }
 
 func newAPIServer(t *testing.T) *apiServer {
 	t.Helper()
-	a := &apiServer{allowed: true, postCode: http.StatusCreated, uid: "0d1c9d2e-uid", gotEvents: make(chan struct{}, 100)}
+	a := &apiServer{allowed: true, postCode: http.StatusCreated, uid: "0d1c9d2e-uid", gotEvents: make(chan struct{}, 100), hung: make(chan struct{}, 100)}
 	a.Server = httptest.NewTLSServer(http.HandlerFunc(a.serve))
 	t.Cleanup(a.Close)
 	return a
@@ -48,6 +65,10 @@ func (a *apiServer) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	switch {
 	case r.Method == http.MethodPost && r.URL.Path == "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews":
+		if a.hangReview != nil {
+			a.hang(r, a.hangReview)
+			return
+		}
 		var rev struct {
 			Spec struct {
 				ResourceAttributes map[string]string `json:"resourceAttributes"`
@@ -67,6 +88,10 @@ func (a *apiServer) serve(w http.ResponseWriter, r *http.Request) {
 		a.mu.Unlock()
 		json.NewEncoder(w).Encode(map[string]any{"metadata": map[string]any{"uid": a.uid}})
 	case r.Method == http.MethodPost && r.URL.Path == "/api/v1/namespaces/shop/events":
+		if a.hangPosts != nil {
+			a.hang(r, a.hangPosts)
+			return
+		}
 		if r.Header.Get("Content-Type") != "application/json" {
 			http.Error(w, "want json", http.StatusUnsupportedMediaType)
 			return
@@ -376,5 +401,126 @@ func TestEmitNeverBlocks(t *testing.T) {
 	}
 	if r.Dropped() != 1000-uint64(cap(r.queue)) {
 		t.Errorf("Dropped = %d, want %d", r.Dropped(), 1000-cap(r.queue))
+	}
+}
+
+// emitAll emits n events of distinct containers and returns the longest
+// time one Emit took.
+func emitAll(r *Recorder, n int) time.Duration {
+	var worst time.Duration
+	for i := range n {
+		start := time.Now()
+		r.Emit(Critical, fmt.Sprintf("app-%d", i), "memory at 91% of limit")
+		worst = max(worst, time.Since(start))
+	}
+	return worst
+}
+
+// TestHangingAPIServerNeverBlocksEmit: the API server accepts the access
+// review, then never answers an event POST. Emit (called from the agent's
+// loop) must return at once every time; what cannot be queued is dropped
+// and counted, and what timed out is counted as failed.
+func TestHangingAPIServerNeverBlocksEmit(t *testing.T) {
+	a := newAPIServer(t)
+	a.hangPosts = make(chan struct{})
+	t.Cleanup(func() { close(a.hangPosts) }) // before the server's Close
+	cfg, err := ConfigFromEnv(env(a, nil), saDir(t, a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Burst = 1000
+	cfg.Client = a.Client()
+	cfg.Client.Timeout = 300 * time.Millisecond
+	r, logs, _ := start(t, cfg)
+	for deadline := time.Now().Add(10 * time.Second); !r.Enabled(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("recorder not on after 10 s")
+		}
+	}
+	r.Emit(Warning, "first", "w")
+	select {
+	case <-a.hung:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first event never reached the server")
+	}
+	const n = 1000
+	start := time.Now()
+	worst := emitAll(r, n)
+	total := time.Since(start)
+	t.Logf("%d Emit calls against a hanging API server: %v in all, %v the slowest", n, total, worst)
+	if worst > 50*time.Millisecond {
+		t.Errorf("one Emit took %v: Emit waits on the API server", worst)
+	}
+	// The first event is in flight, cap(queue) wait, the rest are dropped.
+	if d := r.Dropped(); d < n-uint64(cap(r.queue)) {
+		t.Errorf("Dropped = %d, want at least %d", d, n-cap(r.queue))
+	}
+	for deadline := time.Now().Add(10 * time.Second); r.Failed() < 2; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("Failed = %d after 10 s, want the timed-out posts counted", r.Failed())
+		}
+	}
+	if r.Posted() != 0 || !r.Enabled() {
+		t.Errorf("Posted = %d, Enabled = %v; want 0, true (a slow server does not turn events off)", r.Posted(), r.Enabled())
+	}
+	if c := strings.Count(logs.String(), "kubernetes event not posted"); c != 1 {
+		t.Errorf("%d 'not posted' log lines, want 1 (one a minute):\n%s", c, logs)
+	}
+}
+
+// TestHangingAccessReviewNeverBlocksEmit: the API server hangs from the
+// first request on; Emit still returns at once and counts what it drops.
+func TestHangingAccessReviewNeverBlocksEmit(t *testing.T) {
+	a := newAPIServer(t)
+	a.hangReview = make(chan struct{})
+	t.Cleanup(func() { close(a.hangReview) })
+	cfg, err := ConfigFromEnv(env(a, nil), saDir(t, a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _, _ := start(t, cfg)
+	select {
+	case <-a.hung:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the access review never reached the server")
+	}
+	if worst := emitAll(r, 500); worst > 50*time.Millisecond {
+		t.Errorf("one Emit took %v while the access review hangs", worst)
+	}
+	if d := r.Dropped(); d != 500-uint64(cap(r.queue)) {
+		t.Errorf("Dropped = %d, want %d", d, 500-cap(r.queue))
+	}
+}
+
+// TestHostileNamesInEvents: a container named with invalid UTF-8 and a
+// message with a newline arrive cleaned.
+func TestHostileNamesInEvents(t *testing.T) {
+	a := newAPIServer(t)
+	cfg, err := ConfigFromEnv(env(a, nil), saDir(t, a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _, _ := start(t, cfg)
+	r.Emit(OOMKill, "\xff\xfex", "killed\nReason: forged \x1b[31m")
+	waitEvents(t, a, 1)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if msg := a.events[0]["message"]; msg != "container ??x: killed?Reason: forged ?[31m" {
+		t.Errorf("message = %q", msg)
+	}
+}
+
+func TestCleanText(t *testing.T) {
+	long := strings.Repeat("ab\n", 1000)
+	got := cleanText(long, MaxMessage)
+	if len(got) != MaxMessage+3 || !strings.HasSuffix(got, "...") || strings.Contains(got, "\n") || !utf8.ValidString(got) {
+		t.Errorf("cleanText(long) = %d bytes %q...", len(got), got[:20])
+	}
+	if got := cleanText("ok \xff", MaxMessage); got != "ok ?" {
+		t.Errorf("cleanText = %q", got)
+	}
+	mid := strings.Repeat("é", 300) // 600 bytes: longer than a name, kept whole
+	if got := cleanText(mid, MaxMessage); got != mid {
+		t.Errorf("cleanText cut a %d-byte message", len(mid))
 	}
 }
