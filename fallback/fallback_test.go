@@ -9,6 +9,7 @@ import (
 
 	"github.com/oomhero/oomhero/internal/lab"
 	"github.com/oomhero/oomhero/internal/lab/labtest"
+	"github.com/oomhero/oomhero/internal/safefs"
 	"github.com/oomhero/oomhero/internal/watch"
 )
 
@@ -90,7 +91,8 @@ func TestVanishedCgroupIsAnError(t *testing.T) {
 	os.WriteFile(filepath.Join(d, "memory.current"), []byte("100\n"), 0o644)
 	os.WriteFile(filepath.Join(d, "memory.stat"), []byte("anon 1\ninactive_file 2\n"), 0o644)
 	s := New(5*time.Millisecond, time.Millisecond)
-	s.Update([]watch.Target{{Container: watch.Container{ID: 9, Dir: d, Version: watch.V2, Limit: 1000}, Warn: 10, Crit: 20}})
+	t.Cleanup(safefs.AllowAnyFilesystem()) // a fake cgroup directory in a temporary directory
+	s.Update([]watch.Target{{Container: watch.Container{ID: 9, Dir: watch.CgroupDir{Root: d}, Version: watch.V2, Limit: 1000}, Warn: 10, Crit: 20}})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	out := make(chan watch.Reading, 16)

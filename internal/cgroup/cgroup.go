@@ -2,8 +2,10 @@
 // cgroup v1 (memory controller hierarchy) and cgroup v2 (unified hierarchy).
 //
 // Every function takes the cgroup directory as a parameter; nothing here knows
-// where cgroupfs is mounted. A read or parse error is always an error, never a
-// zero figure.
+// where cgroupfs is mounted. Every open goes through package safefs: the
+// directory must be on cgroupfs, no link is followed out of its trusted root,
+// and every read is bounded. A read or parse error is always an error, never
+// a zero figure.
 package cgroup
 
 import (
@@ -11,14 +13,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
+	"path"
 	"strconv"
-	"syscall"
+	"strings"
 	"time"
-	"unsafe"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/oomhero/oomhero/internal/safefs"
 	"github.com/oomhero/oomhero/internal/watch"
 )
 
@@ -39,47 +39,77 @@ var names = map[watch.CgroupVersion]files{
 	watch.V2: {"memory.current", "memory.max", "memory.stat", "inactive_file", "anon"},
 }
 
-// Detect tells the cgroup version of a memory cgroup directory from the files
-// it holds.
-func Detect(dir string) (watch.CgroupVersion, error) {
-	if _, err := os.Stat(filepath.Join(dir, "memory.usage_in_bytes")); err == nil {
-		return watch.V1, nil
+// OpenDir opens d through package safefs: d.Rel beneath the trusted d.Root,
+// no link followed, accepted only on cgroupfs and, when d.Ino is set, only
+// if it is still the directory d was resolved to.
+func OpenDir(d watch.CgroupDir) (*safefs.Dir, error) {
+	dir, err := safefs.OpenDir(d.Root, d.Rel)
+	if err != nil {
+		return nil, err
 	}
-	if _, err := os.Stat(filepath.Join(dir, "memory.current")); err == nil {
-		return watch.V2, nil
+	if d.Ino != 0 && dir.Ino() != d.Ino {
+		dir.Close()
+		return nil, fmt.Errorf("%s: %w (inode %d, resolved as %d)", d, ErrChanged, dir.Ino(), d.Ino)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "cgroup.controllers")); err == nil {
-		return 0, fmt.Errorf("%s: cgroup v2 directory without the memory controller", dir)
-	}
-	return 0, fmt.Errorf("%s: not a memory cgroup directory", dir)
+	return dir, nil
 }
 
-// ID returns the cgroup id of dir: the inode number of the directory, which
-// the kernel also uses as the cgroup's id (kernfs node id).
-func ID(dir string) (uint64, error) {
-	fi, err := os.Stat(dir)
+// ErrChanged is wrapped when a cgroup directory is no longer the one it was
+// resolved to (the path now leads to another directory).
+var ErrChanged = errors.New("cgroup directory changed since it was resolved")
+
+// Detect tells the cgroup version of a memory cgroup directory from the files
+// it holds.
+func Detect(d watch.CgroupDir) (watch.CgroupVersion, error) {
+	dir, err := OpenDir(d)
 	if err != nil {
 		return 0, err
 	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return 0, fmt.Errorf("%s: no inode number", dir)
-	}
-	return st.Ino, nil
+	defer dir.Close()
+	return detect(dir)
 }
 
-// Limit returns the memory limit of dir in bytes, or an error wrapping
+func detect(dir *safefs.Dir) (watch.CgroupVersion, error) {
+	switch {
+	case dir.Has("memory.usage_in_bytes"):
+		return watch.V1, nil
+	case dir.Has("memory.current"):
+		return watch.V2, nil
+	case dir.Has("cgroup.controllers"):
+		return 0, fmt.Errorf("%s: cgroup v2 directory without the memory controller", dir.Name())
+	}
+	return 0, fmt.Errorf("%s: not a memory cgroup directory", dir.Name())
+}
+
+// ID returns the cgroup id of d: the inode number of the verified directory
+// (fstat of its descriptor), which the kernel also uses as the cgroup's id
+// (kernfs node id).
+func ID(d watch.CgroupDir) (uint64, error) {
+	dir, err := OpenDir(d)
+	if err != nil {
+		return 0, err
+	}
+	defer dir.Close()
+	return dir.Ino(), nil
+}
+
+// Limit returns the memory limit of d in bytes, or an error wrapping
 // watch.ErrNoLimit when the cgroup has none.
-func Limit(dir string, v watch.CgroupVersion) (uint64, error) {
+func Limit(d watch.CgroupDir, v watch.CgroupVersion) (uint64, error) {
 	f, ok := names[v]
 	if !ok {
 		return 0, fmt.Errorf("unknown cgroup version %d", v)
 	}
-	b, err := os.ReadFile(filepath.Join(dir, f.limit))
+	dir, err := OpenDir(d)
 	if err != nil {
 		return 0, err
 	}
-	return parseLimit(b, filepath.Join(dir, f.limit))
+	defer dir.Close()
+	b, err := dir.ReadFile(f.limit, safefs.LimitValue)
+	if err != nil {
+		return 0, err
+	}
+	return parseLimit(b, dir.Name()+"/"+f.limit)
 }
 
 func parseLimit(b []byte, name string) (uint64, error) {
@@ -97,35 +127,46 @@ func parseLimit(b []byte, name string) (uint64, error) {
 	return n, nil
 }
 
-// EffectiveLimit returns the smallest memory limit of dir and of its parents
-// up to and including root (a parent's limit can OOM-kill the container too).
-// root must be dir or one of its parents. It returns an error wrapping
-// watch.ErrNoLimit when no directory on the way has a limit.
-func EffectiveLimit(root, dir string, v watch.CgroupVersion) (uint64, error) {
-	root = filepath.Clean(root)
-	dir = filepath.Clean(dir)
+// EffectiveLimit returns the smallest memory limit of d and of its parents
+// up to and including top (a parent's limit can OOM-kill the container too).
+// The walk stays beneath d.Root: top is a relative path like d.Rel, d.Rel or
+// one of its parents. It returns an error wrapping watch.ErrNoLimit when no
+// directory on the way has a limit.
+func EffectiveLimit(d watch.CgroupDir, top string, v watch.CgroupVersion) (uint64, error) {
+	top = cleanRel(top)
+	rel := cleanRel(d.Rel)
 	var best uint64
-	for d := dir; ; d = filepath.Dir(d) {
-		l, err := Limit(d, v)
+	for cur := d; ; {
+		l, err := Limit(cur, v)
 		switch {
 		case err == nil:
 			if best == 0 || l < best {
 				best = l
 			}
 		case errors.Is(err, watch.ErrNoLimit):
-		case errors.Is(err, os.ErrNotExist) && d != dir:
+		case errors.Is(err, os.ErrNotExist) && rel != cleanRel(d.Rel):
 			// The root of a hierarchy has no limit file.
 		default:
 			return 0, err
 		}
-		if d == root || d == filepath.Dir(d) || len(d) <= len(root) {
+		if rel == top || rel == "." || len(rel) <= len(top) {
 			break
 		}
+		rel = path.Dir(rel)
+		cur = watch.CgroupDir{Root: d.Root, Rel: rel}
 	}
 	if best == 0 {
-		return 0, fmt.Errorf("%s: %w", dir, watch.ErrNoLimit)
+		return 0, fmt.Errorf("%s: %w", d, watch.ErrNoLimit)
 	}
 	return best, nil
+}
+
+func cleanRel(rel string) string {
+	r := strings.TrimLeft(path.Clean("/"+rel), "/")
+	if r == "" {
+		return "."
+	}
+	return r
 }
 
 // Reader reads the memory figures of one cgroup directory. It keeps the files
@@ -134,32 +175,36 @@ func EffectiveLimit(root, dir string, v watch.CgroupVersion) (uint64, error) {
 type Reader struct {
 	dir                string
 	v                  watch.CgroupVersion
-	usage, limit, stat *os.File
+	usage, limit, stat *safefs.File
 	statInactive, anon []byte
 	buf                []byte
 	limitOverride      uint64
 }
 
-// NewReader opens the memory files of dir. limit, when not zero, is reported
-// as the limit instead of the directory's own (an effective limit found up the
-// tree).
-func NewReader(dir string, v watch.CgroupVersion, limit uint64) (*Reader, error) {
+// NewReader opens the memory files of d through package safefs. limit, when
+// not zero, is reported as the limit instead of the directory's own (an
+// effective limit found up the tree).
+func NewReader(d watch.CgroupDir, v watch.CgroupVersion, limit uint64) (*Reader, error) {
 	f, ok := names[v]
 	if !ok {
 		return nil, fmt.Errorf("unknown cgroup version %d", v)
 	}
-	r := &Reader{dir: dir, v: v, statInactive: []byte(f.statInactive), anon: []byte(f.statAnon),
-		buf: make([]byte, 8192), limitOverride: limit}
-	var err error
-	if r.usage, err = os.Open(filepath.Join(dir, f.usage)); err != nil {
+	dir, err := OpenDir(d)
+	if err != nil {
 		return nil, err
 	}
-	if r.stat, err = os.Open(filepath.Join(dir, f.stat)); err != nil {
+	defer dir.Close()
+	r := &Reader{dir: dir.Name(), v: v, statInactive: []byte(f.statInactive), anon: []byte(f.statAnon),
+		buf: make([]byte, 8192), limitOverride: limit}
+	if r.usage, err = dir.Open(f.usage); err != nil {
+		return nil, err
+	}
+	if r.stat, err = dir.Open(f.stat); err != nil {
 		r.Close()
 		return nil, err
 	}
 	if limit == 0 {
-		if r.limit, err = os.Open(filepath.Join(dir, f.limit)); err != nil {
+		if r.limit, err = dir.Open(f.limit); err != nil {
 			r.Close()
 			return nil, err
 		}
@@ -172,62 +217,33 @@ func (r *Reader) Dir() string { return r.dir }
 
 // Close closes the files.
 func (r *Reader) Close() error {
-	for _, f := range []*os.File{r.usage, r.limit, r.stat} {
-		if f != nil {
-			f.Close()
-		}
+	for _, f := range []*safefs.File{r.usage, r.limit, r.stat} {
+		f.Close()
 	}
 	return nil
 }
 
-func (r *Reader) readAll(f *os.File) ([]byte, error) {
-	// Pseudo-files report no size: read until a read returns less than
-	// asked (cgroup files produce their whole content in one read when the
-	// buffer is big enough) or nothing.
-	//
-	// The reads are raw system calls: they take microseconds and never
-	// block, and a plain system call lets the Go scheduler hand the
-	// processor to another thread, which, on a poll ten times a second,
-	// costs more than the reads themselves.
-	fd, err := rawFd(f)
+// readAll rereads f whole, at most limit bytes. The reads are raw system
+// calls (safefs.File.ReadAll): they take microseconds and never block, and a
+// plain system call lets the Go scheduler hand the processor to another
+// thread, which, on a poll ten times a second, costs more than the reads
+// themselves.
+func (r *Reader) readAll(f *safefs.File, limit int) ([]byte, error) {
+	b, err := f.ReadAll(r.buf, limit)
+	if errors.Is(err, safefs.ErrTooBig) {
+		return nil, fmt.Errorf("%w: %w", ErrParse, err)
+	}
 	if err != nil {
 		return nil, err
 	}
-	n := 0
-	for {
-		if n == len(r.buf) {
-			r.buf = append(r.buf, make([]byte, len(r.buf))...)
-		}
-		want := len(r.buf) - n
-		m, _, errno := unix.RawSyscall6(unix.SYS_PREAD64, fd, uintptr(unsafe.Pointer(&r.buf[n])), uintptr(want), uintptr(n), 0, 0)
-		if errno == unix.EINTR {
-			continue
-		}
-		if errno != 0 {
-			return nil, &os.PathError{Op: "read", Path: f.Name(), Err: errno}
-		}
-		n += int(m)
-		if int(m) < want {
-			return r.buf[:n], nil
-		}
+	if cap(b) > cap(r.buf) {
+		r.buf = b[:cap(b)]
 	}
+	return b, nil
 }
 
-// rawFd returns the descriptor of f for raw reads.
-func rawFd(f *os.File) (uintptr, error) {
-	sc, err := f.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
-	var fd uintptr
-	if err := sc.Control(func(d uintptr) { fd = d }); err != nil {
-		return 0, err
-	}
-	return fd, nil
-}
-
-func (r *Reader) readUint(f *os.File) (uint64, error) {
-	b, err := r.readAll(f)
+func (r *Reader) readUint(f *safefs.File) (uint64, error) {
+	b, err := r.readAll(f, safefs.LimitValue)
 	if err != nil {
 		return 0, err
 	}
@@ -251,7 +267,7 @@ func (r *Reader) Read() (watch.Reading, error) {
 		return rd, err
 	}
 	if rd.Limit = r.limitOverride; rd.Limit == 0 {
-		b, err := r.readAll(r.limit)
+		b, err := r.readAll(r.limit, safefs.LimitValue)
 		if err != nil {
 			return rd, err
 		}
@@ -259,7 +275,7 @@ func (r *Reader) Read() (watch.Reading, error) {
 			return rd, err
 		}
 	}
-	b, err := r.readAll(r.stat)
+	b, err := r.readAll(r.stat, safefs.LimitStat)
 	if err != nil {
 		return rd, err
 	}
@@ -275,7 +291,10 @@ func (r *Reader) Read() (watch.Reading, error) {
 }
 
 // parseStat finds the two keys in a memory.stat content ("key value" lines).
+// found counts the distinct keys seen (a repeated key counts once, its last
+// value wins); an empty k2 is not looked for.
 func parseStat(b, k1, k2 []byte) (found int, v1, v2 uint64, err error) {
+	var seen1, seen2 bool
 	for len(b) > 0 {
 		line := b
 		if i := bytes.IndexByte(b, '\n'); i >= 0 {
@@ -291,9 +310,9 @@ func parseStat(b, k1, k2 []byte) (found int, v1, v2 uint64, err error) {
 		var dst *uint64
 		switch {
 		case bytes.Equal(key, k1):
-			dst = &v1
-		case bytes.Equal(key, k2):
-			dst = &v2
+			dst, seen1 = &v1, true
+		case len(k2) > 0 && bytes.Equal(key, k2):
+			dst, seen2 = &v2, true
 		default:
 			continue
 		}
@@ -302,28 +321,38 @@ func parseStat(b, k1, k2 []byte) (found int, v1, v2 uint64, err error) {
 			return 0, 0, 0, fmt.Errorf("%w: %q", ErrParse, line)
 		}
 		*dst = n
+	}
+	if seen1 {
+		found++
+	}
+	if seen2 {
 		found++
 	}
 	return found, v1, v2, nil
 }
 
-// OOMKills returns the number of OOM kills the kernel counted in dir
+// OOMKills returns the number of OOM kills the kernel counted in d
 // (oom_kill in memory.events on v2, in memory.oom_control on v1).
-func OOMKills(dir string, v watch.CgroupVersion) (uint64, error) {
+func OOMKills(d watch.CgroupDir, v watch.CgroupVersion) (uint64, error) {
 	name := "memory.events"
 	if v == watch.V1 {
 		name = "memory.oom_control"
 	}
-	b, err := os.ReadFile(filepath.Join(dir, name))
+	dir, err := OpenDir(d)
 	if err != nil {
 		return 0, err
 	}
-	found, n, _, err := parseStat(b, []byte("oom_kill"), []byte("\x00none"))
+	defer dir.Close()
+	b, err := dir.ReadFile(name, safefs.LimitSmall)
 	if err != nil {
-		return 0, fmt.Errorf("%s: %w", name, err)
+		return 0, err
+	}
+	found, n, _, err := parseStat(b, []byte("oom_kill"), nil)
+	if err != nil {
+		return 0, fmt.Errorf("%s/%s: %w", dir.Name(), name, err)
 	}
 	if found == 0 {
-		return 0, fmt.Errorf("%w: %s: no oom_kill", ErrParse, filepath.Join(dir, name))
+		return 0, fmt.Errorf("%w: %s/%s: no oom_kill", ErrParse, dir.Name(), name)
 	}
 	return n, nil
 }
@@ -332,13 +361,18 @@ func OOMKills(dir string, v watch.CgroupVersion) (uint64, error) {
 // memory.stat: the smallest limit of the cgroup and its ancestors, as the
 // kernel enforces it. It returns an error wrapping watch.ErrNoLimit when
 // there is none.
-func HierarchicalLimit(dir string) (uint64, error) {
-	name := filepath.Join(dir, "memory.stat")
-	b, err := os.ReadFile(name)
+func HierarchicalLimit(d watch.CgroupDir) (uint64, error) {
+	dir, err := OpenDir(d)
 	if err != nil {
 		return 0, err
 	}
-	found, n, _, err := parseStat(b, []byte("hierarchical_memory_limit"), []byte("\x00none"))
+	defer dir.Close()
+	name := dir.Name() + "/memory.stat"
+	b, err := dir.ReadFile("memory.stat", safefs.LimitStat)
+	if err != nil {
+		return 0, err
+	}
+	found, n, _, err := parseStat(b, []byte("hierarchical_memory_limit"), nil)
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", name, err)
 	}

@@ -7,8 +7,17 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/oomhero/oomhero/internal/safefs"
 	"github.com/oomhero/oomhero/internal/watch"
 )
+
+// fake names a fake cgroup directory in a temporary directory: the test
+// lets safefs accept its filesystem (every other check still applies).
+func fake(t *testing.T, dir string) watch.CgroupDir {
+	t.Helper()
+	t.Cleanup(safefs.AllowAnyFilesystem())
+	return watch.CgroupDir{Root: dir}
+}
 
 func write(t *testing.T, dir string, files map[string]string) {
 	t.Helper()
@@ -29,11 +38,11 @@ const v2Stat = "anon 21\nfile 22\nkernel 23\nshmem 24\ninactive_anon 25\nactive_
 func TestReaderV1(t *testing.T) {
 	d := t.TempDir()
 	write(t, d, map[string]string{"memory.usage_in_bytes": "1000\n", "memory.limit_in_bytes": "268435456\n", "memory.stat": v1Stat})
-	v, err := Detect(d)
+	v, err := Detect(fake(t, d))
 	if err != nil || v != watch.V1 {
 		t.Fatalf("Detect: %v %v", v, err)
 	}
-	r, err := NewReader(d, v, 0)
+	r, err := NewReader(fake(t, d), v, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +64,7 @@ func TestReaderV1(t *testing.T) {
 func TestReaderV2AndLimitOverride(t *testing.T) {
 	d := t.TempDir()
 	write(t, d, map[string]string{"memory.current": "500\n", "memory.max": "max\n", "memory.stat": v2Stat})
-	r, err := NewReader(d, watch.V2, 4096)
+	r, err := NewReader(fake(t, d), watch.V2, 4096)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +73,7 @@ func TestReaderV2AndLimitOverride(t *testing.T) {
 	if err != nil || rd.Usage != 500 || rd.InactiveFile != 27 || rd.Anon != 21 || rd.Limit != 4096 {
 		t.Fatalf("got %+v %v", rd, err)
 	}
-	if _, err := Limit(d, watch.V2); !errors.Is(err, watch.ErrNoLimit) {
+	if _, err := Limit(fake(t, d), watch.V2); !errors.Is(err, watch.ErrNoLimit) {
 		t.Fatalf("memory.max=max: want ErrNoLimit, got %v", err)
 	}
 }
@@ -79,7 +88,7 @@ func TestReadErrorsAreErrors(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			d := t.TempDir()
 			write(t, d, files)
-			r, err := NewReader(d, watch.V2, 0)
+			r, err := NewReader(fake(t, d), watch.V2, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -91,7 +100,7 @@ func TestReadErrorsAreErrors(t *testing.T) {
 	}
 	// A vanished cgroup is an error too, never a zero.
 	d := t.TempDir()
-	if _, err := NewReader(d, watch.V1, 0); err == nil {
+	if _, err := NewReader(fake(t, d), watch.V1, 0); err == nil {
 		t.Fatal("NewReader on an empty dir succeeded")
 	}
 }
@@ -100,10 +109,10 @@ func TestLimitsV1(t *testing.T) {
 	d := t.TempDir()
 	write(t, d, map[string]string{"memory.limit_in_bytes": "9223372036854771712\n",
 		"memory.stat": strings.Replace(v1Stat, "hierarchical_memory_limit 10", "hierarchical_memory_limit 67108864", 1)})
-	if _, err := Limit(d, watch.V1); !errors.Is(err, watch.ErrNoLimit) {
+	if _, err := Limit(fake(t, d), watch.V1); !errors.Is(err, watch.ErrNoLimit) {
 		t.Fatalf("want ErrNoLimit, got %v", err)
 	}
-	if l, err := HierarchicalLimit(d); err != nil || l != 67108864 {
+	if l, err := HierarchicalLimit(fake(t, d)); err != nil || l != 67108864 {
 		t.Fatalf("HierarchicalLimit = %d, %v", l, err)
 	}
 }
@@ -114,12 +123,12 @@ func TestEffectiveLimitV2(t *testing.T) {
 	os.MkdirAll(child, 0o755)
 	write(t, filepath.Join(root, "pod"), map[string]string{"memory.max": "1000\n"})
 	write(t, child, map[string]string{"memory.max": "5000\n"})
-	if l, err := EffectiveLimit(root, child, watch.V2); err != nil || l != 1000 {
+	if l, err := EffectiveLimit(watch.CgroupDir{Root: fake(t, root).Root, Rel: "pod/ctr"}, ".", watch.V2); err != nil || l != 1000 {
 		t.Fatalf("got %d %v, want the parent's 1000", l, err)
 	}
 	write(t, child, map[string]string{"memory.max": "max\n"})
 	write(t, filepath.Join(root, "pod"), map[string]string{"memory.max": "max\n"})
-	if _, err := EffectiveLimit(root, child, watch.V2); !errors.Is(err, watch.ErrNoLimit) {
+	if _, err := EffectiveLimit(watch.CgroupDir{Root: fake(t, root).Root, Rel: "pod/ctr"}, ".", watch.V2); !errors.Is(err, watch.ErrNoLimit) {
 		t.Fatalf("want ErrNoLimit, got %v", err)
 	}
 }
@@ -128,10 +137,10 @@ func TestOOMKills(t *testing.T) {
 	d := t.TempDir()
 	write(t, d, map[string]string{"memory.events": "low 1\nhigh 2\nmax 3\noom 4\noom_kill 5\noom_group_kill 6\n",
 		"memory.oom_control": "oom_kill_disable 0\nunder_oom 0\noom_kill 7\n"})
-	if n, err := OOMKills(d, watch.V2); err != nil || n != 5 {
+	if n, err := OOMKills(fake(t, d), watch.V2); err != nil || n != 5 {
 		t.Fatalf("v2: %d %v", n, err)
 	}
-	if n, err := OOMKills(d, watch.V1); err != nil || n != 7 {
+	if n, err := OOMKills(fake(t, d), watch.V1); err != nil || n != 7 {
 		t.Fatalf("v1: %d %v", n, err)
 	}
 }

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
+	"math"
 	"os"
-	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/oomhero/oomhero/internal/safefs"
+	"github.com/oomhero/oomhero/internal/watch"
 )
 
 // ErrNoPressure is wrapped when a cgroup has no memory pressure figures:
@@ -38,22 +40,18 @@ type Pressure struct {
 	Some, Full Stall
 }
 
-// ReadPressure reads dir/memory.pressure. dir is a cgroup v2 directory; on a
+// ReadPressure reads d/memory.pressure. d is a cgroup v2 directory; on a
 // host whose memory controller is on cgroup v1, PSI is still kept per cgroup
 // of the unified (cgroup2) hierarchy when one is mounted
 // (/sys/fs/cgroup/unified in hybrid mode): pass the container's directory
 // there. Errors wrap ErrNoPressure when the figures do not exist.
-func ReadPressure(dir string) (Pressure, error) {
-	name := filepath.Join(dir, PressureFile)
-	b, err := os.ReadFile(name)
+func ReadPressure(d watch.CgroupDir) (Pressure, error) {
+	r, err := OpenPressure(d)
 	if err != nil {
-		return Pressure{}, pressureErr(name, err)
+		return Pressure{}, err
 	}
-	p, err := ParsePressure(b)
-	if err != nil {
-		return Pressure{}, fmt.Errorf("%s: %w", name, err)
-	}
-	return p, nil
+	defer r.Close()
+	return r.p, nil
 }
 
 func pressureErr(name string, err error) error {
@@ -123,7 +121,7 @@ func parseStall(b []byte, s *Stall) error {
 			dst = &s.Avg300
 		case "total":
 			us, err := strconv.ParseUint(string(v), 10, 64)
-			if err != nil {
+			if err != nil || us > math.MaxInt64/uint64(time.Microsecond) {
 				return fmt.Errorf("total %q", v)
 			}
 			s.Total = time.Duration(us) * time.Microsecond
@@ -133,7 +131,7 @@ func parseStall(b []byte, s *Stall) error {
 			continue
 		}
 		x, err := strconv.ParseFloat(string(v), 64)
-		if err != nil || x < 0 || x > 100 {
+		if err != nil || !(x >= 0 && x <= 100) { // NaN too
 			return fmt.Errorf("%s %q", k, v)
 		}
 		*dst = x
@@ -148,17 +146,23 @@ func parseStall(b []byte, s *Stall) error {
 // PressureReader rereads one memory.pressure file with pread, for pollers
 // that read it on every tick. It is not safe for concurrent use.
 type PressureReader struct {
-	f   *os.File
+	f   *safefs.File
 	buf []byte
+	p   Pressure // the last reading
 }
 
-// OpenPressure opens dir/memory.pressure and reads it once, so a cgroup
-// whose PSI is off fails here (wrapping ErrNoPressure) and not on every tick.
-func OpenPressure(dir string) (*PressureReader, error) {
-	name := filepath.Join(dir, PressureFile)
-	f, err := os.Open(name)
+// OpenPressure opens d/memory.pressure through package safefs and reads it
+// once, so a cgroup whose PSI is off fails here (wrapping ErrNoPressure) and
+// not on every tick.
+func OpenPressure(d watch.CgroupDir) (*PressureReader, error) {
+	dir, err := OpenDir(d)
 	if err != nil {
-		return nil, pressureErr(name, err)
+		return nil, pressureErr(safefs.Join(d.String(), PressureFile), err)
+	}
+	defer dir.Close()
+	f, err := dir.Open(PressureFile)
+	if err != nil {
+		return nil, pressureErr(dir.Name()+"/"+PressureFile, err)
 	}
 	r := &PressureReader{f: f, buf: make([]byte, 256)}
 	if _, err := r.Read(); err != nil {
@@ -170,24 +174,18 @@ func OpenPressure(dir string) (*PressureReader, error) {
 
 // Read reads and parses the file.
 func (r *PressureReader) Read() (Pressure, error) {
-	n := 0
-	for {
-		if n == len(r.buf) {
-			r.buf = append(r.buf, make([]byte, len(r.buf))...)
-		}
-		m, err := r.f.ReadAt(r.buf[n:], int64(n))
-		n += m
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return Pressure{}, pressureErr(r.f.Name(), err)
-		}
+	b, err := r.f.ReadAll(r.buf, safefs.LimitSmall)
+	if err != nil {
+		return Pressure{}, pressureErr(r.f.Name(), err)
 	}
-	p, err := ParsePressure(r.buf[:n])
+	if cap(b) > cap(r.buf) {
+		r.buf = b[:cap(b)]
+	}
+	p, err := ParsePressure(b)
 	if err != nil {
 		return Pressure{}, fmt.Errorf("%s: %w", r.f.Name(), err)
 	}
+	r.p = p
 	return p, nil
 }
 

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/oomhero/oomhero/internal/watch"
 	"time"
 )
 
@@ -40,7 +42,7 @@ func TestReadPressure(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join("testdata", "pressure", tc.name)
-			got, err := ReadPressure(dir)
+			got, err := ReadPressure(fake(t, dir))
 			if tc.wantErr != nil {
 				if !errors.Is(err, tc.wantErr) {
 					t.Fatalf("ReadPressure: err %v, want %v", err, tc.wantErr)
@@ -52,7 +54,7 @@ func TestReadPressure(t *testing.T) {
 				t.Fatalf("ReadPressure = %+v, %v; want %+v", got, err, tc.want)
 			}
 
-			r, err := OpenPressure(dir)
+			r, err := OpenPressure(fake(t, dir))
 			if tc.wantErr != nil {
 				if !errors.Is(err, tc.wantErr) {
 					t.Fatalf("OpenPressure: err %v, want %v", err, tc.wantErr)
@@ -85,7 +87,7 @@ func TestPressureReaderSeesChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	write(t, d, map[string]string{PressureFile: string(idle)})
-	r, err := OpenPressure(d)
+	r, err := OpenPressure(fake(t, d))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +133,7 @@ func TestReadPressureRealKernel(t *testing.T) {
 			rel = p
 		}
 	}
-	dir := filepath.Join(mnt, rel)
+	dir := watch.CgroupDir{Root: mnt, Rel: rel}
 	p, err := ReadPressure(dir)
 	if err != nil {
 		t.Fatalf("ReadPressure(%s): %v", dir, err)

@@ -6,22 +6,30 @@
 // read through /proc/<pid>/root/sys/fs/cgroup[/memory] of one of its
 // processes. Node mode: the same with the host's procfs, and optionally the
 // host's cgroupfs mount. Every path comes from the caller.
+//
+// What a container controls is data, never trust: its view under
+// /proc/<pid>/root is opened through package safefs (cgroupfs only, no link
+// followed, bounded reads); process names are cleaned with safename.Clean;
+// a process whose files cannot be read is skipped and reported once, and
+// the scan goes on.
 package discover
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/prometheus/procfs"
+	"syscall"
 
 	"github.com/oomhero/oomhero/internal/cgroup"
+	"github.com/oomhero/oomhero/internal/safefs"
+	"github.com/oomhero/oomhero/internal/safename"
 	"github.com/oomhero/oomhero/internal/watch"
 )
 
@@ -31,7 +39,9 @@ type Process struct {
 	// Start is the start time in clock ticks since boot (field 22 of
 	// /proc/<pid>/stat): together with PID it names one process for good.
 	Start uint64
-	Comm  string
+	// Comm is the command name, cleaned (safename.Clean): a process can
+	// name itself anything.
+	Comm string
 }
 
 // Group is the processes that share one memory cgroup.
@@ -68,26 +78,43 @@ type entry struct {
 	version watch.CgroupVersion
 }
 
+// Skip is a process a scan left out because its files could not be read or
+// parsed. It is reported once per process.
+type Skip struct {
+	PID int
+	Err error
+}
+
+// revalidateEvery is how many scans pass before a known process's files are
+// read again: each scan rereads the stat and cgroup files of one known
+// process in revalidateEvery (by PID), so a recycled PID, a new command
+// (exec) or a moved process is noticed within that many scans at a tenth
+// of the cost of reading every process every time.
+const revalidateEvery = 10
+
 // Scanner scans a procfs mount. It remembers the processes it has seen, so a
-// scan reads only the procfs directory and the files of new processes.
-// A Scanner is not safe for concurrent use.
+// scan reads only the procfs directory, the files of new processes and a
+// tenth of the known ones (revalidateEvery). A Scanner is not safe for
+// concurrent use.
 type Scanner struct {
 	root     string
-	fs       procfs.FS
 	self     int
 	selfPath string
 	known    map[int]entry
+	scans    int
+	bad      map[int]bool // skipped and reported, until the PID goes
+	skipped  []Skip
 }
 
-// NewScanner returns a Scanner of the procfs mounted at root. self is
-// oomhero's own PID in that procfs: its cgroup (oomhero's own container) and
-// PID 1 (the pod's infrastructure process) are never part of a group.
+// NewScanner returns a Scanner of the procfs mounted at root (which must be
+// a procfs mount). self is oomhero's own PID in that procfs: its cgroup
+// (oomhero's own container) and PID 1 (the pod's infrastructure process) are
+// never part of a group.
 func NewScanner(root string, self int) (*Scanner, error) {
-	fs, err := procfs.NewFS(root)
-	if err != nil {
-		return nil, fmt.Errorf("open procfs %q: %w", root, err)
+	if err := safefs.CheckProc(root); err != nil {
+		return nil, err
 	}
-	s := &Scanner{root: root, fs: fs, self: self, known: map[int]entry{}}
+	s := &Scanner{root: root, self: self, known: map[int]entry{}, bad: map[int]bool{}}
 	e, err := s.read(self)
 	if err != nil {
 		return nil, fmt.Errorf("read own process %d: %w", self, err)
@@ -99,61 +126,172 @@ func NewScanner(root string, self int) (*Scanner, error) {
 // SelfCgroup returns oomhero's own memory cgroup path.
 func (s *Scanner) SelfCgroup() string { return s.selfPath }
 
+// Skipped returns the processes left out since the last call, each once.
+func (s *Scanner) Skipped() []Skip {
+	out := s.skipped
+	s.skipped = nil
+	return out
+}
+
 func (s *Scanner) read(pid int) (entry, error) {
-	p, err := s.fs.Proc(pid)
+	dir := filepath.Join(s.root, strconv.Itoa(pid))
+	b, err := safefs.ReadProcFile(dir+"/stat", safefs.LimitProcStat)
 	if err != nil {
 		return entry{}, err
 	}
-	st, err := p.Stat()
+	st, err := ParseStat(b)
+	if err != nil {
+		return entry{}, fmt.Errorf("%s/stat: %w", dir, err)
+	}
+	b, err = safefs.ReadProcFile(dir+"/cgroup", safefs.LimitProcCgroup)
 	if err != nil {
 		return entry{}, err
 	}
-	cgs, err := p.Cgroups()
+	e := entry{Process: Process{PID: pid, PPID: st.PPID, Start: st.Start, Comm: safename.Clean(st.Comm)}}
+	e.path, e.version, err = ParseCgroup(b)
 	if err != nil {
-		return entry{}, err
+		return e, fmt.Errorf("process %d: %w in %s/cgroup", pid, err, dir)
 	}
-	e := entry{Process: Process{PID: pid, PPID: st.PPID, Start: st.Starttime, Comm: st.Comm}}
-	for _, c := range cgs {
-		if c.HierarchyID != 0 && slices.Contains(c.Controllers, "memory") {
-			e.path, e.version = c.Path, watch.V1
-			return e, nil
+	return e, nil
+}
+
+// Stat is what oomhero uses of /proc/<pid>/stat.
+type Stat struct {
+	Comm  string // raw: clean it before use
+	PPID  int
+	Start uint64 // field 22, clock ticks since boot
+}
+
+// ParseStat parses a /proc/<pid>/stat content. The command may hold spaces
+// and parentheses: it runs from the first '(' to the last ')'.
+func ParseStat(b []byte) (Stat, error) {
+	open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+	if open < 0 || end < open {
+		return Stat{}, errors.New("no (command)")
+	}
+	f := bytes.Fields(b[end+1:])
+	// Field 3 (state) is f[0]; PPID is field 4, start time field 22.
+	if len(f) < 20 {
+		return Stat{}, fmt.Errorf("%d fields, want at least 22", len(f)+2)
+	}
+	ppid, err := strconv.Atoi(string(f[1]))
+	if err != nil || ppid < 0 {
+		return Stat{}, fmt.Errorf("ppid %q", f[1])
+	}
+	start, err := strconv.ParseUint(string(f[19]), 10, 64)
+	if err != nil {
+		return Stat{}, fmt.Errorf("start time %q", f[19])
+	}
+	return Stat{Comm: string(b[open+1 : end]), PPID: ppid, Start: start}, nil
+}
+
+// errNoMemoryCgroup: a /proc/<pid>/cgroup without a memory cgroup (kernel
+// threads on some kernels).
+var errNoMemoryCgroup = errors.New("no memory cgroup")
+
+// ParseCgroup returns the memory cgroup path of a /proc/<pid>/cgroup
+// content ("hierarchy-ID:controller-list:path" lines): the v1 hierarchy
+// holding the memory controller when there is one, else the v2 line
+// ("0::path").
+func ParseCgroup(b []byte) (string, watch.CgroupVersion, error) {
+	var v2 string
+	var hasV2 bool
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		if len(line) == 0 {
+			continue
+		}
+		id, rest, ok1 := bytes.Cut(line, []byte{':'})
+		ctrl, p, ok2 := bytes.Cut(rest, []byte{':'})
+		if !ok1 || !ok2 {
+			return "", 0, fmt.Errorf("malformed line %q", line)
+		}
+		if _, err := strconv.ParseUint(string(id), 10, 32); err != nil {
+			return "", 0, fmt.Errorf("malformed line %q", line)
+		}
+		if string(id) == "0" {
+			if !hasV2 {
+				v2, hasV2 = string(p), true
+			}
+			continue
+		}
+		for _, c := range bytes.Split(ctrl, []byte{','}) {
+			if string(c) == "memory" {
+				return string(p), watch.V1, nil
+			}
 		}
 	}
-	for _, c := range cgs {
-		if c.HierarchyID == 0 {
-			e.path, e.version = c.Path, watch.V2
-			return e, nil
+	if hasV2 {
+		return v2, watch.V2, nil
+	}
+	return "", 0, errNoMemoryCgroup
+}
+
+// listPIDs lists the numeric entries of the procfs root.
+func (s *Scanner) listPIDs() ([]int, error) {
+	f, err := os.Open(s.root)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []int
+	for {
+		names, err := f.Readdirnames(1024)
+		for _, n := range names {
+			if pid, err := strconv.Atoi(n); err == nil && pid > 0 {
+				out = append(out, pid)
+			}
+		}
+		if err == io.EOF || len(names) == 0 {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
 		}
 	}
-	return e, fmt.Errorf("process %d: no memory cgroup in %s/%d/cgroup", pid, s.root, pid)
+}
+
+// gone tells whether a read failed because the process exited meanwhile.
+func gone(err error) bool {
+	return errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) || errors.Is(err, unixESRCH)
 }
 
 // Scan lists the process groups by memory cgroup path, oomhero's own cgroup
-// and PID 1 left out. Processes that exit during the scan are skipped.
+// and PID 1 left out. Processes that exit during the scan are skipped;
+// a process whose files cannot be read or parsed is skipped too and
+// reported once (Skipped). No process can fail the scan.
 func (s *Scanner) Scan() (map[string]*Group, error) {
-	procs, err := s.fs.AllProcs()
+	pids, err := s.listPIDs()
 	if err != nil {
 		return nil, fmt.Errorf("list processes in %q: %w", s.root, err)
 	}
-	seen := make(map[int]bool, len(procs))
+	s.scans++
+	seen := make(map[int]bool, len(pids))
 	groups := map[string]*Group{}
-	for _, p := range procs {
-		if p.PID == 1 || p.PID == s.self {
+	for _, pid := range pids {
+		if pid == 1 || pid == s.self {
 			continue
 		}
-		seen[p.PID] = true
-		e, ok := s.known[p.PID]
-		if !ok {
-			if e, err = s.read(p.PID); err != nil {
-				if errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) || isESRCH(err) {
-					continue // exited meanwhile, or a kernel thread's files
+		seen[pid] = true
+		e, ok := s.known[pid]
+		if !ok || pid%revalidateEvery == s.scans%revalidateEvery {
+			ne, err := s.read(pid)
+			if err != nil {
+				delete(s.known, pid)
+				if !gone(err) && !errors.Is(err, errNoMemoryCgroup) && !s.bad[pid] {
+					s.bad[pid] = true
+					s.skipped = append(s.skipped, Skip{PID: pid, Err: err})
 				}
-				if strings.Contains(err.Error(), "no memory cgroup") {
-					continue // kernel threads have no cgroup line on some kernels
-				}
-				return nil, err
+				continue
 			}
-			s.known[p.PID] = e
+			delete(s.bad, pid)
+			e = ne
+			s.known[pid] = e
 		}
 		if e.path == s.selfPath {
 			continue
@@ -170,15 +308,20 @@ func (s *Scanner) Scan() (map[string]*Group, error) {
 			delete(s.known, pid)
 		}
 	}
+	for pid := range s.bad {
+		if !seen[pid] {
+			delete(s.bad, pid)
+		}
+	}
 	for _, g := range groups {
 		slices.SortFunc(g.Procs, func(a, b Process) int { return a.PID - b.PID })
 	}
 	return groups, nil
 }
 
-func isESRCH(err error) bool {
-	return strings.Contains(err.Error(), "no such process")
-}
+// Forget drops what the Scanner remembers of pid, so the next scan reads
+// its files again (a signal found the PID recycled).
+func (s *Scanner) Forget(pid int) { delete(s.known, pid) }
 
 // Resolver finds the cgroup directory of a group.
 type Resolver struct {
@@ -189,31 +332,51 @@ type Resolver struct {
 	CgroupRoot string
 }
 
+// ErrRecycled is wrapped when a process's PID now names another process
+// (its start time changed): what was known of it is stale.
+var ErrRecycled = errors.New("PID recycled")
+
 // Resolve returns the container of group g: the cgroup directory that lists
 // one of g's processes in its cgroup.procs, its id, version and effective
 // limit. A container without a memory limit is returned with an error
 // wrapping watch.ErrNoLimit.
+//
+// Every directory is opened through package safefs, beneath a trusted root
+// (/proc/<pid>/root under Proc, or CgroupRoot): on cgroupfs only, no link
+// followed. A process counts only if, after its cgroup.procs was read, its
+// PID still names the same process (start time): a recycled PID cannot
+// lend its cgroup to another container.
 func (r Resolver) Resolve(g *Group) (watch.Container, error) {
 	c := watch.Container{Path: g.Path, Version: g.Version, PIDs: g.PIDs()}
 	main := g.Main()
 	c.Name = Name(main.Comm, g.Path)
 	var tried []string
 	for _, p := range g.Procs {
-		for _, dir := range r.candidates(p.PID, g) {
-			tried = append(tried, dir)
-			if !lists(filepath.Join(dir, "cgroup.procs"), p.PID) {
+		for _, cand := range r.candidates(p.PID, g) {
+			tried = append(tried, cand.d.String())
+			dir, err := cgroup.OpenDir(cand.d)
+			if err != nil {
 				continue
 			}
-			c.Dir = dir
-			v, err := cgroup.Detect(dir)
+			ok := lists(dir, p.PID)
+			if ok && !r.sameProcess(p) {
+				dir.Close()
+				tried = append(tried[:len(tried)-1], cand.d.String()+" (pid recycled)")
+				break
+			}
+			if !ok {
+				dir.Close()
+				continue
+			}
+			v, err := cgroup.Detect(watch.CgroupDir{Root: cand.d.Root, Rel: cand.d.Rel, Ino: dir.Ino()})
+			c.Dir = watch.CgroupDir{Root: cand.d.Root, Rel: cand.d.Rel, Ino: dir.Ino()}
+			c.ID = dir.Ino()
+			dir.Close()
 			if err != nil {
 				return c, err
 			}
 			c.Version = v
-			if c.ID, err = cgroup.ID(dir); err != nil {
-				return c, err
-			}
-			c.Limit, err = r.limit(dir, v)
+			c.Limit, err = r.limit(c.Dir, cand.top, v)
 			return c, err
 		}
 		if len(tried) >= 6 {
@@ -221,44 +384,60 @@ func (r Resolver) Resolve(g *Group) (watch.Container, error) {
 		}
 	}
 	return c, fmt.Errorf("container %s (cgroup %s): no readable cgroup directory lists its processes (tried %s)",
-		c.Name, g.Path, strings.Join(tried, ", "))
+		c.Name, safename.Clean(g.Path), safename.Clean(strings.Join(tried, ", ")))
 }
 
-func (r Resolver) candidates(pid int, g *Group) []string {
-	base := filepath.Join(r.Proc, strconv.Itoa(pid), "root", "sys", "fs", "cgroup")
-	var out []string
+// sameProcess tells whether p.PID still names the process p (same start
+// time).
+func (r Resolver) sameProcess(p Process) bool {
+	b, err := safefs.ReadProcFile(filepath.Join(r.Proc, strconv.Itoa(p.PID), "stat"), safefs.LimitProcStat)
+	if err != nil {
+		return false
+	}
+	st, err := ParseStat(b)
+	return err == nil && st.Start == p.Start
+}
+
+type candidate struct {
+	d   watch.CgroupDir
+	top string // the highest directory (relative to d.Root) whose limit counts
+}
+
+func (r Resolver) candidates(pid int, g *Group) []candidate {
+	var out []candidate
+	rel := strings.TrimLeft(path.Clean("/"+g.Path), "/")
 	if r.CgroupRoot != "" {
 		if g.Version == watch.V1 {
-			out = append(out, filepath.Join(r.CgroupRoot, "memory", g.Path))
+			out = append(out, candidate{watch.CgroupDir{Root: r.CgroupRoot, Rel: path.Join("memory", rel)}, "memory"})
 		} else {
-			out = append(out, filepath.Join(r.CgroupRoot, g.Path))
+			out = append(out, candidate{watch.CgroupDir{Root: r.CgroupRoot, Rel: rel}, "."})
 		}
 	}
+	// The container's own view: its root is /proc/<pid>/root under our
+	// verified procfs (trusted: the kernel's magic link); everything below
+	// it is the container's and resolved beneath it.
+	root := filepath.Join(r.Proc, strconv.Itoa(pid), "root")
+	base := "sys/fs/cgroup"
 	if g.Version == watch.V1 {
-		base = filepath.Join(base, "memory")
+		base = "sys/fs/cgroup/memory"
 	}
-	out = append(out, base)
-	if p := filepath.Clean("/" + g.Path); p != "/" && !strings.HasPrefix(g.Path, "/..") {
-		out = append(out, filepath.Join(base, p))
+	out = append(out, candidate{watch.CgroupDir{Root: root, Rel: base}, base})
+	if rel != "" && !strings.HasPrefix(g.Path, "/..") {
+		d := path.Join(base, rel)
+		out = append(out, candidate{watch.CgroupDir{Root: root, Rel: d}, d})
 	}
 	return out
 }
 
 // limit returns the effective limit: the smallest of the directory's own,
-// its visible parents' (v2) or the hierarchical limit the kernel reports (v1).
-func (r Resolver) limit(dir string, v watch.CgroupVersion) (uint64, error) {
-	top := dir
-	if r.CgroupRoot != "" && strings.HasPrefix(dir, r.CgroupRoot) {
-		top = r.CgroupRoot
-		if v == watch.V1 {
-			top = filepath.Join(r.CgroupRoot, "memory")
-		}
-	}
-	l, err := cgroup.EffectiveLimit(top, dir, v)
+// its visible parents' up to top (v2) or the hierarchical limit the kernel
+// reports (v1).
+func (r Resolver) limit(d watch.CgroupDir, top string, v watch.CgroupVersion) (uint64, error) {
+	l, err := cgroup.EffectiveLimit(d, top, v)
 	if v != watch.V1 {
 		return l, err
 	}
-	h, herr := cgroup.HierarchicalLimit(dir)
+	h, herr := cgroup.HierarchicalLimit(d)
 	if herr != nil {
 		if errors.Is(herr, watch.ErrNoLimit) {
 			return l, err
@@ -274,15 +453,22 @@ func (r Resolver) limit(dir string, v watch.CgroupVersion) (uint64, error) {
 	return l, nil
 }
 
-func lists(procsFile string, pid int) bool {
-	b, err := os.ReadFile(procsFile)
+// lists tells whether the verified directory's cgroup.procs (read bounded)
+// lists pid.
+func lists(dir *safefs.Dir, pid int) bool {
+	b, err := dir.ReadFile("cgroup.procs", safefs.LimitProcs)
 	if err != nil {
 		return false
 	}
 	want := []byte(strconv.Itoa(pid))
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		if bytes.Equal(sc.Bytes(), want) {
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		if bytes.Equal(line, want) {
 			return true
 		}
 	}
@@ -290,8 +476,12 @@ func lists(procsFile string, pid int) bool {
 }
 
 // Name makes a short human name for a container from its main process's
-// command and its cgroup path: "comm@shortid".
+// command and its cgroup path: "comm@shortid", cleaned (safename.Clean).
 func Name(comm, path string) string {
+	return safename.Clean(name(comm, path))
+}
+
+func name(comm, path string) string {
 	id := filepath.Base(path)
 	id = strings.TrimSuffix(id, ".scope")
 	for _, p := range []string{"libpod-", "docker-", "cri-containerd-", "crio-"} {
@@ -305,3 +495,5 @@ func Name(comm, path string) string {
 	}
 	return comm + "@" + id
 }
+
+var unixESRCH = syscall.ESRCH

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/oomhero/oomhero/internal/cgroup"
+	"github.com/oomhero/oomhero/internal/safefs"
 	"github.com/oomhero/oomhero/internal/watch"
 )
 
@@ -17,6 +18,13 @@ import (
 type fakeProc struct {
 	t    *testing.T
 	root string
+}
+
+// newFake makes a fake procfs tree in a temporary directory; the test lets
+// safefs accept its filesystem (every other check still applies).
+func newFake(t *testing.T) fakeProc {
+	t.Cleanup(safefs.AllowAnyFilesystem())
+	return fakeProc{t: t, root: t.TempDir()}
 }
 
 func (f fakeProc) write(rel, content string) {
@@ -69,7 +77,7 @@ func (f fakeProc) v2dir(rel, max string, pids ...int) {
 const unlimitedV1 = 9223372036854771712
 
 func TestScanAndResolve(t *testing.T) {
-	f := fakeProc{t: t, root: t.TempDir()}
+	f := newFake(t)
 	// Pod infrastructure (pid 1), oomhero itself (pid 50), an app with a
 	// child (v1, limited), a v2 container, an unlimited one.
 	f.proc(1, 0, "catatonit", "4:memory:/pod/infra\n0::/pod/infra\n")
@@ -113,8 +121,8 @@ func TestScanAndResolve(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantDir := filepath.Join(f.root, "10/root/sys/fs/cgroup/memory")
-	id, _ := cgroup.ID(wantDir)
-	if c.Dir != wantDir || c.ID != id || c.Limit != 256<<20 || c.Version != watch.V1 || c.Name != "app@app" {
+	id, _ := cgroup.ID(watch.CgroupDir{Root: wantDir})
+	if c.Dir.String() != wantDir || c.ID != id || c.Limit != 256<<20 || c.Version != watch.V1 || c.Name != "app@app" {
 		t.Fatalf("app container %+v", c)
 	}
 	c, err = r.Resolve(groups["/pod/v2"])
@@ -138,7 +146,7 @@ func TestScanAndResolve(t *testing.T) {
 }
 
 func TestResolveParentLimitV1(t *testing.T) {
-	f := fakeProc{t: t, root: t.TempDir()}
+	f := newFake(t)
 	f.proc(50, 0, "oomhero", "4:memory:/pod/oomhero\n")
 	f.proc(10, 0, "app", "4:memory:/pod/app\n")
 	// The container has no limit of its own; the pod-level parent has 64 MiB.
@@ -155,7 +163,7 @@ func TestResolveParentLimitV1(t *testing.T) {
 }
 
 func TestResolveParentLimitV2HostRoot(t *testing.T) {
-	f := fakeProc{t: t, root: t.TempDir()}
+	f := newFake(t)
 	host := t.TempDir()
 	f.proc(50, 0, "oomhero", "0::/agent\n")
 	f.proc(10, 0, "app", "0::/kubepods/pod1/ctr\n")
@@ -169,7 +177,7 @@ func TestResolveParentLimitV2HostRoot(t *testing.T) {
 	}
 	g, _ := s.Scan()
 	c, err := Resolver{Proc: f.root, CgroupRoot: host}.Resolve(g["/kubepods/pod1/ctr"])
-	if err != nil || c.Limit != 100000000 || c.Dir != filepath.Join(host, "kubepods/pod1/ctr") {
+	if err != nil || c.Limit != 100000000 || c.Dir.String() != filepath.Join(host, "kubepods/pod1/ctr") {
 		t.Fatalf("got %+v %v", c, err)
 	}
 }

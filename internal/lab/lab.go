@@ -52,7 +52,9 @@ func MemoryRoot(cgroupfs string) (string, watch.CgroupVersion, error) {
 
 // Cgroup is a memory cgroup made for a test.
 type Cgroup struct {
-	Dir     string
+	// Dir is the cgroup directory: Root is the hierarchy the test chose,
+	// Rel the cgroup's name (Dir.String() is the path).
+	Dir     watch.CgroupDir
 	Version watch.CgroupVersion
 	ID      uint64
 	Limit   uint64
@@ -64,7 +66,7 @@ func NewCgroup(root string, v watch.CgroupVersion, name string, limit uint64) (*
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create cgroup: %w", err)
 	}
-	c := &Cgroup{Dir: dir, Version: v, Limit: limit}
+	c := &Cgroup{Dir: watch.CgroupDir{Root: root, Rel: name}, Version: v, Limit: limit}
 	file := "memory.max"
 	if v == watch.V1 {
 		file = "memory.limit_in_bytes"
@@ -79,19 +81,19 @@ func NewCgroup(root string, v watch.CgroupVersion, name string, limit uint64) (*
 	} else {
 		os.WriteFile(filepath.Join(dir, "memory.swappiness"), []byte("0"), 0)
 	}
-	id, err := cgroup.ID(dir)
+	id, err := cgroup.ID(c.Dir)
 	if err != nil {
 		c.Remove()
 		return nil, err
 	}
-	c.ID = id
+	c.ID, c.Dir.Ino = id, id
 	return c, nil
 }
 
 // Target returns a watch target for c with thresholds in bytes.
 func (c *Cgroup) Target(warn, crit uint64, m watch.Metric) watch.Target {
 	return watch.Target{
-		Container: watch.Container{ID: c.ID, Name: filepath.Base(c.Dir), Path: c.Dir, Dir: c.Dir,
+		Container: watch.Container{ID: c.ID, Name: filepath.Base(c.Dir.Rel), Path: c.Dir.String(), Dir: c.Dir,
 			Version: c.Version, Limit: c.Limit},
 		Warn: warn, Crit: crit, Metric: m,
 	}
@@ -101,7 +103,7 @@ func (c *Cgroup) Target(warn, crit uint64, m watch.Metric) watch.Target {
 func (c *Cgroup) Remove() error {
 	var err error
 	for range 100 {
-		if err = os.Remove(c.Dir); err == nil || errors.Is(err, os.ErrNotExist) {
+		if err = os.Remove(c.Dir.String()); err == nil || errors.Is(err, os.ErrNotExist) {
 			return nil
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -138,7 +140,7 @@ func StartLeaker(c *Cgroup) (*Leaker, error) {
 		return nil, fmt.Errorf("start leaker: %w", err)
 	}
 	l := &Leaker{cmd: cmd, in: in, out: bufio.NewReader(outp)}
-	if err := os.WriteFile(filepath.Join(c.Dir, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0); err != nil {
+	if err := os.WriteFile(filepath.Join(c.Dir.String(), "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0); err != nil {
 		l.Stop()
 		return nil, fmt.Errorf("move leaker into cgroup: %w", err)
 	}

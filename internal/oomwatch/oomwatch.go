@@ -14,15 +14,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/oomhero/oomhero/internal/cgroup"
+	"github.com/oomhero/oomhero/internal/safefs"
 	"github.com/oomhero/oomhero/internal/watch"
 )
 
@@ -44,9 +44,12 @@ type Kill struct {
 
 type entry struct {
 	id     uint64
-	file   *os.File // oom counter file, kept open
-	efd    int      // v1 eventfd, or -1
+	file   *safefs.File // oom counter file, kept open
+	key    []byte       // the counter's "key " in file
+	efd    int          // v1 eventfd, or -1
+	fd     int32        // the descriptor in epoll, or -1
 	polled bool
+	gone   bool // the cgroup was removed: nothing is read any more
 	hot    bool
 	due    time.Time // next read of a polled counter
 	count  uint64
@@ -63,6 +66,11 @@ type Watcher struct {
 	byID    map[uint64]*entry
 	byFD    map[int32]*entry
 	changed bool
+
+	wakeups atomic.Uint64 // epoll_wait returns, for tests (no busy loop)
+	// Gone, when not nil, is told (from Run's goroutine) of a cgroup whose
+	// counter can no longer be read: it is no longer watched.
+	Gone func(id uint64, err error)
 }
 
 // New returns a Watcher.
@@ -91,20 +99,32 @@ func counterFile(v watch.CgroupVersion) string {
 	return "memory.events"
 }
 
-// Add starts watching cgroup id in dir. It returns the current count and
-// whether the kernel will notify (false: polled).
-func (w *Watcher) Add(id uint64, dir string, v watch.CgroupVersion) (notified bool, err error) {
+// Add starts watching cgroup id in directory d (opened through package
+// safefs: a verified cgroupfs directory; its counter file and, on v1, its
+// cgroup.event_control are regular files of that directory, reached without
+// following links). It returns the current count and whether the kernel
+// will notify (false: polled).
+func (w *Watcher) Add(id uint64, d watch.CgroupDir, v watch.CgroupVersion) (notified bool, err error) {
+	return w.add(id, d, v, counterFile(v), "oom_kill")
+}
+
+func (w *Watcher) add(id uint64, d watch.CgroupDir, v watch.CgroupVersion, name, key string) (notified bool, err error) {
 	w.mu.Lock()
 	_, ok := w.byID[id]
 	w.mu.Unlock()
 	if ok {
 		return false, nil
 	}
-	f, err := os.Open(filepath.Join(dir, counterFile(v)))
+	dir, err := cgroup.OpenDir(d)
 	if err != nil {
 		return false, err
 	}
-	e := &entry{id: id, file: f, efd: -1, buf: make([]byte, 1024)}
+	defer dir.Close()
+	f, err := dir.Open(name)
+	if err != nil {
+		return false, err
+	}
+	e := &entry{id: id, file: f, key: []byte(key + " "), efd: -1, fd: -1, buf: make([]byte, 1024)}
 	if e.count, err = e.read(); err != nil {
 		f.Close()
 		return false, err
@@ -113,7 +133,9 @@ func (w *Watcher) Add(id uint64, dir string, v watch.CgroupVersion) (notified bo
 	var events uint32
 	switch v {
 	case watch.V2:
-		fd, events = int(f.Fd()), unix.EPOLLPRI|unix.EPOLLERR
+		// EPOLLPRI: the kernel's notification of a change (kernfs_notify).
+		// A removed cgroup's file polls as EPOLLERR for good: Run drops it.
+		fd, events = f.Fd(), unix.EPOLLPRI|unix.EPOLLERR
 	default:
 		efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 		if err != nil {
@@ -121,7 +143,7 @@ func (w *Watcher) Add(id uint64, dir string, v watch.CgroupVersion) (notified bo
 			return false, fmt.Errorf("eventfd: %w", err)
 		}
 		ctl := fmt.Sprintf("%d %d", efd, f.Fd())
-		if werr := writeExisting(filepath.Join(dir, "cgroup.event_control"), ctl); werr != nil {
+		if werr := dir.WriteControl("cgroup.event_control", []byte(ctl)); werr != nil {
 			unix.Close(efd)
 			e.polled = true
 		} else {
@@ -134,6 +156,7 @@ func (w *Watcher) Add(id uint64, dir string, v watch.CgroupVersion) (notified bo
 			e.close()
 			return false, fmt.Errorf("epoll_ctl: %w", err)
 		}
+		e.fd = int32(fd)
 	}
 	w.mu.Lock()
 	w.byID[id] = e
@@ -170,12 +193,7 @@ func (w *Watcher) Remove(id uint64) {
 	e, ok := w.byID[id]
 	if ok {
 		delete(w.byID, id)
-		for fd, x := range w.byFD {
-			if x == e {
-				unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, int(fd), nil)
-				delete(w.byFD, fd)
-			}
-		}
+		w.unpoll(e)
 		e.close()
 		w.changed = true
 	}
@@ -183,17 +201,22 @@ func (w *Watcher) Remove(id uint64) {
 	w.poke()
 }
 
-// writeExisting writes s to an existing file (never creates one).
-func writeExisting(name, s string) error {
-	f, err := os.OpenFile(name, os.O_WRONLY, 0)
-	if err != nil {
-		return err
+// unpoll takes e out of epoll and out of the polled set. w.mu is held.
+func (w *Watcher) unpoll(e *entry) {
+	if e.fd >= 0 {
+		unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, int(e.fd), nil)
+		delete(w.byFD, e.fd)
+		e.fd = -1
 	}
-	_, err = f.WriteString(s)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	e.polled = false
+}
+
+// Watching tells whether cgroup id is watched and its counter still read.
+func (w *Watcher) Watching(id uint64) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	e, ok := w.byID[id]
+	return ok && !e.gone
 }
 
 func (w *Watcher) poke() {
@@ -203,22 +226,33 @@ func (w *Watcher) poke() {
 
 func (e *entry) close() {
 	e.file.Close()
+	e.file = nil
 	if e.efd >= 0 {
 		unix.Close(e.efd)
 	}
 }
 
 func (e *entry) read() (uint64, error) {
-	n, err := e.file.ReadAt(e.buf, 0)
-	if err != nil && !errors.Is(err, io.EOF) {
+	if e.file == nil {
+		return 0, errors.New("closed")
+	}
+	b, err := e.file.ReadAll(e.buf, safefs.LimitSmall)
+	if err != nil {
 		return 0, err
 	}
-	for _, line := range bytes.Split(e.buf[:n], []byte("\n")) {
-		if v, ok := bytes.CutPrefix(line, []byte("oom_kill ")); ok {
-			return strconv.ParseUint(string(bytes.TrimSpace(v)), 10, 64)
+	if cap(b) > cap(e.buf) {
+		e.buf = b[:cap(b)]
+	}
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		if v, ok := bytes.CutPrefix(line, e.key); ok {
+			n, err := strconv.ParseUint(string(bytes.TrimSpace(v)), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("%s: %q: %w", e.file.Name(), line, err)
+			}
+			return n, nil
 		}
 	}
-	return 0, fmt.Errorf("%s: no oom_kill counter", e.file.Name())
+	return 0, fmt.Errorf("%s: no %s counter", e.file.Name(), bytes.TrimSpace(e.key))
 }
 
 // Run reports new kills until ctx ends, then closes every file.
@@ -244,6 +278,7 @@ func (w *Watcher) Run(ctx context.Context, out chan<- Kill) error {
 		}
 		w.mu.Unlock()
 		n, err := unix.EpollWait(w.epfd, evs, timeout)
+		w.wakeups.Add(1)
 		if err != nil && !errors.Is(err, unix.EINTR) {
 			return fmt.Errorf("epoll_wait: %w", err)
 		}
@@ -279,7 +314,23 @@ func (w *Watcher) Run(ctx context.Context, out chan<- Kill) error {
 		}
 		w.mu.Unlock()
 		for _, e := range check {
-			k, ok := w.check(e)
+			k, ok, err := w.check(e)
+			if err != nil {
+				// The cgroup was removed (its files read ENODEV and poll
+				// EPOLLERR for good) or its counter is unreadable: stop
+				// polling it, or epoll would return at once forever.
+				w.mu.Lock()
+				live := w.byID[e.id] == e && !e.gone
+				if live {
+					e.gone = true
+					w.unpoll(e)
+				}
+				w.mu.Unlock()
+				if live && w.Gone != nil {
+					w.Gone(e.id, err)
+				}
+				continue
+			}
 			if !ok {
 				continue
 			}
@@ -293,20 +344,28 @@ func (w *Watcher) Run(ctx context.Context, out chan<- Kill) error {
 }
 
 // check reads a counter; after a v1 notification, which comes before the
-// kill, it reads again for up to 200 ms until the counter moves.
-func (w *Watcher) check(e *entry) (Kill, bool) {
+// kill, it reads again for up to 200 ms until the counter moves. An error
+// means the counter cannot be read (the cgroup is gone).
+func (w *Watcher) check(e *entry) (Kill, bool, error) {
 	deadline := time.Now().Add(200 * time.Millisecond)
 	for {
 		w.mu.Lock()
+		if e.gone || w.byID[e.id] != e {
+			w.mu.Unlock()
+			return Kill{}, false, nil // removed meanwhile
+		}
 		c, err := e.read()
 		w.mu.Unlock()
-		if err == nil && c > e.count {
+		if err != nil {
+			return Kill{}, false, err
+		}
+		if c > e.count {
 			k := Kill{ID: e.id, Kills: c - e.count, Total: c, Time: time.Now()}
 			e.count = c
-			return k, true
+			return k, true, nil
 		}
-		if err != nil || e.efd < 0 || time.Now().After(deadline) {
-			return Kill{}, false
+		if e.efd < 0 || time.Now().After(deadline) {
+			return Kill{}, false, nil
 		}
 		time.Sleep(2 * time.Millisecond)
 	}

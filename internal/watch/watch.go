@@ -89,7 +89,7 @@ type Container struct {
 	// Path is the cgroup path as /proc/<pid>/cgroup shows it.
 	Path string
 	// Dir is the directory oomhero reads the cgroup files from.
-	Dir string
+	Dir CgroupDir
 	// Version is the cgroup version of Dir.
 	Version CgroupVersion
 	// Limit is the effective memory limit in bytes (0 when there is none).
@@ -97,6 +97,39 @@ type Container struct {
 	// PIDs are the container's processes, in increasing order.
 	PIDs []int
 }
+
+// CgroupDir names a container's cgroup directory as two parts kept apart: a
+// trusted Root that oomhero chose (/proc/<pid>/root under its own --proc,
+// the --cgroup-root mount) and an untrusted Rel resolved beneath it without
+// following links (package safefs). Ino, when not zero, is the inode the
+// directory had when it was resolved: an open that finds another directory
+// there is refused. CgroupDir is comparable.
+type CgroupDir struct {
+	Root string
+	Rel  string
+	Ino  uint64
+}
+
+// String returns the directory as one path, for logs.
+func (d CgroupDir) String() string {
+	rel := d.Rel
+	for len(rel) > 0 && rel[0] == '/' {
+		rel = rel[1:]
+	}
+	switch {
+	case rel == "" || rel == ".":
+		return d.Root
+	case d.Root == "" || d.Root[len(d.Root)-1] == '/':
+		return d.Root + rel
+	}
+	return d.Root + "/" + rel
+}
+
+// MarshalText makes a CgroupDir one string in structured logs.
+func (d CgroupDir) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// IsZero tells whether d names no directory.
+func (d CgroupDir) IsZero() bool { return d.Root == "" && d.Rel == "" }
 
 // Target is a container together with its thresholds, what a Source is told
 // to watch.
