@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -34,7 +35,33 @@ const (
 	Main Targets = "main"
 	// All: every process of the container (the original behaviour).
 	All Targets = "all"
+	// Largest: the process with the most resident memory among those with
+	// a handler for the signal.
+	Largest Targets = "largest"
 )
+
+// Repeat says how often a level's signal goes out while the container stays
+// at that level.
+type Repeat string
+
+// Repeat modes.
+const (
+	// Cooldown: again every cooldown while at the level (the original
+	// contract).
+	Cooldown Repeat = "cooldown"
+	// Once: once per crossing; a level left and entered again is a new
+	// crossing.
+	Once Repeat = "once"
+)
+
+// Allow opts in one runtime handler that the runtime safety table calls
+// harmful: signal Signal may be sent to processes of runtime Runtime.
+type Allow struct {
+	Runtime string
+	Signal  unix.Signal
+}
+
+func (a Allow) String() string { return a.Runtime + ":" + SignalName(a.Signal) }
 
 // Config is oomhero's effective configuration.
 type Config struct {
@@ -42,6 +69,7 @@ type Config struct {
 	WarningSignal     unix.Signal
 	CriticalSignal    unix.Signal
 	Cooldown          time.Duration
+	Repeat            Repeat
 	Hysteresis        int // percentage points below a threshold to leave its level
 	// WarningPressure and CriticalPressure are memory pressure triggers:
 	// percent of time all tasks stalled on memory ("full avg10" of PSI);
@@ -49,18 +77,24 @@ type Config struct {
 	WarningPressure, CriticalPressure int
 	Metric                            watch.Metric
 	Targets                           Targets
-	Source                            string // auto, bpf, cgroupfs
-	Interval, MinInterval             time.Duration
-	Rescan                            time.Duration
-	Proc                              string
-	CgroupRoot                        string // host cgroupfs mount, optional (node mode)
-	CgroupMatch                       string
-	LogFormat                         string
-	LogLevel                          slog.Level
-	Listen                            string
-	Events                            bool
-	Realtime                          bool // BPF ring reader at SCHED_FIFO
-	Version                           bool
+	// Allow lists the runtime handlers opted in with --allow.
+	Allow []Allow
+	// NotifyURL is the HTTP channel's default URL ("" none).
+	NotifyURL string
+	// NotifyRemote allows notification URLs whose host is not loopback.
+	NotifyRemote          bool
+	Source                string // auto, bpf, cgroupfs
+	Interval, MinInterval time.Duration
+	Rescan                time.Duration
+	Proc                  string
+	CgroupRoot            string // host cgroupfs mount, optional (node mode)
+	CgroupMatch           string
+	LogFormat             string
+	LogLevel              slog.Level
+	Listen                string
+	Events                bool
+	Realtime              bool // BPF ring reader at SCHED_FIFO
+	Version               bool
 }
 
 // Error is a configuration error: which variable, which value, what is accepted.
@@ -88,6 +122,16 @@ func (o *option) env() string {
 	return "OOMHERO_" + strings.ToUpper(strings.ReplaceAll(o.name, "-", "_"))
 }
 
+// Accepted values, for errors naming a variable.
+const (
+	TargetsAccepted   = "one of handlers, main, all, largest"
+	RepeatAccepted    = "one of cooldown, once"
+	SignalAccepted    = "a Linux signal name (SIGUSR1, usr1, SIGTERM, RTMIN+2, ...), number 1..64, or none"
+	CooldownAccepted  = "a positive Go duration (like 1s, 1m30s) or a whole number of seconds"
+	ThresholdAccepted = thresholdAccepted
+	URLAccepted       = "an absolute http:// URL with a host, like http://127.0.0.1:8080/oomhero (https:// only with --notify-remote)"
+)
+
 const (
 	thresholdAccepted = "a whole number of percent from 1 to 100"
 	pressureAccepted  = "a whole number of percent from 0 (off) to 100"
@@ -111,12 +155,14 @@ func options(c *Config) []*option {
 			set: func(c *Config, v string) error { return percent(&c.Warning, 1, thresholdAccepted)(c, v) }},
 		{name: "critical", seed: "CRITICAL", def: "90", usage: "critical threshold, percent of the memory limit (1..100, >= warning)",
 			set: func(c *Config, v string) error { return percent(&c.Critical, 1, thresholdAccepted)(c, v) }},
-		{name: "warning-signal", seed: "WARNING_SIGNAL", def: "SIGUSR1", usage: "signal sent at the warning level (name with or without SIG, any case, or number)",
-			set: func(c *Config, v string) (err error) { c.WarningSignal, err = ParseSignal(v); return }},
-		{name: "critical-signal", seed: "CRITICAL_SIGNAL", def: "SIGUSR2", usage: "signal sent at the critical level",
-			set: func(c *Config, v string) (err error) { c.CriticalSignal, err = ParseSignal(v); return }},
-		{name: "cooldown", seed: "COOLDOWN", def: "1s", usage: "while at a level, signal again every cooldown (Go duration, or a whole number of seconds)",
-			set: func(c *Config, v string) (err error) { c.Cooldown, err = parseCooldown(v); return }},
+		{name: "warning-signal", seed: "WARNING_SIGNAL", def: "SIGUSR1", usage: "signal sent at the warning level (name with or without SIG, any case, or number; none: no signal)",
+			set: func(c *Config, v string) (err error) { c.WarningSignal, err = ParseSignalOrNone(v); return }},
+		{name: "critical-signal", seed: "CRITICAL_SIGNAL", def: "SIGUSR2", usage: "signal sent at the critical level (none: no signal)",
+			set: func(c *Config, v string) (err error) { c.CriticalSignal, err = ParseSignalOrNone(v); return }},
+		{name: "cooldown", seed: "COOLDOWN", def: "1s", usage: "while at a level, signal again every cooldown (Go duration, or a whole number of seconds; --repeat cooldown)",
+			set: func(c *Config, v string) (err error) { c.Cooldown, err = ParseCooldown(v); return }},
+		{name: "repeat", def: string(Cooldown), usage: "repeat policy: cooldown (signal again every cooldown while at a level), once (once per crossing: for handlers that reload or dump)",
+			set: func(c *Config, v string) (err error) { c.Repeat, err = ParseRepeat(v); return }},
 		{name: "hysteresis", def: "1", usage: "percentage points of the limit below a threshold before its level is left (0..10)",
 			set: func(c *Config, v string) error {
 				n, err := strconv.Atoi(v)
@@ -138,14 +184,20 @@ func options(c *Config) []*option {
 				}
 				return nil
 			}},
-		{name: "targets", def: string(Handlers), usage: "processes signalled: handlers (those with a handler for the signal), main (the container's first process), all (every process)",
+		{name: "targets", def: string(Handlers), usage: "processes signalled: handlers (those with a handler for the signal, minus runtime handlers the safety table calls harmful), main (the container's first process), all (every process), largest (the handler with the most resident memory)",
+			set: func(c *Config, v string) (err error) { c.Targets, err = ParseTargets(v); return }},
+		{name: "allow", def: "", usage: "runtime handlers to signal although the safety table calls them harmful: runtime:SIGNAL[,runtime:SIGNAL...], e.g. node:SIGUSR2,hotspot:SIGUSR1",
+			set: func(c *Config, v string) (err error) { c.Allow, err = ParseAllow(v); return }},
+		{name: "notify-url", def: "", usage: "HTTP channel: POST a JSON notification to this URL on every decision that would signal (containers may declare their own OOMHERO_NOTIFY_URL; empty: none)",
+			set: func(c *Config, v string) (err error) { c.NotifyURL, err = ParseURL(v); return }},
+		{name: "notify-remote", def: "false", usage: "HTTP channel: allow URLs whose host is not a loopback address (default: only 127.0.0.0/8, ::1, localhost)",
 			set: func(c *Config, v string) error {
-				switch t := Targets(strings.ToLower(v)); t {
-				case Handlers, Main, All:
-					c.Targets = t
-					return nil
+				b, err := strconv.ParseBool(v)
+				if err != nil {
+					return errors.New("true or false")
 				}
-				return errors.New("one of handlers, main, all")
+				c.NotifyRemote = b
+				return nil
 			}},
 		{name: "source", def: "auto", usage: "memory source: auto (BPF, else cgroupfs polling), bpf (fail if BPF cannot load), cgroupfs",
 			set: func(c *Config, v string) error {
@@ -228,19 +280,109 @@ func durationIn(dst *time.Duration, lo, hi time.Duration) func(*Config, string) 
 	}
 }
 
-func parseCooldown(v string) (time.Duration, error) {
+// ParseCooldown parses a cooldown: a positive Go duration or a whole number
+// of seconds.
+func ParseCooldown(v string) (time.Duration, error) {
 	v = strings.TrimSpace(v)
 	if n, err := strconv.Atoi(v); err == nil {
 		if n < 1 {
-			return 0, errors.New("a positive Go duration (like 1s, 1m30s) or a whole number of seconds")
+			return 0, errors.New(CooldownAccepted)
 		}
 		return time.Duration(n) * time.Second, nil
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil || d <= 0 {
-		return 0, errors.New("a positive Go duration (like 1s, 1m30s) or a whole number of seconds")
+		return 0, errors.New(CooldownAccepted)
 	}
 	return d, nil
+}
+
+// ParseThreshold parses a threshold: a whole number of percent from 1 to
+// 100 ("65" or "65%").
+func ParseThreshold(v string) (int, error) {
+	var n int
+	err := percent(&n, 1, thresholdAccepted)(nil, v)
+	return n, err
+}
+
+// ParseTargets parses a --targets mode, in any case.
+func ParseTargets(v string) (Targets, error) {
+	switch t := Targets(strings.ToLower(strings.TrimSpace(v))); t {
+	case Handlers, Main, All, Largest:
+		return t, nil
+	}
+	return "", errors.New(TargetsAccepted)
+}
+
+// ParseRepeat parses a repeat policy, in any case.
+func ParseRepeat(v string) (Repeat, error) {
+	switch r := Repeat(strings.ToLower(strings.TrimSpace(v))); r {
+	case Cooldown, Once:
+		return r, nil
+	}
+	return "", errors.New(RepeatAccepted)
+}
+
+// ParseSignalOrNone parses a signal as ParseSignal does, or "none" (any
+// case), which is 0: no signal at that level.
+func ParseSignalOrNone(v string) (unix.Signal, error) {
+	if strings.EqualFold(strings.TrimSpace(v), "none") {
+		return 0, nil
+	}
+	sig, err := ParseSignal(v)
+	if err != nil {
+		return 0, errors.New(SignalAccepted)
+	}
+	return sig, nil
+}
+
+// ParseURL checks a notification URL: empty (none), or an absolute http://
+// or https:// URL with a host. Whether its host may be reached is decided
+// when it is used (loopback only unless --notify-remote).
+func ParseURL(v string) (string, error) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return "", nil
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+		return "", errors.New(URLAccepted)
+	}
+	return v, nil
+}
+
+// ParseAllow parses --allow: runtime:SIGNAL pairs separated by commas
+// (empty: none). A runtime is a short lower-case id as the runtime safety
+// table names it (hotspot, node, postgres, ...).
+func ParseAllow(v string) ([]Allow, error) {
+	const accepted = "runtime:SIGNAL pairs separated by commas, like node:SIGUSR2,hotspot:SIGUSR1 (runtime: lower-case letters, digits, '-' and '_')"
+	var out []Allow
+	for _, item := range strings.Split(v, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		rt, sigName, ok := strings.Cut(item, ":")
+		if !ok || rt == "" || strings.TrimLeft(rt, "abcdefghijklmnopqrstuvwxyz0123456789-_") != "" {
+			return nil, errors.New(accepted)
+		}
+		sig, err := ParseSignal(sigName)
+		if err != nil {
+			return nil, errors.New(accepted)
+		}
+		out = append(out, Allow{Runtime: rt, Signal: sig})
+	}
+	return out, nil
+}
+
+// Allowed reports whether --allow opts in signal sig for runtime rt.
+func (c *Config) Allowed(rt string, sig unix.Signal) bool {
+	for _, a := range c.Allow {
+		if a.Runtime == rt && a.Signal == sig {
+			return true
+		}
+	}
+	return false
 }
 
 // ParseSignal parses a Linux signal: a name with or without "SIG" in any
@@ -280,8 +422,11 @@ func ParseSignal(v string) (unix.Signal, error) {
 	return 0, errors.New("a Linux signal name (SIGUSR1, usr1, SIGTERM, RTMIN+2, ...) or number 1..64")
 }
 
-// SignalName returns the conventional name of a signal.
+// SignalName returns the conventional name of a signal; 0 is "none".
 func SignalName(s unix.Signal) string {
+	if s == 0 {
+		return "none"
+	}
 	if n := unix.SignalName(s); n != "" {
 		return n
 	}
@@ -372,17 +517,25 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 
 // LogValue lists the effective configuration for the start-up log line.
 func (c *Config) LogValue() slog.Value {
+	allow := make([]string, len(c.Allow))
+	for i, a := range c.Allow {
+		allow[i] = a.String()
+	}
 	return slog.GroupValue(
 		slog.Int("warning_percent", c.Warning),
 		slog.Int("critical_percent", c.Critical),
 		slog.String("warning_signal", SignalName(c.WarningSignal)),
 		slog.String("critical_signal", SignalName(c.CriticalSignal)),
 		slog.Duration("cooldown", c.Cooldown),
+		slog.String("repeat", string(c.Repeat)),
 		slog.Int("hysteresis_points", c.Hysteresis),
 		slog.Int("warning_pressure", c.WarningPressure),
 		slog.Int("critical_pressure", c.CriticalPressure),
 		slog.String("metric", string(c.Metric)),
 		slog.String("targets", string(c.Targets)),
+		slog.String("allow", strings.Join(allow, ",")),
+		slog.String("notify_url", c.NotifyURL),
+		slog.Bool("notify_remote", c.NotifyRemote),
 		slog.String("source", c.Source),
 		slog.Duration("interval", c.Interval),
 		slog.Duration("min_interval", c.MinInterval),
