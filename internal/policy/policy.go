@@ -11,6 +11,9 @@
 //     signals warning, then critical: the application sees both, in order.
 //   - While at a level, its signal is sent again every Cooldown (each level
 //     keeps its own clock). Only the current level is signalled.
+//   - With Once (per container), a level is signalled once per crossing: a
+//     level left and entered again is a new crossing; falling from critical
+//     to warning does not leave warning, so it sends nothing.
 //
 // A Policy is not safe for concurrent use.
 package policy
@@ -21,12 +24,18 @@ import (
 	"github.com/oomhero/oomhero/internal/watch"
 )
 
-// Thresholds of one container, in bytes of the chosen metric.
+// Thresholds of one container, in bytes of the chosen metric, and its
+// repeat policy.
 type Thresholds struct {
 	Warn, Crit uint64
 	// Hysteresis is how far, in bytes, the figure must fall below a
 	// threshold to leave its level.
 	Hysteresis uint64
+	// Cooldown, when not 0, replaces the Policy's cooldown for this
+	// container.
+	Cooldown time.Duration
+	// Once signals each level once per crossing instead of every cooldown.
+	Once bool
 }
 
 // Decision is what Observe or Tick concluded for one container.
@@ -48,6 +57,7 @@ type state struct {
 	memLevel watch.Level // by the memory figure, with hysteresis
 	pressure watch.Level // by memory pressure (PSI), set by ObservePressure
 	lastSent [3]time.Time
+	crossed  [3]bool // Once: the level's signal went out on this crossing
 	value    uint64
 }
 
@@ -146,6 +156,9 @@ func (p *Policy) decide(s *state, id uint64, now time.Time) Decision {
 	d := Decision{ID: id, From: s.level, Value: s.value}
 	s.level = max(s.memLevel, s.pressure)
 	d.To = s.level
+	for l := s.level + 1; int(l) < len(s.crossed); l++ {
+		s.crossed[l] = false // left: the next entry is a new crossing
+	}
 	if d.To > d.From {
 		// Rising: signal every level entered on the way that is not
 		// cooling down, in order.
@@ -165,8 +178,22 @@ func (p *Policy) decide(s *state, id uint64, now time.Time) Decision {
 }
 
 func (p *Policy) due(s *state, l watch.Level, now time.Time) bool {
+	if s.th.Once {
+		if s.crossed[l] {
+			return false
+		}
+		s.crossed[l] = true
+		return true
+	}
 	last := s.lastSent[l]
-	return last.IsZero() || now.Sub(last) >= p.cooldown
+	return last.IsZero() || now.Sub(last) >= p.cooldownOf(s)
+}
+
+func (p *Policy) cooldownOf(s *state) time.Duration {
+	if s.th.Cooldown > 0 {
+		return s.th.Cooldown
+	}
+	return p.cooldown
 }
 
 // Tick re-applies the cooldown without a new figure: for every container
@@ -184,15 +211,15 @@ func (p *Policy) Tick(now time.Time) []Decision {
 }
 
 // NextDue returns the earliest time a Tick can send something, and false when
-// no container is above ok.
+// no container above ok repeats its signal.
 func (p *Policy) NextDue() (time.Time, bool) {
 	var next time.Time
 	found := false
 	for _, s := range p.states {
-		if s.level == watch.OK {
+		if s.level == watch.OK || s.th.Once {
 			continue
 		}
-		t := s.lastSent[s.level].Add(p.cooldown)
+		t := s.lastSent[s.level].Add(p.cooldownOf(s))
 		if !found || t.Before(next) {
 			next, found = t, true
 		}

@@ -147,3 +147,58 @@ func TestPressureRaisesLevel(t *testing.T) {
 		t.Fatalf("%+v", d)
 	}
 }
+
+func TestOncePerCrossing(t *testing.T) {
+	p := New(time.Second)
+	p.Set(1, Thresholds{Warn: 75, Crit: 90, Hysteresis: 2, Once: true})
+	t0 := time.Unix(1000, 0)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	for i, st := range []struct {
+		at    time.Duration
+		value uint64
+		want  []watch.Level
+	}{
+		{0, 80, []watch.Level{warn}},                      // entering warning
+		{5 * time.Second, 80, nil},                        // no repeat, however long
+		{6 * time.Second, 95, []watch.Level{crit}},        // entering critical
+		{20 * time.Second, 95, nil},                       // no repeat
+		{21 * time.Second, 80, nil},                       // critical to warning: warning was not left
+		{22 * time.Second, 95, []watch.Level{crit}},       // critical again: a new crossing
+		{23 * time.Second, 10, nil},                       // ok: both left
+		{24 * time.Second, 99, []watch.Level{warn, crit}}, // both new crossings, in order
+		{25 * time.Second, 89, nil},                       // within hysteresis: still critical, no signal
+	} {
+		d := p.Observe(1, st.value, at(st.at))
+		if !slices.Equal(d.Signal, st.want) {
+			t.Fatalf("step %d (value %d): signal %v, want %v", i, st.value, d.Signal, st.want)
+		}
+	}
+	if ds := p.Tick(at(time.Hour)); len(ds) != 0 {
+		t.Fatalf("Tick repeats under once: %+v", ds)
+	}
+	if _, ok := p.NextDue(); ok {
+		t.Fatal("NextDue under once")
+	}
+}
+
+func TestPerContainerCooldown(t *testing.T) {
+	p := New(time.Second)
+	p.Set(1, Thresholds{Warn: 75, Crit: 90})
+	p.Set(2, Thresholds{Warn: 75, Crit: 90, Cooldown: 10 * time.Second})
+	t0 := time.Unix(1000, 0)
+	p.Observe(1, 80, t0)
+	p.Observe(2, 80, t0)
+	if next, ok := p.NextDue(); !ok || !next.Equal(t0.Add(time.Second)) {
+		t.Fatalf("NextDue %v %v", next, ok)
+	}
+	ds := p.Tick(t0.Add(2 * time.Second))
+	if len(ds) != 1 || ds[0].ID != 1 {
+		t.Fatalf("at 2s only container 1 is due: %+v", ds)
+	}
+	if d := p.Observe(2, 80, t0.Add(9*time.Second)); len(d.Signal) != 0 {
+		t.Fatalf("container 2 signalled before its cooldown: %+v", d)
+	}
+	if d := p.Observe(2, 80, t0.Add(10*time.Second)); !slices.Equal(d.Signal, []watch.Level{warn}) {
+		t.Fatalf("container 2 not signalled after its cooldown: %+v", d)
+	}
+}
