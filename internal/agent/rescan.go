@@ -21,6 +21,11 @@ func (a *Agent) rescan() error {
 	if err != nil {
 		return err
 	}
+	if s, ok := a.Scanner.(interface{ Skipped() []discover.Skip }); ok {
+		for _, k := range s.Skipped() { // each process once
+			a.Log.Warn("process skipped", "pid", k.PID, "error", k.Err)
+		}
+	}
 	changed := false
 	for path, g := range groups {
 		if a.Config.CgroupMatch != "" && !strings.Contains(path, a.Config.CgroupMatch) {
@@ -47,6 +52,19 @@ func (a *Agent) rescan() error {
 			if a.notWatched[path] != reason {
 				a.notWatched[path] = reason
 				a.Log.Info("container not watched", "container", c.Name, "cgroup", path, "reason", reason,
+					"pids", len(g.Procs))
+			}
+			continue
+		}
+		if o := a.byID[c.ID]; o != nil && o.Path != path {
+			// Another watched container resolved to this cgroup id (two
+			// hierarchies numbering inodes alike, or a view leading into
+			// another container's cgroup): the newcomer is refused, so it
+			// cannot take over the watched one's readings and signals.
+			reason := fmt.Sprintf("cgroup id %d is already watched as container %s (cgroup %s)", c.ID, o.Name, o.Path)
+			if a.notWatched[path] != reason {
+				a.notWatched[path] = reason
+				a.Log.Warn("container not watched", "container", c.Name, "cgroup", path, "reason", reason,
 					"pids", len(g.Procs))
 			}
 			continue
