@@ -1,6 +1,12 @@
 // Package fallback is the cgroupfs polling source: it reads each watched
 // container's memory files on an interval that tightens as the figure nears
 // the next threshold. It is used where the BPF source cannot load.
+//
+// Polls are scheduled on the monotonic clock only (Clock.Mono: time.Since
+// of a time.Now reading): a step of the wall clock (NTP, a VM resumed, an
+// operator's date) neither delays nor bunches polls. The wall clock only
+// stamps readings. The loop beats a heartbeat on every turn (at least once
+// an interval), so /healthz notices a poll stuck in a read.
 package fallback
 
 import (
@@ -10,12 +16,15 @@ import (
 	"time"
 
 	"github.com/oomhero/oomhero/internal/cgroup"
+	"github.com/oomhero/oomhero/internal/heartbeat"
 	"github.com/oomhero/oomhero/internal/watch"
 )
 
-// Source polls cgroupfs. It implements watch.Source.
+// Source polls cgroupfs. It implements watch.Source and heartbeat.Progress.
 type Source struct {
 	interval, minInterval time.Duration
+	clock                 Clock
+	heart                 *heartbeat.Heart
 
 	mu      sync.Mutex
 	targets map[uint64]watch.Target
@@ -25,12 +34,28 @@ type Source struct {
 // New returns a Source that polls every container at most interval apart
 // and, near a threshold, as often as every minInterval.
 func New(interval, minInterval time.Duration) *Source {
-	return &Source{interval: interval, minInterval: minInterval,
+	return NewWithClock(interval, minInterval, nil)
+}
+
+// NewWithClock is New with the clock the poller schedules on; nil means the
+// system's (SystemClock). Tests inject one.
+func NewWithClock(interval, minInterval time.Duration, clock Clock) *Source {
+	if clock == nil {
+		clock = SystemClock()
+	}
+	return &Source{interval: interval, minInterval: minInterval, clock: clock,
+		heart:   heartbeat.New(clock.Mono),
 		targets: map[uint64]watch.Target{}, changed: make(chan struct{}, 1)}
 }
 
 // Name implements watch.Source.
 func (s *Source) Name() string { return "cgroupfs" }
+
+// SinceProgress implements heartbeat.Progress: how long ago the poll loop
+// last turned. It turns at least once an interval; a read that blocks (a
+// FIFO where a cgroup file should be) or a reader that stopped taking
+// readings stops it.
+func (s *Source) SinceProgress() time.Duration { return s.heart.SinceProgress() }
 
 // Update implements watch.Source.
 func (s *Source) Update(targets []watch.Target) {
@@ -49,10 +74,13 @@ func (s *Source) Update(targets []watch.Target) {
 
 type polled struct {
 	watch.Target
-	r    *cgroup.Reader
-	next time.Time
+	r *cgroup.Reader
+	// next is when the next poll is due, on the monotonic clock
+	// (Clock.Mono); 0 means at once.
+	next time.Duration
 	// last figures, for the rate estimate
-	lastTime  time.Time
+	seen      bool          // polled at least once
+	lastTime  time.Duration // Clock.Mono at the last poll
 	lastUsage uint64
 	lastValue uint64
 	lastFull  bool
@@ -60,7 +88,8 @@ type polled struct {
 	failed    bool
 	relaxed   bool // the next poll is at the full interval: it may be batched
 	// what was last reported, to report only changes far from thresholds
-	sentTime  time.Time
+	sent      bool
+	sentTime  time.Duration
 	sentUsage uint64
 }
 
@@ -68,8 +97,8 @@ type polled struct {
 // limit/changeDivisor or heartbeat passed: policy has nothing to decide and
 // metrics need no finer figure.
 const (
-	changeDivisor = 256
-	heartbeat     = 10 * time.Second
+	changeDivisor  = 256
+	heartbeatEvery = 10 * time.Second
 )
 
 // Run implements watch.Source.
@@ -82,39 +111,70 @@ func (s *Source) Run(ctx context.Context, out chan<- watch.Reading) error {
 			}
 		}
 	}()
-	timer := time.NewTimer(0)
+	timer := s.clock.NewTimer(s.interval)
 	defer timer.Stop()
-	// Relaxed polls due within batch are done together, so idle containers
-	// cost one wake-up per interval between them, not one each.
-	batch := s.interval / 5 // keep in step with the grid in poll
 	for {
-		now := time.Now()
-		next := now.Add(s.interval)
-		for _, p := range polls {
-			due := !p.next.After(now) || (p.relaxed && p.next.Sub(now) <= batch)
-			if due {
-				rd, ok := s.poll(p, now)
-				if ok {
-					select {
-					case out <- rd:
-					case <-ctx.Done():
-						return nil
-					}
+		s.heart.Beat()
+		now := s.clock.Mono()
+		for _, p := range s.due(polls, now) {
+			if rd, ok := s.poll(p, now); ok {
+				select {
+				case out <- rd:
+				case <-ctx.Done():
+					return nil
 				}
 			}
-			if p.next.Before(next) {
-				next = p.next
-			}
 		}
-		timer.Reset(time.Until(next))
+		timer.Reset(s.wake(polls, now) - now)
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-s.changed:
 			s.sync(polls)
-		case <-timer.C:
+		case <-timer.C():
 		}
 	}
+}
+
+// batch is how early a relaxed poll may be done to share a wake-up with
+// others: relaxed polls due within it are done together, so idle containers
+// cost one wake-up per interval between them, not one each. Keep it below
+// the lead in grid.
+func (s *Source) batch() time.Duration { return s.interval / 5 }
+
+// due returns the polls to do at now (monotonic): those whose time came,
+// and relaxed ones due within the batching window.
+func (s *Source) due(polls map[uint64]*polled, now time.Duration) []*polled {
+	var out []*polled
+	for _, p := range polls {
+		if p.next <= now || p.relaxed && p.next-now <= s.batch() {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// wake returns when the loop must wake next (monotonic): the earliest poll
+// due, and at most one interval after now, so the loop (and its heartbeat)
+// turns at least once an interval.
+func (s *Source) wake(polls map[uint64]*polled, now time.Duration) time.Duration {
+	next := now + s.interval
+	for _, p := range polls {
+		next = min(next, p.next)
+	}
+	return max(next, now)
+}
+
+// grid returns the relaxed poll time after now: relaxed polls of every
+// container fall on one grid of the interval on the monotonic clock, so an
+// idle pod costs one wake-up per interval however many containers it has.
+// The grid point lies beyond the batching window, or a poll done early
+// would be due again at once. (Rounding a time.Time would use the wall
+// clock: Truncate drops the monotonic reading, and a wall-clock step would
+// then move every poll by the step.)
+func (s *Source) grid(now time.Duration) time.Duration {
+	lead := s.interval / 5
+	return ((now+lead)/s.interval + 1) * s.interval
 }
 
 // sync brings the polled set in line with the targets.
@@ -142,8 +202,8 @@ func (s *Source) sync(polls map[uint64]*polled) {
 
 // poll reads one container and schedules its next poll. It returns false
 // when there is nothing to report.
-func (s *Source) poll(p *polled, now time.Time) (watch.Reading, bool) {
-	p.next = now.Add(s.interval)
+func (s *Source) poll(p *polled, now time.Duration) (watch.Reading, bool) {
+	p.next = now + s.interval
 	if p.r == nil {
 		r, err := cgroup.NewReader(p.Dir, p.Version, p.Limit)
 		if err != nil {
@@ -151,13 +211,13 @@ func (s *Source) poll(p *polled, now time.Time) (watch.Reading, bool) {
 				return watch.Reading{}, false
 			}
 			p.failed = true
-			return watch.Reading{ID: p.ID, Time: now, Origin: "poll", Err: err}, true
+			return watch.Reading{ID: p.ID, Time: s.clock.Now(), Origin: "poll", Err: err}, true
 		}
 		p.r = r
 	}
 	usage, err := p.r.Usage()
 	if err != nil {
-		return s.fail(p, now, err)
+		return s.fail(p, err)
 	}
 	var rd watch.Reading
 	full := true
@@ -166,13 +226,13 @@ func (s *Source) poll(p *polled, now time.Time) (watch.Reading, bool) {
 	// file) is not read.
 	if usage+p.Limit/10 < p.Warn {
 		full = false
-		rd = watch.Reading{Usage: usage, Limit: p.Limit, Time: now}
+		rd = watch.Reading{Usage: usage, Limit: p.Limit}
 	} else {
 		if rd, err = p.r.Read(); err != nil {
-			return s.fail(p, now, err)
+			return s.fail(p, err)
 		}
 	}
-	rd.ID, rd.Origin = p.ID, "poll"
+	rd.ID, rd.Origin, rd.Time = p.ID, "poll", s.clock.Now()
 	wasFailed := p.failed
 	p.failed = false
 	value := rd.Value(p.Metric)
@@ -180,20 +240,16 @@ func (s *Source) poll(p *polled, now time.Time) (watch.Reading, bool) {
 		value = usage
 	}
 	iv := s.nextInterval(p, now, usage, value, full)
-	p.next, p.relaxed = now.Add(iv), iv == s.interval
+	p.next, p.relaxed = now+iv, iv == s.interval
 	if p.relaxed {
-		// Relaxed polls of every container fall on one grid, so an idle
-		// pod costs one wake-up per interval however many containers it has.
-		// (The grid point must lie beyond the batching window, or a poll
-		// done early would be due again at once.)
-		p.next = now.Add(s.interval / 5).Truncate(s.interval).Add(s.interval)
+		p.next = s.grid(now)
 	}
-	p.lastTime, p.lastUsage, p.lastValue, p.lastFull = now, usage, value, full
-	if !full && !wasFailed && !p.sentTime.IsZero() && now.Sub(p.sentTime) < heartbeat &&
+	p.seen, p.lastTime, p.lastUsage, p.lastValue, p.lastFull = true, now, usage, value, full
+	if !full && !wasFailed && p.sent && now-p.sentTime < heartbeatEvery &&
 		absDiff(usage, p.sentUsage) < p.Limit/changeDivisor {
 		return rd, false
 	}
-	p.sentTime, p.sentUsage = now, usage
+	p.sent, p.sentTime, p.sentUsage = true, now, usage
 	return rd, true
 }
 
@@ -204,14 +260,14 @@ func absDiff(a, b uint64) uint64 {
 	return b - a
 }
 
-func (s *Source) fail(p *polled, now time.Time, err error) (watch.Reading, bool) {
+func (s *Source) fail(p *polled, err error) (watch.Reading, bool) {
 	p.r.Close()
 	p.r = nil
 	if p.failed {
 		return watch.Reading{}, false
 	}
 	p.failed = true
-	return watch.Reading{ID: p.ID, Time: now, Origin: "poll", Err: err}, true
+	return watch.Reading{ID: p.ID, Time: s.clock.Now(), Origin: "poll", Err: err}, true
 }
 
 // nextInterval estimates how soon the figure can reach the next threshold
@@ -219,11 +275,11 @@ func (s *Source) fail(p *polled, now time.Time, err error) (watch.Reading, bool)
 // its peak and decays with a half-life of rateHalfLife, because allocation
 // comes in bursts: a quiet moment between two bursts must not stretch the
 // interval.
-func (s *Source) nextInterval(p *polled, now time.Time, usage, value uint64, full bool) time.Duration {
-	if p.lastTime.IsZero() {
+func (s *Source) nextInterval(p *polled, now time.Duration, usage, value uint64, full bool) time.Duration {
+	if !p.seen {
 		return s.minInterval
 	}
-	dt := now.Sub(p.lastTime).Seconds()
+	dt := (now - p.lastTime).Seconds()
 	prev, cur := p.lastUsage, usage
 	if full && p.lastFull {
 		prev, cur = p.lastValue, value
