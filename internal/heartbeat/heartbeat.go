@@ -27,8 +27,12 @@ func Monotonic() func() time.Duration {
 	return func() time.Duration { return time.Since(start) }
 }
 
-// Heart holds the last beat. The zero value is not usable; call New. A nil
-// *Heart ignores Beat, so a loop can beat unconditionally.
+// processStart anchors the monotonic clock of a zero Heart.
+var processStart = time.Now()
+
+// Heart holds the last beat. The zero value reads the monotonic clock and
+// counts as a beat at process start; New beats at once. A nil *Heart ignores
+// Beat, so a loop can beat unconditionally.
 type Heart struct {
 	mono func() time.Duration
 	last atomic.Int64 // mono() at the last beat, in nanoseconds
@@ -50,10 +54,17 @@ func (h *Heart) Beat() {
 	if h == nil {
 		return
 	}
-	h.last.Store(int64(h.mono()))
+	h.last.Store(int64(h.now()))
+}
+
+func (h *Heart) now() time.Duration {
+	if h.mono == nil {
+		return time.Since(processStart)
+	}
+	return h.mono()
 }
 
 // SinceProgress returns how long ago the last Beat was (never negative).
 func (h *Heart) SinceProgress() time.Duration {
-	return max(h.mono()-time.Duration(h.last.Load()), 0)
+	return max(h.now()-time.Duration(h.last.Load()), 0)
 }

@@ -27,6 +27,15 @@ func TestHeart(t *testing.T) {
 	}
 	var nilHeart *Heart
 	nilHeart.Beat() // must not panic
+
+	var zero Heart // usable: counts from process start
+	if d := zero.SinceProgress(); d <= 0 || d > time.Hour {
+		t.Errorf("zero Heart SinceProgress = %v, want the time since process start", d)
+	}
+	zero.Beat()
+	if d := zero.SinceProgress(); d > time.Second {
+		t.Errorf("zero Heart SinceProgress after Beat = %v", d)
+	}
 }
 
 func TestConcurrentBeats(t *testing.T) {
