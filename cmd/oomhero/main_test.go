@@ -15,6 +15,10 @@ func TestBadConfigurationExits2NamingTheVariable(t *testing.T) {
 		{map[string]string{"WARNING": "95", "CRITICAL": "90"}, `WARNING="95"`},
 		{map[string]string{"CRITICAL_SIGNAL": "SIGNOPE"}, `CRITICAL_SIGNAL="SIGNOPE"`},
 		{map[string]string{"COOLDOWN": "often"}, `COOLDOWN="often"`},
+		{map[string]string{"OOMHERO_REPEAT": "always"}, `OOMHERO_REPEAT="always"`},
+		{map[string]string{"OOMHERO_ALLOW": "node"}, `OOMHERO_ALLOW="node"`},
+		{map[string]string{"OOMHERO_TARGETS": "biggest"}, `OOMHERO_TARGETS="biggest"`},
+		{map[string]string{"OOMHERO_NOTIFY_URL": "file:///etc/passwd"}, `OOMHERO_NOTIFY_URL="file:///etc/passwd"`},
 	} {
 		var out, errb bytes.Buffer
 		code := run(nil, func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok }, &out, &errb)
@@ -30,7 +34,9 @@ func TestBadConfigurationExits2NamingTheVariable(t *testing.T) {
 func TestHelpAndVersion(t *testing.T) {
 	var out, errb bytes.Buffer
 	if code := run([]string{"--help"}, func(string) (string, bool) { return "", false }, &out, &errb); code != 0 ||
-		!strings.Contains(out.String(), "--critical-signal") || !strings.Contains(out.String(), "CRITICAL_SIGNAL") {
+		!strings.Contains(out.String(), "--critical-signal") || !strings.Contains(out.String(), "CRITICAL_SIGNAL") ||
+		!strings.Contains(out.String(), "--allow") || !strings.Contains(out.String(), "OOMHERO_REPEAT") ||
+		!strings.Contains(out.String(), "largest") || !strings.Contains(out.String(), "OOMHERO_NOTIFY_URL") {
 		t.Fatalf("--help: exit %d\n%s", code, out.String())
 	}
 	out.Reset()

@@ -60,10 +60,12 @@ type tracked struct {
 	readErr  bool
 	psi      *cgroup.PressureReader // nil where the cgroup has no PSI
 	pressure cgroup.Pressure
-	hot      bool      // told the OOM watcher the cgroup is near its limit
-	oomAt    time.Time // last OOM kill seen
-	scans    int       // rescans since the last full resolve
-	comm     string    // main process's command at the last resolve
+	hot      bool           // told the OOM watcher the cgroup is near its limit
+	oomAt    time.Time      // last OOM kill seen
+	scans    int            // rescans since the last full resolve
+	comm     string         // main process's command at the last resolve
+	cfg      *config.Config // the sidecar's, with the container's declaration applied
+	ds       declState
 }
 
 // resolveEvery is how many rescans may reuse a known container's cgroup

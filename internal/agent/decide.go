@@ -4,17 +4,23 @@ import (
 	"context"
 	"log/slog"
 
+	"github.com/oomhero/oomhero/internal/config"
 	"github.com/oomhero/oomhero/internal/policy"
 	"github.com/oomhero/oomhero/internal/watch"
 )
 
 // Decisions: readings and pressure through the policy, level changes.
 
-func (a *Agent) thresholds(limit uint64) policy.Thresholds {
+// thresholds are container t's thresholds and repeat policy, from its
+// configuration (the sidecar's, or its declaration's).
+func (a *Agent) thresholds(t *tracked) policy.Thresholds {
+	c, limit := a.cfgOf(t), t.Limit
 	return policy.Thresholds{
-		Warn:       limit / 100 * uint64(a.Config.Warning),
-		Crit:       limit / 100 * uint64(a.Config.Critical),
-		Hysteresis: limit / 100 * uint64(a.Config.Hysteresis),
+		Warn:       limit / 100 * uint64(c.Warning),
+		Crit:       limit / 100 * uint64(c.Critical),
+		Hysteresis: limit / 100 * uint64(c.Hysteresis),
+		Cooldown:   c.Cooldown,
+		Once:       c.Repeat == config.Once,
 	}
 }
 

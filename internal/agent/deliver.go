@@ -13,18 +13,25 @@ import (
 
 // Delivery: which processes get which signal.
 
-func (a *Agent) sigFor(l watch.Level) unix.Signal {
+// sigFor is container t's signal for level l (0: none).
+func (a *Agent) sigFor(t *tracked, l watch.Level) unix.Signal {
 	if l == watch.Critical {
-		return a.Config.CriticalSignal
+		return a.cfgOf(t).CriticalSignal
 	}
-	return a.Config.WarningSignal
+	return a.cfgOf(t).WarningSignal
 }
 
 // signal sends level l's signal to the container's chosen processes.
 func (a *Agent) signal(t *tracked, l watch.Level, rd watch.Reading) {
-	sig := a.sigFor(l)
+	if t.ds.decl.Off {
+		return
+	}
 	if !t.oomAt.IsZero() && a.now().Sub(t.oomAt) < afterOOM {
 		a.Log.Debug("signal held back: the container was just OOM-killed", "container", t.Name, "level", l.String())
+		return
+	}
+	sig := a.sigFor(t, l)
+	if sig == 0 {
 		return
 	}
 	procs := a.chooseTargets(t, sig)
@@ -33,7 +40,7 @@ func (a *Agent) signal(t *tracked, l watch.Level, rd watch.Reading) {
 		if !t.noTarget[l] {
 			t.noTarget[l] = true
 			a.Log.Warn("no process can take the signal", "container", t.Name, "level", l.String(),
-				"signal", config.SignalName(sig), "targets", string(a.Config.Targets), "pids", len(t.group.Procs))
+				"signal", config.SignalName(sig), "targets", string(a.cfgOf(t).Targets), "pids", len(t.group.Procs))
 			a.Observer.NoTarget(a.target(t), l)
 		}
 		return
@@ -67,8 +74,9 @@ func (a *Agent) chooseTargets(t *tracked, sig unix.Signal) []discover.Process {
 	if t.group == nil || len(t.group.Procs) == 0 {
 		return nil
 	}
+	mode := a.cfgOf(t).Targets
 	var cand []discover.Process
-	switch a.Config.Targets {
+	switch mode {
 	case config.Main:
 		cand = []discover.Process{t.group.Main()}
 	default:
@@ -79,7 +87,7 @@ func (a *Agent) chooseTargets(t *tracked, sig unix.Signal) []discover.Process {
 		if p.PID == 1 || p.PID == a.Self {
 			continue
 		}
-		if a.Config.Targets == config.Handlers {
+		if mode == config.Handlers {
 			mask, err := signals.Caught(a.Config.Proc, p.PID)
 			if err != nil || !signals.Handles(mask, sig) {
 				continue

@@ -98,7 +98,7 @@ func (a *Agent) kill(k oomwatch.Kill) {
 			if why == "" {
 				switch {
 				case t.noTarget[l]:
-					why = fmt.Sprintf("no process could take the %s signal (--targets %s)", l, a.Config.Targets)
+					why = fmt.Sprintf("no process could take the %s signal (--targets %s)", l, a.cfgOf(t).Targets)
 				case a.policy.Level(t.ID) < l:
 					why = fmt.Sprintf("the %s threshold was not reached in the last reading", l)
 				default:

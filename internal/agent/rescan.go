@@ -77,10 +77,14 @@ func (a *Agent) rescan() error {
 				t.Name = c.Name
 			}
 			t.group, t.PIDs, t.scans, t.comm = g, c.PIDs, 0, g.Main().Comm
+			redeclared := a.declare(t, g)
 			if t.Limit != c.Limit || t.Dir != c.Dir {
 				a.Log.Info("container limit changed", "container", t.Name, "from_bytes", t.Limit, "to_bytes", c.Limit)
 				t.Container = c
-				a.policy.Set(c.ID, a.thresholds(c.Limit))
+				redeclared = true
+			}
+			if redeclared {
+				a.policy.Set(c.ID, a.thresholds(t))
 				changed = true
 			}
 			continue
@@ -97,7 +101,8 @@ func (a *Agent) rescan() error {
 		} else if !errors.Is(err, cgroup.ErrNoPressure) {
 			psiNote = "unavailable: " + err.Error()
 		}
-		th := a.thresholds(c.Limit)
+		a.declare(t, g)
+		th := a.thresholds(t)
 		a.policy.Set(c.ID, th)
 		changed = true
 		oomNote := "not watched"
@@ -174,6 +179,6 @@ func (a *Agent) targets() []watch.Target {
 }
 
 func (a *Agent) target(t *tracked) watch.Target {
-	th := a.thresholds(t.Limit)
+	th := a.thresholds(t)
 	return watch.Target{Container: t.Container, Warn: th.Warn, Crit: th.Crit, Metric: a.Config.Metric}
 }

@@ -110,3 +110,54 @@ func TestHelpListsEveryOption(t *testing.T) {
 		}
 	}
 }
+
+func TestDeliveryOptions(t *testing.T) {
+	c, err := Parse([]string{"--repeat", "ONCE", "--targets", "largest", "--allow", "node:SIGUSR2, hotspot:usr1",
+		"--notify-url", "http://127.0.0.1:8080/x", "--warning-signal", "none"}, env(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Repeat != Once || c.Targets != Largest || len(c.Allow) != 2 || !c.Allowed("node", unix.SIGUSR2) ||
+		!c.Allowed("hotspot", unix.SIGUSR1) || c.Allowed("node", unix.SIGUSR1) || c.NotifyURL != "http://127.0.0.1:8080/x" ||
+		c.WarningSignal != 0 || c.NotifyRemote {
+		t.Fatalf("%+v", c)
+	}
+	c, err = Parse(nil, env(map[string]string{"OOMHERO_REPEAT": "cooldown", "OOMHERO_ALLOW": "postgres:SIGUSR2", "OOMHERO_NOTIFY_REMOTE": "true"}), &bytes.Buffer{})
+	if err != nil || c.Repeat != Cooldown || !c.Allowed("postgres", unix.SIGUSR2) || !c.NotifyRemote {
+		t.Fatalf("%+v %v", c, err)
+	}
+	c, _ = Parse(nil, env(nil), &bytes.Buffer{})
+	if c.Repeat != Cooldown || len(c.Allow) != 0 || c.NotifyURL != "" {
+		t.Fatalf("defaults %+v", c)
+	}
+	if SignalName(0) != "none" {
+		t.Fatal(SignalName(0))
+	}
+}
+
+func TestDeliveryOptionErrors(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		args []string
+		name string
+	}{
+		{env: map[string]string{"OOMHERO_REPEAT": "twice"}, name: "OOMHERO_REPEAT"},
+		{args: []string{"--repeat", ""}, name: "--repeat"},
+		{env: map[string]string{"OOMHERO_ALLOW": "node"}, name: "OOMHERO_ALLOW"},
+		{env: map[string]string{"OOMHERO_ALLOW": "node:SIGFOO"}, name: "OOMHERO_ALLOW"},
+		{env: map[string]string{"OOMHERO_ALLOW": "No De:SIGUSR1"}, name: "OOMHERO_ALLOW"},
+		{args: []string{"--allow", ":SIGUSR1"}, name: "--allow"},
+		{env: map[string]string{"OOMHERO_NOTIFY_URL": "ftp://127.0.0.1/"}, name: "OOMHERO_NOTIFY_URL"},
+		{args: []string{"--notify-url", "127.0.0.1:8080"}, name: "--notify-url"},
+		{args: []string{"--notify-url", "http://user:pw@127.0.0.1/"}, name: "--notify-url"},
+		{env: map[string]string{"OOMHERO_NOTIFY_REMOTE": "yes please"}, name: "OOMHERO_NOTIFY_REMOTE"},
+		{env: map[string]string{"OOMHERO_TARGETS": "biggest"}, name: "OOMHERO_TARGETS"},
+		{env: map[string]string{"WARNING_SIGNAL": "nothing"}, name: "WARNING_SIGNAL"},
+	} {
+		_, err := Parse(tc.args, env(tc.env), &bytes.Buffer{})
+		var ce *Error
+		if !errors.As(err, &ce) || ce.Name != tc.name || ce.Accepted == "" {
+			t.Errorf("%v %v: want error naming %s, got %v", tc.env, tc.args, tc.name, err)
+		}
+	}
+}

@@ -1,0 +1,118 @@
+package agent
+
+import (
+	"errors"
+	"slices"
+	"strings"
+
+	"github.com/oomhero/oomhero/internal/config"
+	"github.com/oomhero/oomhero/internal/declare"
+	"github.com/oomhero/oomhero/internal/discover"
+	"github.com/oomhero/oomhero/internal/watch"
+)
+
+// Declarations: what each container asks for in its own environment
+// (package declare), merged over the sidecar's configuration.
+
+// declState is the declaration of one container and where it came from.
+type declState struct {
+	read      bool
+	from      discover.Process // process it was read from
+	pids      []int            // the container's PIDs when it was read
+	main      discover.Process // the main process when it was read
+	decl      declare.Declaration
+	said      map[string]bool // bad values logged ("NAME=value")
+	unreadErr string          // last "cannot read" said
+}
+
+// cfgOf returns the configuration of container t (the sidecar's when it
+// declared nothing).
+func (a *Agent) cfgOf(t *tracked) *config.Config {
+	if t.cfg != nil {
+		return t.cfg
+	}
+	return a.Config
+}
+
+// consented reports whether the container declared level l's signal itself
+// (consent to send it even where the runtime table calls it harmful).
+func (t *tracked) consented(l watch.Level) bool {
+	if l == watch.Critical {
+		return t.ds.decl.CriticalSignal.Declared
+	}
+	return t.ds.decl.WarningSignal.Declared
+}
+
+// declare (re)reads container t's declaration when its main process or its
+// processes changed since the last read, and applies it. It reports whether
+// the thresholds or repeat policy changed (the policy and source must be told).
+func (a *Agent) declare(t *tracked, g *discover.Group) bool {
+	ds := &t.ds
+	main := g.Main()
+	if ds.read && ds.main == main && slices.Equal(ds.pids, g.PIDs()) {
+		return false
+	}
+	// The main process first; the others when it cannot be read (exiting,
+	// or a zombie: its environment is gone).
+	order := append([]discover.Process{main}, g.Procs...)
+	var d declare.Declaration
+	var from discover.Process
+	var err error
+	found := false
+	for i, p := range order {
+		if i > 0 && p.PID == main.PID || p.PID == a.Self {
+			continue
+		}
+		d, err = declare.Read(a.Config.Proc, p.PID)
+		if err == nil || errors.Is(err, declare.ErrTruncated) {
+			from, found = p, true
+			if err != nil {
+				a.Log.Warn("container environment read in part", "container", t.Name, "pid", p.PID, "error", err)
+			}
+			break
+		}
+	}
+	ds.main, ds.pids = main, g.PIDs()
+	if !found {
+		if err != nil && ds.unreadErr != err.Error() {
+			ds.unreadErr = err.Error()
+			a.Log.Warn("cannot read the container's declaration; the sidecar's configuration applies",
+				"container", t.Name, "pid", main.PID, "error", err)
+		}
+		return false
+	}
+	ds.unreadErr = ""
+	first := !ds.read
+	if ds.read && ds.decl.Equal(&d) {
+		ds.from = from
+		return false
+	}
+	wasOff := ds.decl.Off
+	ds.read, ds.from, ds.decl = true, from, d
+	cfg, errs := d.Apply(a.Config)
+	if ds.said == nil {
+		ds.said = map[string]bool{}
+	}
+	for _, e := range append(slices.Clone(d.Errors), errs...) {
+		key := e.Name + "=" + e.Value
+		if ds.said[key] {
+			continue
+		}
+		ds.said[key] = true
+		a.Log.Warn("bad declaration ignored; the sidecar's value applies", "container", t.Name, "pid", from.PID,
+			"variable", e.Name, "value", e.Value, "accepted", e.Accepted)
+	}
+	if d.Off && !wasOff {
+		a.Log.Info("container opted out: no signal and no notification (OOMHERO=off); still watched",
+			"container", t.Name, "pid", from.PID)
+	}
+	if len(d.Set) > 0 || !first {
+		a.Log.Info("container declaration", "container", t.Name, "pid", from.PID, "command", from.Comm,
+			"declared", strings.Join(d.Set, " "), "warning_percent", cfg.Warning, "critical_percent", cfg.Critical,
+			"warning_signal", config.SignalName(cfg.WarningSignal), "critical_signal", config.SignalName(cfg.CriticalSignal),
+			"targets", string(cfg.Targets), "repeat", string(cfg.Repeat), "cooldown", cfg.Cooldown, "notify_url", cfg.NotifyURL)
+	}
+	old := a.cfgOf(t)
+	t.cfg = cfg
+	return old.Warning != cfg.Warning || old.Critical != cfg.Critical || old.Cooldown != cfg.Cooldown || old.Repeat != cfg.Repeat
+}
