@@ -168,25 +168,37 @@ func FuzzParseStat(f *testing.F) {
 	})
 }
 
+// fuzzWrite replaces a file by a new one: rewriting one in place makes
+// ext4 flush it on close (auto_da_alloc), a millisecond per input.
+func fuzzWrite(t *testing.T, name string, b []byte) {
+	t.Helper()
+	if err := os.Remove(name); err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(name, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // FuzzReader reads fuzzed files through a Reader, the path the pollers use
 // (pread into a growing buffer).
 func FuzzReader(f *testing.F) {
 	f.Add(false, []byte("500\n"), []byte("max\n"), []byte(fuzzV2Stat(21, 27)))
 	f.Add(false, []byte("500\n"), []byte("1048576\n"), []byte(fuzzV2Stat(21, 27)))
 	f.Add(true, []byte("1000\n"), []byte("268435456\n"), []byte(fuzzV1Stat(12, 14)))
-	f.Add(true, []byte("1000\n"), []byte("268435456\n"), bytes.Repeat([]byte(fuzzV1Stat(12, 14)), 200))
+	f.Add(true, []byte("1000\n"), []byte("268435456\n"), bytes.Repeat([]byte(fuzzV1Stat(12, 14)), 12))
 	f.Add(false, []byte(""), []byte("-1\n"), []byte("anon 1\n"))
+	// One directory per fuzzing process (inputs run one at a time in it):
+	// a fresh one per input would cost more than the reads.
+	d := f.TempDir()
 	f.Fuzz(func(t *testing.T, v1 bool, usage, limit, stat []byte) {
 		v := watch.V2
 		if v1 {
 			v = watch.V1
 		}
 		fn := names[v]
-		d := t.TempDir()
 		for name, b := range map[string][]byte{fn.usage: usage, fn.limit: limit, fn.stat: stat} {
-			if err := os.WriteFile(filepath.Join(d, name), b, 0o644); err != nil {
-				t.Fatal(err)
-			}
+			fuzzWrite(t, filepath.Join(d, name), b)
 		}
 		r, err := NewReader(fake(t, d), v, 0)
 		if err != nil {
@@ -232,16 +244,14 @@ func FuzzOOMKills(f *testing.F) {
 	for _, s := range []string{"", "oom_kill\n", "oom_kill x\n", "oom_kill_disable 0\n", "oom 5\n", "\x00none 5\n", "oom_kill 1\noom_kill 2\n", "oom_kill -1\n"} {
 		f.Add(false, []byte(s), uint64(0))
 	}
+	d := f.TempDir()
 	f.Fuzz(func(t *testing.T, v1 bool, b []byte, n uint64) {
 		v := watch.V2
 		name := "memory.events"
 		if v1 {
 			v, name = watch.V1, "memory.oom_control"
 		}
-		d := t.TempDir()
-		if err := os.WriteFile(filepath.Join(d, name), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		fuzzWrite(t, filepath.Join(d, name), b)
 		got, err := OOMKills(fake(t, d), v)
 		if err != nil {
 			if !errors.Is(err, ErrParse) && !errors.Is(err, safefs.ErrTooBig) {
@@ -254,9 +264,7 @@ func FuzzOOMKills(f *testing.F) {
 		if v1 {
 			text = fuzzOOMControl(n)
 		}
-		if err := os.WriteFile(filepath.Join(d, name), []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		fuzzWrite(t, filepath.Join(d, name), []byte(text))
 		if got, err := OOMKills(fake(t, d), v); err != nil || got != n {
 			t.Fatalf("%s with oom_kill %d read back as %d, %v", name, n, got, err)
 		}

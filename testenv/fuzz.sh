@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# testenv/fuzz.sh runs every native Go fuzz target (func FuzzXxx in a
+# *_test.go file) of oomhero's modules for a bounded time each. Go fuzzes one
+# target per `go test -fuzz` invocation, so the targets are found here
+# (`go test -list '^Fuzz'` on the packages whose test files declare one) and
+# run one after the other: a target added anywhere is picked up without
+# touching this script.
+#
+# A failing input is saved by Go under <package>/testdata/fuzz/<Target>/;
+# the script prints its path and content, goes on with the other targets and
+# exits 1 at the end. Commit that file with the fix: it stays a test that
+# every `go test` runs.
+#
+# Usage: testenv/fuzz.sh [regexp]    only targets whose name matches
+# Environment: FUZZTIME (per target, default 5s), GO (default go).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+GO=${GO:-go}
+FUZZTIME=${FUZZTIME:-5s}
+# Minimising a failing input is bounded too (Go's default is a minute).
+MINIMIZE=${FUZZMINIMIZETIME:-10s}
+only=${1:-.}
+modules=(. testenv/k8s)
+
+# packages prints the import paths of a module's packages whose test files
+# declare a fuzz target (a cheap filter: `go test -list` runs each test
+# binary, and some suites' TestMain do real work).
+packages() {
+	"$GO" list -f '{{.ImportPath}} {{.Dir}} {{join .TestGoFiles " "}} {{join .XTestGoFiles " "}}' ./... |
+		while read -r pkg dir files; do
+			[ -n "$files" ] || continue
+			(cd "$dir" && grep -lqE '^func Fuzz[A-Z0-9_]' $files) && echo "$pkg"
+		done
+}
+
+start=$(date +%s)
+failed=()
+summary=()
+for mod in "${modules[@]}"; do
+	[ -f "$mod/go.mod" ] || continue
+	mapfile -t pkgs < <(cd "$mod" && packages)
+	[ ${#pkgs[@]} -gt 0 ] || continue
+	# `go test -list` compiles the packages: a target that no longer
+	# compiles fails here, loudly.
+	if ! list=$(cd "$mod" && "$GO" test -list '^Fuzz' "${pkgs[@]}" 2>&1); then
+		echo "$list"
+		echo "fuzz: cannot list the fuzz targets of module $mod"
+		exit 1
+	fi
+	# Output: target names, then "ok <package> <time>" per package.
+	names=()
+	while read -r first second _; do
+		case "$first" in
+		Fuzz*) names+=("$first") ;;
+		ok)
+			for name in "${names[@]}"; do
+				[[ $name =~ $only ]] || continue
+				t0=$(date +%s%N)
+				echo "=== fuzz $second $name ($FUZZTIME)"
+				out=$(cd "$mod" && "$GO" test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" \
+					-fuzzminimizetime "$MINIMIZE" "$second" 2>&1)
+				rc=$?
+				ms=$((($(date +%s%N) - t0) / 1000000))
+				dt=$((ms / 1000)).$((ms % 1000 / 100))
+				execs=$(grep -oE 'execs: [0-9]+' <<<"$out" | tail -1 | grep -oE '[0-9]+')
+				if [ $rc -eq 0 ]; then
+					summary+=("$(printf 'ok    %-44s %-26s %6ss %10s execs' "${second#github.com/oomhero/oomhero/}" "$name" "$dt" "${execs:-?}")")
+				else
+					echo "$out" | tail -40
+					dir=$(cd "$mod" && "$GO" list -f '{{.Dir}}' "$second")/testdata/fuzz/$name
+					for f in $(git status --porcelain --untracked-files=all -- "$dir" | awk '{print $2}'); do
+						echo "--- failing input $f:"
+						head -c 4096 "$f"
+						echo
+					done
+					summary+=("$(printf 'FAIL  %-44s %-26s %6ss' "${second#github.com/oomhero/oomhero/}" "$name" "$dt")")
+					failed+=("$second.$name")
+				fi
+			done
+			names=()
+			;;
+		esac
+	done <<<"$list"
+done
+
+echo
+echo "fuzz summary ($FUZZTIME per target, $(($(date +%s) - start))s in all, load $(cut -d' ' -f1-3 /proc/loadavg)):"
+printf '%s\n' "${summary[@]}"
+if [ ${#failed[@]} -gt 0 ]; then
+	echo "fuzz: ${#failed[@]} target(s) failed: ${failed[*]}"
+	exit 1
+fi
+[ ${#summary[@]} -gt 0 ] || { echo "fuzz: no fuzz target found"; exit 1; }
