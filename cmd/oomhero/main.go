@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -20,6 +21,7 @@ import (
 	"syscall"
 
 	"github.com/oomhero/oomhero/internal/config"
+	"github.com/oomhero/oomhero/internal/safefs"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -55,6 +57,10 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 		fmt.Fprintf(stdout, "oomhero %s\n", version)
 		return 0
 	}
+	if _, err := selfPID(cfg.Proc); err != nil {
+		fmt.Fprintf(stderr, "oomhero: %v\n", err)
+		return 2
+	}
 	log := newLogger(cfg, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -73,11 +79,32 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// selfPID returns oomhero's PID as the procfs at proc numbers it.
+// selfPID returns oomhero's PID as the procfs at proc numbers it. proc must
+// be a procfs mount (PROC_SUPER_MAGIC) of oomhero's own PID namespace: PIDs
+// read there are signalled through pidfd_open, which takes PIDs of the
+// caller's namespace, so a procfs of another namespace would aim every
+// signal at the wrong process. In another namespace oomhero is either not
+// visible (a child namespace: no "self") or has another number (an ancestor
+// namespace, such as the host's procfs mounted into a container).
 func selfPID(proc string) (int, error) {
+	if err := safefs.CheckProc(proc); err != nil {
+		return 0, err
+	}
 	s, err := os.Readlink(filepath.Join(proc, "self"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, fmt.Errorf("--proc %q is the procfs of another PID namespace: oomhero is not visible in it; "+
+			"mount the procfs of oomhero's own PID namespace (shareProcessNamespace: true in a pod, hostPID: true on a node)", proc)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("find own pid in %q: %w", proc, err)
 	}
-	return strconv.Atoi(s)
+	pid, err := strconv.Atoi(s)
+	if err != nil {
+		return 0, fmt.Errorf("find own pid in %q: %s/self -> %q", proc, proc, s)
+	}
+	if own := os.Getpid(); pid != own {
+		return 0, fmt.Errorf("--proc %q is the procfs of another PID namespace: oomhero is PID %d there and %d in its own; "+
+			"mount the procfs of oomhero's own PID namespace (shareProcessNamespace: true in a pod, hostPID: true on a node)", proc, pid, own)
+	}
+	return pid, nil
 }
