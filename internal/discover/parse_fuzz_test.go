@@ -95,8 +95,8 @@ func FuzzParseStat(f *testing.F) {
 	})
 }
 
-// fuzzCgroupLine is the third field of a /proc/<pid>/cgroup line whose
-// controllers are ctrl; nil when there is no such line.
+// fuzzCgroupLines splits a /proc/<pid>/cgroup content into its
+// "hierarchy-ID:controller-list:path" lines (the path may hold ':').
 func fuzzCgroupLines(b []byte) (lines [][3]string) {
 	for _, l := range strings.Split(string(b), "\n") {
 		id, rest, ok1 := strings.Cut(l, ":")
