@@ -319,10 +319,6 @@ func (s *Scanner) Scan() (map[string]*Group, error) {
 	return groups, nil
 }
 
-// Forget drops what the Scanner remembers of pid, so the next scan reads
-// its files again (a signal found the PID recycled).
-func (s *Scanner) Forget(pid int) { delete(s.known, pid) }
-
 // Resolver finds the cgroup directory of a group.
 type Resolver struct {
 	// Proc is the procfs mount the groups were scanned from.
