@@ -582,18 +582,33 @@ var javaValued = map[string]bool{
 	"--enable-native-access": true,
 }
 
+// nodeValued are the node options that may take their value as the next
+// argument.
+var nodeValued = map[string]bool{
+	"-r": true, "--require": true, "--import": true, "--loader": true, "--experimental-loader": true,
+	"-e": true, "--eval": true, "-p": true, "--print": true, "--inspect-port": true, "--debug-port": true,
+	"--heapsnapshot-signal": true, "--report-signal": true, "--title": true, "-C": true, "--conditions": true,
+	"--diagnostic-dir": true, "--report-dir": true, "--report-directory": true, "--report-filename": true,
+	"--env-file": true, "--input-type": true, "--redirect-warnings": true, "--secure-heap": true,
+	"--stack-trace-limit": true, "--icu-data-dir": true, "--openssl-config": true, "--tls-cipher-list": true,
+	"--dns-result-order": true, "--unhandled-rejections": true, "--watch-path": true, "--cpu-prof-dir": true,
+	"--cpu-prof-name": true, "--heap-prof-dir": true, "--heap-prof-name": true, "--experimental-policy": true,
+}
+
 // nodeOptions finds the node options that install signal handlers, in node's own
 // arguments (before the script) and in NODE_OPTIONS.
 func nodeOptions(f facts) string {
 	var words []string
-	for i, a := range f.Args {
-		if i == 0 {
-			continue
-		}
-		if !strings.HasPrefix(a, "-") {
+	for i := 1; i < len(f.Args); i++ {
+		a := f.Args[i]
+		if !strings.HasPrefix(a, "-") || a == "-" || a == "--" {
 			break // the script: what follows is the application's
 		}
 		words = append(words, a)
+		if nodeValued[a] && i+1 < len(f.Args) {
+			i++
+			words = append(words, f.Args[i])
+		}
 	}
 	words = append(words, strings.Fields(f.Env["NODE_OPTIONS"])...)
 	opts := map[string]bool{}
