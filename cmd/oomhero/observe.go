@@ -42,6 +42,8 @@ func (o *metricsObserver) Signal(t watch.Target, l watch.Level, _ int, result st
 		o.m.Signal(t.Name, l, metrics.ResultSent)
 	case "error":
 		o.m.Signal(t.Name, l, metrics.ResultError)
+	case "refused":
+		o.m.Signal(t.Name, l, metrics.ResultRefused)
 	}
 }
 

@@ -9,11 +9,14 @@ import (
 	"log/slog"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/oomhero/oomhero/internal/cgroup"
 	"github.com/oomhero/oomhero/internal/config"
 	"github.com/oomhero/oomhero/internal/discover"
 	"github.com/oomhero/oomhero/internal/oomwatch"
 	"github.com/oomhero/oomhero/internal/policy"
+	"github.com/oomhero/oomhero/internal/runtimes"
 	"github.com/oomhero/oomhero/internal/signals"
 	"github.com/oomhero/oomhero/internal/watch"
 )
@@ -43,6 +46,10 @@ type Agent struct {
 	Self int
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+	// Identify and EffectOf name a process's runtime and what a signal does
+	// to it (runtimes.Identify and runtimes.EffectOf when nil; tests fake them).
+	Identify func(proc string, pid int) runtimes.Runtime
+	EffectOf func(rt runtimes.Runtime, sig unix.Signal) runtimes.Effect
 
 	policy     *policy.Policy
 	byPath     map[string]*tracked
@@ -66,6 +73,7 @@ type tracked struct {
 	comm     string         // main process's command at the last resolve
 	cfg      *config.Config // the sidecar's, with the container's declaration applied
 	ds       declState
+	ep       episode // said and learned this episode
 }
 
 // resolveEvery is how many rescans may reuse a known container's cgroup

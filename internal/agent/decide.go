@@ -109,6 +109,7 @@ func (a *Agent) decided(t *tracked, d policy.Decision, rd watch.Reading, origin 
 		a.Observer.LevelChanged(a.target(t), d.From, d.To, rd)
 		if d.To == watch.OK {
 			t.noTarget = [3]bool{}
+			t.ep = episode{}
 		}
 		if d.To < watch.Critical {
 			t.noTarget[watch.Critical] = false

@@ -2,16 +2,57 @@ package agent
 
 import (
 	"errors"
+	"fmt"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/oomhero/oomhero/internal/config"
+	"github.com/oomhero/oomhero/internal/declare"
 	"github.com/oomhero/oomhero/internal/discover"
+	"github.com/oomhero/oomhero/internal/runtimes"
 	"github.com/oomhero/oomhero/internal/signals"
 	"github.com/oomhero/oomhero/internal/watch"
 )
 
-// Delivery: which processes get which signal.
+// Delivery: which processes get which signal, and whether the runtime in
+// each can take it (package runtimes).
+//
+// A handler bit in SigCgt is not consent: most handlers belong to the
+// runtime (HotSpot's SIGUSR2 suspend/resume, Node's SIGUSR1 inspector,
+// PostgreSQL's and nginx's control signals), not to the application. So:
+//   - Safe: sent.
+//   - Dropped (a runtime that swallows the signal unless the program asked,
+//     like Go without signal.Notify): sent, and said once per episode.
+//   - Harmful (crash, debugger, reload, shutdown, exit): refused, unless the
+//     container declared that level's signal itself (OOMHERO_<LEVEL>_SIGNAL,
+//     consent) or the operator allowed it (--allow runtime:SIGNAL). A refusal
+//     is said once per episode with how to opt in, and counted each time.
+
+// procKey names one process for good: PID and start time.
+type procKey struct {
+	pid   int
+	start uint64
+}
+
+// episode is what is said or learned once per episode (from leaving ok
+// until back at ok).
+type episode struct {
+	runtimes map[procKey]runtimes.Runtime
+	said     map[string]bool
+	// refused is why a level's signal was refused, for the OOM-kill report.
+	refused [3]string
+}
+
+func (e *episode) once(key string) bool {
+	if e.said == nil {
+		e.said = map[string]bool{}
+	}
+	if e.said[key] {
+		return false
+	}
+	e.said[key] = true
+	return true
+}
 
 // sigFor is container t's signal for level l (0: none).
 func (a *Agent) sigFor(t *tracked, l watch.Level) unix.Signal {
@@ -19,6 +60,92 @@ func (a *Agent) sigFor(t *tracked, l watch.Level) unix.Signal {
 		return a.cfgOf(t).CriticalSignal
 	}
 	return a.cfgOf(t).WarningSignal
+}
+
+// signalVar is the declaration that consents to level l's signal.
+func signalVar(l watch.Level) string {
+	if l == watch.Critical {
+		return declare.CriticalSignal
+	}
+	return declare.WarningSignal
+}
+
+// identify returns the runtime of process p, identified once per episode.
+func (a *Agent) identify(t *tracked, p discover.Process) runtimes.Runtime {
+	k := procKey{p.PID, p.Start}
+	if rt, ok := t.ep.runtimes[k]; ok {
+		return rt
+	}
+	id := a.Identify
+	if id == nil {
+		id = runtimes.Identify
+	}
+	rt := id(a.Config.Proc, p.PID)
+	if t.ep.runtimes == nil {
+		t.ep.runtimes = map[procKey]runtimes.Runtime{}
+	}
+	t.ep.runtimes[k] = rt
+	return rt
+}
+
+func (a *Agent) effectOf(rt runtimes.Runtime, sig unix.Signal) runtimes.Effect {
+	if a.EffectOf != nil {
+		return a.EffectOf(rt, sig)
+	}
+	return runtimes.EffectOf(rt, sig)
+}
+
+func runtimeName(rt runtimes.Runtime) string {
+	switch {
+	case rt.Name == "":
+		return "unknown"
+	case rt.Role != "":
+		return rt.Name + " " + rt.Role
+	}
+	return rt.Name
+}
+
+// vet decides whether sig may go to process p of container t at level l,
+// by the runtime safety table, consent and --allow. It logs what is said
+// once per episode.
+func (a *Agent) vet(t *tracked, p discover.Process, l watch.Level, sig unix.Signal) bool {
+	rt := a.identify(t, p)
+	eff := a.effectOf(rt, sig)
+	sigName := config.SignalName(sig)
+	key := fmt.Sprintf("%d/%d/%d", p.PID, p.Start, sig)
+	attrs := func(extra ...any) []any {
+		return append([]any{"pid", p.PID, "command", p.Comm, "container", t.Name, "level", l.String(), "signal", sigName,
+			"runtime", runtimeName(rt), "version", rt.Version, "effect", eff.What, "evidence", rt.Evidence}, extra...)
+	}
+	switch eff.Harm {
+	case runtimes.Harmful:
+		switch {
+		case t.consented(l):
+			if t.ep.once("consent/" + key) {
+				a.Log.Warn("signal sent by the container's declaration although the runtime would be harmed",
+					attrs("declared", signalVar(l)+"="+sigName)...)
+			}
+			return true
+		case a.Config.Allowed(rt.Name, sig):
+			if t.ep.once("allow/" + key) {
+				a.Log.Warn("signal sent, allowed by --allow although the runtime would be harmed",
+					attrs("allow", rt.Name+":"+sigName)...)
+			}
+			return true
+		}
+		t.ep.refused[l] = fmt.Sprintf("the %s signal was refused: %s %s (runtime %s)", l, sigName, eff.What, runtimeName(rt))
+		if t.ep.once("refused/" + key) {
+			a.Log.Warn("signal refused: the runtime's own handler would be harmed", attrs(
+				"opt_in", fmt.Sprintf("declare %s=%s on the container, or run oomhero with --allow %s:%s", signalVar(l), sigName, rt.Name, sigName),
+				"source", eff.Source)...)
+		}
+		return false
+	case runtimes.Dropped:
+		if t.ep.once("dropped/" + key) {
+			a.Log.Info("signal sent, but the runtime will likely drop it unless the program asked for it", attrs()...)
+		}
+	}
+	return true
 }
 
 // signal sends level l's signal to the container's chosen processes.
@@ -47,6 +174,10 @@ func (a *Agent) signal(t *tracked, l watch.Level, rd watch.Reading) {
 	}
 	now := a.now()
 	for _, p := range procs {
+		if !a.vet(t, p, l, sig) {
+			a.Observer.Signal(a.target(t), l, p.PID, "refused")
+			continue
+		}
 		err := a.Sender.Send(p.PID, p.Start, sig)
 		result := "sent"
 		switch {
@@ -87,7 +218,7 @@ func (a *Agent) chooseTargets(t *tracked, sig unix.Signal) []discover.Process {
 		if p.PID == 1 || p.PID == a.Self {
 			continue
 		}
-		if mode == config.Handlers {
+		if mode == config.Handlers || mode == config.Largest {
 			mask, err := signals.Caught(a.Config.Proc, p.PID)
 			if err != nil || !signals.Handles(mask, sig) {
 				continue

@@ -17,7 +17,8 @@ type Observer interface {
 	Scanned(targets []watch.Target)
 	Reading(t watch.Target, rd watch.Reading, level watch.Level)
 	LevelChanged(t watch.Target, from, to watch.Level, rd watch.Reading)
-	// Signal reports one signal: result is "sent", "gone" or "error".
+	// Signal reports one signal: result is "sent", "gone", "error" or
+	// "refused" (the runtime safety table, see deliver.go).
 	Signal(t watch.Target, level watch.Level, pid int, result string)
 	NoTarget(t watch.Target, level watch.Level)
 	// OOMKill reports kills OOM kills; message is the report logged.
@@ -97,6 +98,8 @@ func (a *Agent) kill(k oomwatch.Kill) {
 			attrs = append(attrs, key, "none")
 			if why == "" {
 				switch {
+				case t.ep.refused[l] != "":
+					why = t.ep.refused[l]
 				case t.noTarget[l]:
 					why = fmt.Sprintf("no process could take the %s signal (--targets %s)", l, a.cfgOf(t).Targets)
 				case a.policy.Level(t.ID) < l:

@@ -23,6 +23,10 @@ const (
 	// ResultNoTarget counts a level crossing no process could take a signal
 	// for (no handler installed, --targets handlers).
 	ResultNoTarget = "no_target"
+	// ResultRefused counts a signal not sent because the runtime safety
+	// table calls its effect on the target's runtime harmful and neither the
+	// container (declaration) nor the operator (--allow) opted in.
+	ResultRefused = "refused"
 )
 
 // Options configures New.
@@ -112,7 +116,7 @@ func New(o Options) *Metrics {
 		}, cl),
 		signals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "signals_total",
-			Help: "Signals oomhero sent or tried to send, by level and result (sent, error, no_target).",
+			Help: "Signals oomhero sent or tried to send, by level and result (sent, error, no_target, refused).",
 		}, []string{"pod", "container", "level", "result"}),
 		oomKills: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "oom_kills_total",

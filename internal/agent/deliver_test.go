@@ -1,0 +1,135 @@
+package agent
+
+import (
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/oomhero/oomhero/internal/discover"
+	"github.com/oomhero/oomhero/internal/runtimes"
+	"github.com/oomhero/oomhero/internal/watch"
+)
+
+// countingObserver counts Signal results.
+type countingObserver struct {
+	NopObserver
+	results chan string
+}
+
+func (o *countingObserver) Signal(t watch.Target, l watch.Level, pid int, result string) {
+	o.results <- fmt.Sprintf("%s/%s/%d/%s", t.Name, l, pid, result)
+}
+
+// fakeRuntimes: pid 10 is a JVM (SIGUSR2 crashes it), 11 is node (SIGUSR1
+// opens the debugger), 12 a Go program that never asked (dropped), 13 has
+// no runtime row.
+func fakeRuntimes(a *Agent) {
+	a.Identify = func(proc string, pid int) runtimes.Runtime {
+		switch pid % 100 {
+		case 10:
+			return runtimes.Runtime{Name: "hotspot", Version: "17.0.15", Evidence: "maps libjvm.so"}
+		case 11:
+			return runtimes.Runtime{Name: "node", Evidence: "exe /usr/bin/node"}
+		case 12:
+			return runtimes.Runtime{Name: "go", Evidence: "buildinfo"}
+		}
+		return runtimes.Runtime{}
+	}
+	a.EffectOf = func(rt runtimes.Runtime, sig unix.Signal) runtimes.Effect {
+		switch {
+		case rt.Name == "hotspot" && sig == unix.SIGUSR2:
+			return runtimes.Effect{Harm: runtimes.Harmful, What: "crashes the JVM (SR_handler)", Source: "test"}
+		case rt.Name == "node" && sig == unix.SIGUSR1:
+			return runtimes.Effect{Harm: runtimes.Harmful, What: "opens the inspector", Source: "test"}
+		case rt.Name == "go":
+			return runtimes.Effect{Harm: runtimes.Dropped, What: "dropped without signal.Notify", Source: "test"}
+		}
+		return runtimes.Effect{}
+	}
+}
+
+func TestRuntimeSafetyRefusalConsentAllowOnce(t *testing.T) {
+	proc := t.TempDir()
+	usr := uint64(1<<(unix.SIGUSR1-1) | 1<<(unix.SIGUSR2-1))
+	// Container 1 (defaults): jvm, node, go, plain. Container 2: a JVM
+	// that declared the critical signal, once per crossing. Container 3: a
+	// node allowed by --allow.
+	for _, pid := range []int{10, 11, 12, 13, 210, 311} {
+		status(t, proc, pid, usr)
+	}
+	environ(t, proc, 10, "PATH=/bin")
+	environ(t, proc, 210, "OOMHERO_CRITICAL_SIGNAL=SIGUSR2", "OOMHERO_REPEAT=once")
+	environ(t, proc, 311, "PATH=/bin")
+	groups := map[string]*discover.Group{
+		"/one":   {Path: "/one", Version: watch.V1, Procs: []discover.Process{{PID: 10, Comm: "java"}, {PID: 11, PPID: 10, Comm: "node"}, {PID: 12, PPID: 10, Comm: "goapp"}, {PID: 13, PPID: 10, Comm: "plain"}}},
+		"/two":   {Path: "/two", Version: watch.V1, Procs: []discover.Process{{PID: 210, Comm: "java2"}}},
+		"/three": {Path: "/three", Version: watch.V1, Procs: []discover.Process{{PID: 311, Comm: "node3"}}},
+	}
+	res := fakeResolver{byPath: map[string]watch.Container{
+		"/one":   {ID: 1, Path: "/one", Limit: 1000, Version: watch.V1},
+		"/two":   {ID: 2, Path: "/two", Limit: 1000, Version: watch.V1},
+		"/three": {ID: 3, Path: "/three", Limit: 1000, Version: watch.V1},
+	}}
+	obs := &countingObserver{results: make(chan string, 100)}
+	var clock atomic.Int64 // a fake clock: the cooldown passes when the test says
+	clock.Store(time.Now().UnixNano())
+	h := startAgent(t, []string{"--cooldown", "1h", "--allow", "node:SIGUSR1"}, proc, fakeScanner{groups}, res, func(a *Agent) {
+		fakeRuntimes(a)
+		a.Observer = obs
+		a.Now = func() time.Time { return time.Unix(0, clock.Load()) }
+	})
+	<-h.src.updated
+	h.feed(1, 800) // warning: SIGUSR1 to all four (node by --allow)
+	h.feed(1, 950) // critical: SIGUSR2; the JVM refused
+	h.waitLog(`msg="signal sent" pid=13 command=plain container=java level=critical`)
+	clock.Add(int64(2 * time.Hour))
+	h.feed(1, 951) // critical again after the cooldown: refused again, said once
+	h.feed(2, 950) // declared critical: sent to the JVM despite the table (consent), warning too
+	h.feed(2, 951) // once: nothing more
+	h.feed(3, 800) // node allowed SIGUSR1
+	h.waitLog(`msg="signal sent" pid=311 `)
+	got := h.snd.take()
+	want := []sent{{10, unix.SIGUSR1}, {11, unix.SIGUSR1}, {12, unix.SIGUSR1}, {13, unix.SIGUSR1},
+		{11, unix.SIGUSR2}, {12, unix.SIGUSR2}, {13, unix.SIGUSR2},
+		{11, unix.SIGUSR2}, {12, unix.SIGUSR2}, {13, unix.SIGUSR2},
+		{210, unix.SIGUSR1}, {210, unix.SIGUSR2},
+		{311, unix.SIGUSR1}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("sent\n%v\nwant\n%v\n%s", got, want, h.logs.String())
+	}
+	h.stop()
+	close(obs.results)
+	refused := 0
+	for r := range obs.results {
+		if strings.HasSuffix(r, "/refused") {
+			refused++
+			if r != "java/critical/10/refused" {
+				t.Errorf("unexpected refusal %s", r)
+			}
+		}
+	}
+	if refused != 2 {
+		t.Errorf("refusals counted %d, want 2 (JVM critical, twice)", refused)
+	}
+	out := h.logs.String()
+	if n := strings.Count(out, `msg="signal refused: the runtime's own handler would be harmed" pid=10 command=java container=java level=critical signal=SIGUSR2 runtime=hotspot version=17.0.15 effect="crashes the JVM (SR_handler)" evidence="maps libjvm.so" opt_in="declare OOMHERO_CRITICAL_SIGNAL=SIGUSR2 on the container, or run oomhero with --allow hotspot:SIGUSR2"`); n != 1 {
+		t.Errorf("JVM refusal said %d times, want once\n%s", n, out)
+	}
+	for _, w := range []string{
+		`msg="signal sent, but the runtime will likely drop it unless the program asked for it" pid=12`,
+		`msg="signal sent by the container's declaration although the runtime would be harmed" pid=210 command=java2 container=java2 level=critical signal=SIGUSR2 runtime=hotspot`,
+		`declared="OOMHERO_CRITICAL_SIGNAL=SIGUSR2"`,
+		`msg="signal sent, allowed by --allow although the runtime would be harmed" pid=311`,
+	} {
+		if !strings.Contains(out, w) {
+			t.Errorf("log lacks %s\n%s", w, out)
+		}
+	}
+	if n := strings.Count(out, `msg="signal sent, but the runtime will likely drop it`); n != 2 {
+		t.Errorf("dropped note said %d times, want once per signal", n)
+	}
+}
