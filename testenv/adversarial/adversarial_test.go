@@ -1,0 +1,573 @@
+package adversarial
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"maps"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/oomhero/oomhero/testenv/app/applog"
+	"github.com/oomhero/oomhero/testenv/pods"
+)
+
+// Case is one attack.
+type Case struct {
+	Name   string
+	Attack string   // hostile -attack
+	Args   []string // more hostile arguments
+	// HostileMemory is the hostile container's memory limit (default 64Mi);
+	// HostileCPU its CPU limit (default none).
+	HostileMemory, HostileCPU string
+	// Late starts the hostile container after oomhero watches the victim
+	// (default: before oomhero starts, so the first scan meets the trap).
+	Late bool
+	// BindEventControl bind-mounts a host file over the fake
+	// cgroup.event_control (hostile -attack event-bind).
+	BindEventControl bool
+	// LogFormat is oomhero's --log-format (default json).
+	LogFormat string
+	// PortHold: the hostile container holds oomhero's port this long.
+	PortHold time.Duration
+}
+
+var cases = []Case{
+	{Name: "names-utf8", Attack: "names-utf8", Args: []string{"-mib", "48"}},
+	{Name: "names-newline", Attack: "names-newline", Args: []string{"-mib", "48"}},
+	{Name: "names-text", Attack: "names-newline", Args: []string{"-mib", "48"}, LogFormat: "text"},
+	{Name: "fifo-procs", Attack: "fifo-procs"},
+	{Name: "fifo-procs-late", Attack: "fifo-procs", Late: true},
+	{Name: "fifo-files", Attack: "fifo-files"},
+	{Name: "zero-procs", Attack: "zero-procs"},
+	{Name: "zero-procs-late", Attack: "zero-procs", Late: true},
+	{Name: "zero-files", Attack: "zero-files"},
+	{Name: "sparse-procs", Attack: "sparse-procs"},
+	{Name: "sparse-files", Attack: "sparse-files"},
+	{Name: "deep", Attack: "deep"},
+	{Name: "event-other", Attack: "event-other"},
+	{Name: "event-host", Attack: "event-host"},
+	{Name: "event-bind", Attack: "event-bind", BindEventControl: true},
+	{Name: "read-secrets", Attack: "read-secrets"},
+	{Name: "storm", Attack: "storm", HostileCPU: "500m"},
+	{Name: "port", Attack: "port", Args: []string{"-hold", "20s"}, PortHold: 20 * time.Second},
+	{Name: "flap", Attack: "flap", Args: []string{"-mib", "40", "-hold", "300ms"}},
+}
+
+const (
+	victimMemory = "128Mi"
+	victimRate   = "16" // MiB/s: about 8 s from start to the OOM kill
+	sidecarLimit = "128Mi"
+	// observe is the least time a case watches the sidecar after it started.
+	observe = 30 * time.Second
+	// secretTag starts the text of every planted file.
+	secretTag = "oomhero-adversarial-secret"
+)
+
+var (
+	labOnce sync.Once
+	lab     *pods.Lab
+	labErr  error
+	image   = pods.OomheroImage
+
+	outMu    sync.Mutex
+	outcomes []string
+)
+
+func TestMain(m *testing.M) {
+	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		s := <-sigc
+		fmt.Fprintf(os.Stderr, "adversarial: %v: tearing down pods\n", s)
+		downAll()
+		os.Exit(2)
+	}()
+	code := m.Run()
+	downAll()
+	if lab != nil {
+		lab.Close()
+	}
+	if len(outcomes) > 0 {
+		slices.Sort(outcomes)
+		name := filepath.Join(os.TempDir(), "oomhero-adversarial-outcomes.txt")
+		if err := os.WriteFile(name, []byte(strings.Join(outcomes, "\n")+"\n"), 0o644); err == nil {
+			fmt.Fprintf(os.Stderr, "adversarial: outcomes in %s\n", name)
+		}
+	}
+	os.Exit(code)
+}
+
+// needLab skips without root or podman (fails under CI=true) and builds the
+// three images once.
+func needLab(t *testing.T) *pods.Lab {
+	t.Helper()
+	if err := pods.Check(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI=true but %v", err)
+		}
+		t.Skipf("skipping: %v", err)
+	}
+	labOnce.Do(func() {
+		root, err := pods.FindRoot()
+		if err != nil {
+			labErr = err
+			return
+		}
+		if lab, labErr = pods.NewLab(root); labErr != nil {
+			return
+		}
+		lab.Log = func(format string, args ...any) { fmt.Fprintf(os.Stderr, "adversarial: "+format+"\n", args...) }
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		if labErr = lab.SweepOrphans(ctx); labErr != nil {
+			return
+		}
+		if im := os.Getenv("OOMHERO_ADV_IMAGE"); im != "" {
+			image = im
+		}
+		if os.Getenv("OOMHERO_E2E_NO_BUILD") == "1" {
+			for _, im := range []string{image, pods.AppImage, HostileImage} {
+				if !lab.ImageExists(ctx, im) {
+					labErr = fmt.Errorf("OOMHERO_E2E_NO_BUILD=1 but image %s is missing", im)
+					return
+				}
+			}
+			return
+		}
+		if os.Getenv("OOMHERO_ADV_IMAGE") == "" {
+			if labErr = lab.BuildOomheroImage(ctx, image); labErr != nil {
+				return
+			}
+		} else if !lab.ImageExists(ctx, image) {
+			labErr = fmt.Errorf("OOMHERO_ADV_IMAGE=%s: no such image", image)
+			return
+		}
+		if labErr = lab.BuildAppImage(ctx, pods.AppImage); labErr != nil {
+			return
+		}
+		labErr = BuildHostileImage(ctx, lab, HostileImage)
+	})
+	if labErr != nil {
+		t.Fatalf("pod lab: %v", labErr)
+	}
+	return lab
+}
+
+func source() string {
+	if s := pods.SourceFromEnv(); s != "" {
+		return s
+	}
+	return "cgroupfs"
+}
+
+// TestAdversarial runs every case in parallel (go test -parallel N).
+func TestAdversarial(t *testing.T) {
+	l := needLab(t)
+	only := map[string]bool{}
+	for _, n := range strings.Split(os.Getenv("OOMHERO_ADV_CASES"), ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			only[n] = true
+		}
+	}
+	for _, c := range cases {
+		if len(only) > 0 && !only[c.Name] {
+			continue
+		}
+		t.Run(c.Name, func(t *testing.T) {
+			t.Parallel()
+			runCase(t, l, c)
+		})
+	}
+}
+
+func token() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// outcome is what one case measured, for its one-line report.
+type outcome struct {
+	restarts      int
+	status        string
+	watched       bool
+	rewatched     bool
+	warn, crit    bool
+	killed        bool
+	changed       []string
+	maxMem        uint64
+	cpu           float64
+	health        HealthReport
+	logProblems   int
+	leaked        bool
+	elapsed       time.Duration
+	failures      []string
+	hostileStatus string
+}
+
+func (o *outcome) String() string {
+	mem := "?"
+	if o.maxMem > 0 {
+		mem = fmt.Sprintf("%.1fMiB", float64(o.maxMem)/(1<<20))
+	}
+	verdict := "DEFEATED"
+	if len(o.failures) > 0 {
+		verdict = "WINS: " + strings.Join(o.failures, "; ")
+	}
+	changed := "none"
+	if len(o.changed) > 0 {
+		changed = strings.Join(o.changed, ",")
+	}
+	return fmt.Sprintf("sidecar restarts=%d status=%s | victim watched=%v warning=%v critical=%v oom-killed=%v re-watched=%v | files changed=%s | max mem=%s cpu=%.1f%% | healthz ok=%d fail=%d max gap=%v | bad log lines=%d secret in log=%v | %v | attack %s",
+		o.restarts, o.status, o.watched, o.warn, o.crit, o.killed, o.rewatched, changed, mem, 100*o.cpu,
+		o.health.OK, o.health.Fail, o.health.MaxGap.Round(100*time.Millisecond), o.logProblems, o.leaked, o.elapsed.Round(time.Second), verdict)
+}
+
+func runCase(t *testing.T, l *pods.Lab, c Case) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	start := time.Now()
+	o := &outcome{}
+	fail := func(format string, args ...any) {
+		msg := fmt.Sprintf(format, args...)
+		o.failures = append(o.failures, msg)
+		t.Error(msg)
+	}
+
+	// Planted files: a host directory mounted into the hostile container, a
+	// host file bind-mounted over its fake cgroup.event_control, a file in
+	// the other container.
+	tmp := t.TempDir()
+	hostDir := filepath.Join(tmp, "host")
+	bindFile := filepath.Join(tmp, "event_control")
+	if err := os.MkdirAll(hostDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	hostSecret := filepath.Join(hostDir, "secret.txt")
+	for _, f := range []string{hostSecret, bindFile} {
+		if err := os.WriteFile(f, []byte(secretTag+"-host-"+token()+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	logFormat := c.LogFormat
+	if logFormat == "" {
+		logFormat = "json"
+	}
+	hmem := c.HostileMemory
+	if hmem == "" {
+		hmem = "64Mi"
+	}
+	hostile := Container{Container: pods.Container{Name: "hostile", Image: HostileImage,
+		Args: append([]string{"-attack", c.Attack}, c.Args...), Memory: hmem, CPU: c.HostileCPU},
+		Mounts: []Mount{{"host", "/host"}}}
+	vols := []HostPath{{"host", hostDir, "Directory"}}
+	if c.BindEventControl {
+		hostile.Mounts = append(hostile.Mounts, Mount{"bind", "/fake/sys/fs/cgroup/memory/cgroup.event_control"})
+		vols = append(vols, HostPath{"bind", bindFile, "File"})
+	}
+	side := pods.OomheroContainer(image, source(), pods.EnvVar{Name: "WARNING", Value: "65"}, pods.EnvVar{Name: "CRITICAL", Value: "90"})
+	side.Args[0] = "--log-format=" + logFormat
+	side.Memory = sidecarLimit
+	spec := Spec{Name: pods.PodName("adv-" + c.Name), Volumes: vols, Containers: []Container{
+		{Container: pods.Container{Name: "other", Image: pods.AppImage, Args: []string{"-mode", "idle", "-sample-interval", "0"}}},
+		{Container: pods.Container{Name: "victim", Image: pods.AppImage, Args: []string{"-mode", "leak", "-rate", victimRate, "-start-signal", "SIGWINCH"}, Memory: victimMemory}},
+		hostile,
+		{Container: side},
+	}}
+	p, err := Create(ctx, l, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := map[string]string{}
+	defer func() {
+		lctx, lcancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer lcancel()
+		for _, n := range []string{"oomhero", "victim", "hostile", "other"} {
+			if s, err := p.Logs(lctx, n); err == nil {
+				logs[n] = s
+			}
+		}
+		saveLogs(t, logs)
+		if err := p.Down(); err != nil {
+			t.Errorf("tear down: %v", err)
+		}
+		o.elapsed = time.Since(start)
+		line := fmt.Sprintf("%-16s %s", c.Name, o)
+		t.Log("outcome: " + line)
+		outMu.Lock()
+		outcomes = append(outcomes, line)
+		outMu.Unlock()
+	}()
+
+	// other: holds the file a hostile link points to.
+	if err := p.Start(ctx, "other"); err != nil {
+		t.Fatal(err)
+	}
+	other, err := p.State(ctx, "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherSecret := fmt.Sprintf("/proc/%d/root/other-secret.txt", other.Pid)
+	if err := os.WriteFile(otherSecret, []byte(secretTag+"-other-"+token()+"\n"), 0o644); err != nil {
+		t.Fatalf("plant a file in the other container: %v", err)
+	}
+	files := map[string]string{"host file": hostSecret, "bind-mounted host file": bindFile, "other container's file": otherSecret}
+	before := map[string]string{}
+	for k, f := range files {
+		before[k] = Checksum(f)
+	}
+
+	if err := p.Start(ctx, "victim"); err != nil {
+		t.Fatal(err)
+	}
+	victim, err := p.State(ctx, "victim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	startHostile := func() time.Time {
+		if err := p.Start(ctx, "hostile"); err != nil {
+			t.Fatal(err)
+		}
+		wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+		defer wcancel()
+		if _, err := p.WaitLog(wctx, "hostile", func(s string) bool { return strings.Contains(s, "event=ready") }); err != nil {
+			hl, _ := p.Logs(ctx, "hostile")
+			t.Fatalf("the hostile container did not set its trap: %v\n%s", err, hl)
+		}
+		return time.Now()
+	}
+	var hostileReady time.Time
+	if !c.Late {
+		hostileReady = startHostile()
+	}
+
+	// The sidecar.
+	if err := p.Start(ctx, "oomhero"); err != nil {
+		t.Fatal(err)
+	}
+	sideStart := time.Now()
+	st, err := p.State(ctx, "oomhero")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Cgroup == "" {
+		t.Fatalf("podman tells no cgroup parent of the sidecar")
+	}
+	mon := StartMonitor(NewSidecar("/sys/fs/cgroup", st.Cgroup), 250*time.Millisecond)
+	monStopped := false
+	defer func() {
+		if !monStopped {
+			mon.Stop()
+		}
+	}()
+	ip, err := p.IP(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	health := StartHealth("http://"+ip+":9090/healthz", 500*time.Millisecond)
+	healthStopped := false
+	defer func() {
+		if !healthStopped {
+			health.Stop()
+		}
+	}()
+
+	// timesWatched counts oomhero's "container watched" lines of the victim
+	// (its container's cgroup, recreated at each restart).
+	timesWatched := func(log string) int {
+		if logFormat == "text" {
+			n := 0
+			for _, line := range strings.Split(log, "\n") {
+				if strings.Contains(line, `msg="container watched"`) && strings.Contains(line, victim.ID) {
+					n++
+				}
+			}
+			return n
+		}
+		return len(pods.Select(pods.ParseOomheroLog(log), "container watched", victim.ID))
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+	_, err = p.WaitLog(wctx, "oomhero", func(s string) bool { return timesWatched(s) > 0 })
+	wcancel()
+	o.watched = err == nil
+	if !o.watched {
+		fail("oomhero did not watch the victim within 20 s of its start (blinded)")
+	}
+	if c.Late {
+		hostileReady = startHostile()
+		time.Sleep(3 * time.Second) // a few rescans meet the trap
+	}
+
+	// The leak: 16 MiB/s into 128 MiB, killed by the kernel after ~8 s.
+	if _, err := l.Podman(ctx, "kill", "--signal", "SIGWINCH", p.Name("victim")); err != nil {
+		t.Fatalf("start the leak: %v", err)
+	}
+	leakStart := time.Now()
+	var vlog string
+	for {
+		vs, err := p.State(ctx, "victim")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if vs.Restarts > 0 || vs.Status == "exited" {
+			o.killed = true
+			break
+		}
+		if time.Since(leakStart) > 60*time.Second {
+			fail("the victim was not OOM-killed within 60 s of its leak's start: the case proves nothing")
+			break
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	if vlog, err = p.Logs(ctx, "victim"); err != nil {
+		t.Fatal(err)
+	}
+	run, _ := FirstRun(vlog)
+	lg, err := applog.ParseLog(strings.NewReader(run))
+	if err != nil {
+		t.Errorf("victim log: %v", err)
+	}
+	o.warn = len(lg.SignalsNamed("SIGUSR1")) > 0
+	o.crit = len(lg.SignalsNamed("SIGUSR2")) > 0
+	if o.killed && (!o.warn || !o.crit) {
+		fail("the victim was OOM-killed without its signals (warning %v, critical %v)", o.warn, o.crit)
+	}
+	if kills, kerr := pods.KernelOOMKills("/dev/kmsg", victim.Pid); kerr == nil && len(kills) > 0 {
+		t.Logf("kernel: %s", kills[0].Line)
+	}
+
+	// One bad container never affects another: the victim's restarted
+	// container (a new cgroup) is watched again.
+	if o.killed {
+		wctx, wcancel := context.WithTimeout(ctx, 15*time.Second)
+		_, err = p.WaitLog(wctx, "oomhero", func(s string) bool { return timesWatched(s) > 1 })
+		wcancel()
+		o.rewatched = err == nil
+		if !o.rewatched {
+			fail("oomhero did not watch the victim's restarted container within 15 s")
+		}
+	}
+
+	// Let a crash loop or a slow blow-up show.
+	if d := observe - time.Since(sideStart); d > 0 {
+		time.Sleep(d)
+	}
+	if c.PortHold > 0 {
+		// Released at hostileReady+PortHold: oomhero must serve within 10 s.
+		if d := time.Until(hostileReady.Add(c.PortHold + 10*time.Second)); d > 0 {
+			time.Sleep(d)
+		}
+	}
+	o.health = health.Stop()
+	healthStopped = true
+	elapsed := time.Since(sideStart)
+
+	// The sidecar.
+	st, err = p.State(ctx, "oomhero")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.restarts, o.status = st.Restarts, st.Status
+	if st.Restarts > 0 || st.Status != "running" {
+		fail("the sidecar restarted %d times (status %s, last exit code %d)", st.Restarts, st.Status, st.ExitCode)
+	}
+	maxMem, cpu, err := mon.Stop()
+	monStopped = true
+	if err != nil {
+		t.Errorf("sidecar memory and CPU: %v", err)
+	} else {
+		o.maxMem, o.cpu = maxMem, float64(cpu)/float64(elapsed)
+		if maxMem > MaxMemory {
+			fail("sidecar memory.max_usage_in_bytes %.1f MiB, want at most %d MiB", float64(maxMem)/(1<<20), MaxMemory>>20)
+		}
+		if o.cpu > MaxCPU {
+			fail("sidecar used %.1f%% of a core over %v, want below %.0f%%", 100*o.cpu, elapsed.Round(time.Second), 100*MaxCPU)
+		}
+	}
+
+	// Health.
+	h := o.health
+	switch {
+	case h.OK == 0:
+		fail("/healthz never answered (%d failures, last: %s)", h.Fail, h.LastErr)
+	case c.PortHold > 0:
+		if due := hostileReady.Add(c.PortHold + 10*time.Second); h.Last.Before(due.Add(-MaxHealthGap)) {
+			fail("/healthz not answered after the port was released (last answer %v before the deadline)", due.Sub(h.Last).Round(time.Second))
+		}
+	default:
+		if h.First.Sub(sideStart) > 10*time.Second {
+			fail("/healthz first answered %v after the sidecar started", h.First.Sub(sideStart).Round(time.Second))
+		}
+		if h.MaxGap > MaxHealthGap {
+			fail("/healthz went unanswered for %v (last error: %s)", h.MaxGap.Round(100*time.Millisecond), h.LastErr)
+		}
+	}
+	if code, body, err := getBody(ctx, "http://"+ip+":9090/metrics"); err != nil || code != 200 {
+		fail("/metrics: status %d, error %v", code, err)
+	} else if !utf8.Valid(body) {
+		fail("/metrics is not valid UTF-8")
+	}
+
+	// Files outside the hostile container.
+	for _, k := range slices.Sorted(maps.Keys(files)) {
+		if k == "other container's file" {
+			// The other container never exits: its root is still there.
+			if ost, err := p.State(ctx, "other"); err == nil && ost.Pid != other.Pid {
+				t.Logf("the other container restarted; its file is checked through the new pid %d", ost.Pid)
+				files[k] = fmt.Sprintf("/proc/%d/root/other-secret.txt", ost.Pid)
+			}
+		}
+		if after := Checksum(files[k]); after != before[k] {
+			o.changed = append(o.changed, strings.ReplaceAll(k, " ", "-"))
+			b, _ := os.ReadFile(files[k])
+			fail("%s %s changed: %q", k, files[k], b)
+		}
+	}
+
+	// oomhero's log.
+	olog, err := p.Logs(ctx, "oomhero")
+	if err != nil {
+		t.Fatal(err)
+	}
+	probs := CheckLog(olog, logFormat, secretTag)
+	o.logProblems = len(probs)
+	for _, pr := range probs {
+		if strings.Contains(pr, "planted secret") {
+			o.leaked = true
+		}
+	}
+	if len(probs) > 0 {
+		fail("oomhero's log is not well-formed or leaks a planted file: %d problems", len(probs))
+		for _, pr := range probs {
+			t.Log("  " + pr)
+		}
+	}
+	if hs, err := p.State(ctx, "hostile"); err == nil {
+		o.hostileStatus = fmt.Sprintf("%s/%d", hs.Status, hs.Restarts)
+	}
+	t.Logf("elapsed %v, hostile %s, oomhero log %d lines", elapsed.Round(time.Second), o.hostileStatus, strings.Count(olog, "\n"))
+}
+
+// saveLogs writes the case's logs to $TMPDIR/oomhero-adversarial-logs/<case>/.
+func saveLogs(t *testing.T, logs map[string]string) {
+	dir := filepath.Join(os.TempDir(), "oomhero-adversarial-logs", strings.ReplaceAll(t.Name(), "/", "_"))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return
+	}
+	for name, s := range logs {
+		os.WriteFile(filepath.Join(dir, name+".log"), []byte(s), 0o644)
+	}
+	if t.Failed() {
+		t.Logf("logs in %s", dir)
+	}
+}

@@ -1,0 +1,330 @@
+package adversarial
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// Bounds of the sidecar over one case.
+const (
+	// MaxMemory bounds memory.max_usage_in_bytes of the sidecar's cgroup.
+	MaxMemory = 64 << 20
+	// MaxCPU bounds cpuacct.usage over the case, as a fraction of one core.
+	MaxCPU = 0.20
+	// MaxHealthGap is the longest time /healthz may go unanswered once it
+	// first answered.
+	MaxHealthGap = 5 * time.Second
+)
+
+// Sidecar is a cgroup v1 container as the host sees it: memory and cpuacct
+// directories of its cgroup path.
+type Sidecar struct{ Memory, CPU string }
+
+// NewSidecar returns the cgroup v1 directories of a container's cgroup path
+// (podman's State.CgroupPath) under the host's cgroupfs at root
+// (/sys/fs/cgroup).
+func NewSidecar(root, path string) Sidecar {
+	return Sidecar{Memory: filepath.Join(root, "memory", path), CPU: filepath.Join(root, "cpuacct", path)}
+}
+
+func readUint(name string) (uint64, error) {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s: want a decimal number, got %q", name, b)
+	}
+	return n, nil
+}
+
+// MaxUsage returns memory.max_usage_in_bytes.
+func (s Sidecar) MaxUsage() (uint64, error) {
+	return readUint(filepath.Join(s.Memory, "memory.max_usage_in_bytes"))
+}
+
+// CPUTime returns cpuacct.usage (all CPUs).
+func (s Sidecar) CPUTime() (time.Duration, error) {
+	n, err := readUint(filepath.Join(s.CPU, "cpuacct.usage"))
+	return time.Duration(n), err
+}
+
+// Monitor samples a sidecar's cgroup every period: the highest
+// memory.max_usage_in_bytes seen and the CPU time used, summed across
+// re-created cgroups (a restarted container's counters start again at 0).
+type Monitor struct {
+	s    Sidecar
+	stop chan struct{}
+	done chan struct{}
+
+	mu      sync.Mutex
+	maxMem  uint64
+	cpu     time.Duration
+	lastCPU time.Duration
+	samples int
+	errs    int
+	lastErr error
+}
+
+// StartMonitor starts sampling s.
+func StartMonitor(s Sidecar, period time.Duration) *Monitor {
+	m := &Monitor{s: s, stop: make(chan struct{}), done: make(chan struct{})}
+	m.sample()
+	go func() {
+		defer close(m.done)
+		t := time.NewTicker(period)
+		defer t.Stop()
+		for {
+			select {
+			case <-m.stop:
+				m.sample()
+				return
+			case <-t.C:
+				m.sample()
+			}
+		}
+	}()
+	return m
+}
+
+func (m *Monitor) sample() {
+	mem, merr := m.s.MaxUsage()
+	cpu, cerr := m.s.CPUTime()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if merr != nil || cerr != nil {
+		m.errs++
+		m.lastErr = errors.Join(merr, cerr)
+		return
+	}
+	m.samples++
+	m.maxMem = max(m.maxMem, mem)
+	if cpu >= m.lastCPU {
+		m.cpu += cpu - m.lastCPU
+	} else {
+		m.cpu += cpu // a new cgroup
+	}
+	m.lastCPU = cpu
+}
+
+// Stop ends the sampling and returns the highest memory use, the CPU time,
+// and an error when no sample could be read.
+func (m *Monitor) Stop() (uint64, time.Duration, error) {
+	close(m.stop)
+	<-m.done
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.samples == 0 {
+		return 0, 0, fmt.Errorf("sidecar cgroup %s: no sample read (%d errors, last: %v)", m.s.Memory, m.errs, m.lastErr)
+	}
+	return m.maxMem, m.cpu, nil
+}
+
+// Checksum returns the SHA-256 of a file, or a text naming the error.
+func Checksum(name string) string {
+	f, err := os.Open(name)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "error: " + err.Error()
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Health polls GET /healthz of one address every Period until Stop.
+type Health struct {
+	URL    string
+	Period time.Duration
+
+	mu       sync.Mutex
+	ok, fail int
+	first    time.Time // first 200
+	last     time.Time // last 200
+	maxGap   time.Duration
+	gapStart time.Time // first failure after an answer
+	lastErr  string
+	stop     chan struct{}
+	done     chan struct{}
+}
+
+// StartHealth starts polling url.
+func StartHealth(url string, period time.Duration) *Health {
+	h := &Health{URL: url, Period: period, stop: make(chan struct{}), done: make(chan struct{})}
+	go h.run()
+	return h
+}
+
+func (h *Health) run() {
+	defer close(h.done)
+	c := &http.Client{Timeout: time.Second}
+	t := time.NewTicker(h.Period)
+	defer t.Stop()
+	for {
+		ok, msg := probe(c, h.URL)
+		now := time.Now()
+		h.mu.Lock()
+		if ok {
+			h.ok++
+			if h.first.IsZero() {
+				h.first = now
+			}
+			if !h.gapStart.IsZero() {
+				h.maxGap = max(h.maxGap, now.Sub(h.last))
+				h.gapStart = time.Time{}
+			}
+			h.last = now
+		} else {
+			h.fail++
+			h.lastErr = msg
+			if !h.last.IsZero() && h.gapStart.IsZero() {
+				h.gapStart = now
+			}
+		}
+		h.mu.Unlock()
+		select {
+		case <-h.stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func probe(c *http.Client, url string) (bool, string) {
+	resp, err := c.Get(url)
+	if err != nil {
+		return false, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+	if resp.StatusCode != http.StatusOK {
+		return false, fmt.Sprintf("%s: %q", resp.Status, b)
+	}
+	return true, ""
+}
+
+// HealthReport is what a Health poller saw.
+type HealthReport struct {
+	OK, Fail    int
+	First, Last time.Time
+	// MaxGap is the longest time without an answer after the first one,
+	// an unanswered tail included.
+	MaxGap  time.Duration
+	LastErr string
+}
+
+// Stop ends the polling and reports.
+func (h *Health) Stop() HealthReport {
+	close(h.stop)
+	<-h.done
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r := HealthReport{OK: h.ok, Fail: h.fail, First: h.first, Last: h.last, MaxGap: h.maxGap, LastErr: h.lastErr}
+	if !h.gapStart.IsZero() {
+		r.MaxGap = max(r.MaxGap, time.Since(h.last))
+	}
+	return r
+}
+
+// logLine matches one record of slog's text handler.
+var logLine = regexp.MustCompile(`^time=\S+ level=(DEBUG|INFO|WARN|ERROR)(\+\d+)? msg=`)
+
+// CheckLog returns what is wrong with oomhero's log in format "json" or
+// "text": lines that are not one record (a panic, a forged line), invalid
+// UTF-8, control characters, and any of the secrets.
+func CheckLog(log, format string, secrets ...string) []string {
+	var out []string
+	add := func(n int, what, line string) {
+		if len(out) < 12 {
+			if len(line) > 200 {
+				line = line[:200] + "..."
+			}
+			out = append(out, fmt.Sprintf("oomhero log line %d %s: %q", n, what, line))
+		}
+	}
+	sc := bufio.NewScanner(strings.NewReader(log))
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	n := 0
+	for sc.Scan() {
+		n++
+		line := sc.Text()
+		if line == "" {
+			continue
+		}
+		if !utf8.ValidString(line) {
+			add(n, "is not valid UTF-8", line)
+		}
+		if i := strings.IndexFunc(line, func(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) }); i >= 0 {
+			add(n, fmt.Sprintf("holds control character %q", line[i:i+1]), line)
+		}
+		switch format {
+		case "text":
+			if !logLine.MatchString(line) {
+				add(n, "is not one slog text record", line)
+			}
+		default:
+			var m map[string]any
+			if err := json.Unmarshal([]byte(line), &m); err != nil {
+				add(n, "is not one JSON object", line)
+			} else if _, ok := m["level"].(string); !ok {
+				add(n, "has no level", line)
+			}
+		}
+		for _, s := range secrets {
+			if s != "" && strings.Contains(line, s) {
+				add(n, "holds a planted secret", line)
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		out = append(out, fmt.Sprintf("oomhero log: %v", err))
+	}
+	return out
+}
+
+// FirstRun returns the victim's log up to its second "event=start" line (a
+// restart after the OOM kill) and whether it was cut there.
+func FirstRun(log string) (string, bool) {
+	first := strings.Index(log, "event=start ")
+	if first < 0 {
+		return log, false
+	}
+	if i := strings.Index(log[first+1:], "event=start "); i >= 0 {
+		return log[:first+1+i], true
+	}
+	return log, false
+}
+
+// getBody GETs url and returns the body (at most 4 MiB).
+func getBody(ctx context.Context, url string) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	c := &http.Client{Timeout: 3 * time.Second}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	return resp.StatusCode, b, err
+}
