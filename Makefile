@@ -20,7 +20,7 @@ deps: ## install the Debian packages the tests need (root)
 	testenv/install-deps
 
 .PHONY: test
-test: deps lint test-unit check-generate test-privileged test-e2e test-vm test-k8s ## install what is missing, run everything
+test: deps lint test-unit check-generate test-privileged test-e2e test-adversarial test-vm test-k8s ## install what is missing, run everything
 	@echo "make test: all suites passed"
 
 .PHONY: test-unit
@@ -36,6 +36,11 @@ test-privileged: ## tests on real cgroups and BPF on this host (root)
 test-e2e: ## real-pod suite (podman kube play), with the cgroupfs source, then the BPF source
 	OOMHERO_E2E_SOURCE=cgroupfs $(GO) test -count=1 -timeout 20m -v ./testenv/pods/... 2>&1 | tee /tmp/oomhero-e2e-cgroupfs.log | grep -E '^(\s*--- |=== RUN|PASS|FAIL|ok|panic)' ; test $${PIPESTATUS[0]} -eq 0
 	OOMHERO_E2E_SOURCE=bpf OOMHERO_E2E_NO_BUILD=1 $(GO) test -count=1 -timeout 20m -v ./testenv/pods/... 2>&1 | tee /tmp/oomhero-e2e-bpf.log | grep -E '^(\s*--- |=== RUN|PASS|FAIL|ok|panic)' ; test $${PIPESTATUS[0]} -eq 0
+
+.PHONY: test-adversarial
+test-adversarial: ## hostile containers next to a leaking victim and the sidecar (podman pods, 8 cases at a time)
+	$(GO) test -count=1 ./testenv/hostile/...
+	$(GO) test -count=1 -parallel 8 -timeout 15m -v ./testenv/adversarial/... 2>&1 | tee /tmp/oomhero-adversarial.log | grep -E '^(\s*--- |=== RUN|PASS|FAIL|ok|panic)|outcome: ' ; test $${PIPESTATUS[0]} -eq 0
 
 .PHONY: test-vm
 test-vm: ## cgroup v2 suite in a qemu VM (Debian 6.1 kernel)
