@@ -1,0 +1,68 @@
+package adversarial
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/oomhero/oomhero/testenv/pods"
+)
+
+func TestCheckLog(t *testing.T) {
+	good := `{"time":"t","level":"INFO","msg":"container watched","container":"\ufffd\ufffdx"}` + "\n"
+	for _, tc := range []struct {
+		name, log, format string
+		want              []string // substrings of the problems, in order
+	}{
+		{"json ok", good, "json", nil},
+		{"panic", good + "panic: label value \"\\xff\" is not valid UTF-8\n\ngoroutine 1 [running]:\n", "json", []string{"line 2 is not one JSON object", "line 4 is not one JSON object"}},
+		{"invalid utf8", `{"level":"INFO","msg":"x` + "\xff" + `"}` + "\n", "json", []string{"not valid UTF-8"}},
+		{"control", `{"level":"INFO","msg":"x` + "\x1b[2K" + `"}` + "\n", "json", []string{`control character "\x1b"`, "not one JSON object"}},
+		{"delete", `{"level":"INFO","msg":"x` + "\x7f" + `"}` + "\n", "json", []string{`control character "\x7f"`}},
+		{"secret", `{"level":"INFO","msg":"x","reason":"` + secretTag + `-other-1"}` + "\n", "json", []string{"planted secret"}},
+		{"text ok", "time=2026-11-30T12:00:00Z level=INFO msg=\"container watched\" container=\"x\\nlevel=ERROR\"\n", "text", nil},
+		{"text forged", "time=2026-11-30T12:00:00Z level=INFO msg=\"container watched\" container=x\nlevel=ERROR msg=\"oomhero stopped\"\n", "text", []string{"line 2 is not one slog text record"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := CheckLog(tc.log, tc.format, secretTag)
+			if len(got) != len(tc.want) {
+				t.Fatalf("CheckLog = %q, want %d problems", got, len(tc.want))
+			}
+			for i, w := range tc.want {
+				if !strings.Contains(got[i], w) {
+					t.Errorf("problem %d = %q, want it to hold %q", i, got[i], w)
+				}
+			}
+		})
+	}
+}
+
+func TestFirstRun(t *testing.T) {
+	log := "event=start pid=1\nevent=signal signal=SIGUSR1\nevent=start pid=2\nevent=waiting\n"
+	run, cut := FirstRun(log)
+	if !cut || run != "event=start pid=1\nevent=signal signal=SIGUSR1\n" {
+		t.Errorf("FirstRun = %q, %v", run, cut)
+	}
+	if run, cut := FirstRun("event=start pid=1\n"); cut || run != "event=start pid=1\n" {
+		t.Errorf("FirstRun of one run = %q, %v", run, cut)
+	}
+}
+
+func TestSpecYAML(t *testing.T) {
+	s := Spec{Name: "p", Volumes: []HostPath{{"host", "/tmp/x", "Directory"}}, Containers: []Container{
+		{Container: pods.Container{Name: "hostile", Image: HostileImage, Args: []string{"-attack", "fifo-procs"}, Memory: "64Mi"},
+			Mounts: []Mount{{"host", "/host"}}},
+	}}
+	y := string(s.YAML())
+	for _, want := range []string{
+		"shareProcessNamespace: true",
+		`restartPolicy: "Always"`,
+		`"` + ownerLabel + `": "`,
+		`args: ["-attack", "fifo-procs"]`,
+		"volumeMounts:\n        - name: \"host\"\n          mountPath: \"/host\"",
+		"volumes:\n    - name: \"host\"\n      hostPath:\n        path: \"/tmp/x\"\n        type: \"Directory\"",
+	} {
+		if !strings.Contains(y, want) {
+			t.Errorf("YAML lacks %q:\n%s", want, y)
+		}
+	}
+}
