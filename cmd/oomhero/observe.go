@@ -5,6 +5,7 @@ import (
 
 	"github.com/oomhero/oomhero/internal/agent"
 	"github.com/oomhero/oomhero/internal/events"
+	"github.com/oomhero/oomhero/internal/heartbeat"
 	"github.com/oomhero/oomhero/internal/metrics"
 	"github.com/oomhero/oomhero/internal/watch"
 )
@@ -13,6 +14,11 @@ import (
 type metricsObserver struct {
 	agent.NopObserver
 	m *metrics.Metrics
+	// loop, when not nil, beats after every finished discovery scan: scans
+	// run from the agent's main loop once a --rescan period, so the beats
+	// stop when the loop is stuck anywhere (a scan blocked in a read of a
+	// hostile FIFO, a delivery, a reading) or scans keep failing.
+	loop *heartbeat.Heart
 	// lost, when not nil, tells how many events the source lost so far.
 	lost     func() uint64
 	lostSeen uint64
@@ -22,6 +28,7 @@ type metricsObserver struct {
 type lostCounter interface{ Lost() uint64 }
 
 func (o *metricsObserver) Scanned(ts []watch.Target) {
+	o.loop.Beat()
 	o.m.SetWatched(ts)
 	o.m.ScanDone()
 	if o.lost != nil {

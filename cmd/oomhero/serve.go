@@ -8,12 +8,15 @@ import (
 	"net"
 	"os"
 	"runtime/debug"
+	"strconv"
+	"time"
 
 	"github.com/oomhero/oomhero/fallback"
 	"github.com/oomhero/oomhero/internal/agent"
 	"github.com/oomhero/oomhero/internal/config"
 	"github.com/oomhero/oomhero/internal/discover"
 	"github.com/oomhero/oomhero/internal/events"
+	"github.com/oomhero/oomhero/internal/heartbeat"
 	"github.com/oomhero/oomhero/internal/metrics"
 	"github.com/oomhero/oomhero/internal/oomwatch"
 	"github.com/oomhero/oomhero/internal/signals"
@@ -46,20 +49,27 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	m := metrics.New(metrics.Options{Pod: os.Getenv("POD_NAME")})
 	m.SetSource(src.Name())
+	// Liveness: the agent's loop finishes a discovery scan once a rescan
+	// period (metricsObserver.Scanned beats), the source's loop turns at
+	// least once a poll interval (BPF: once a second).
+	loop := heartbeat.New(nil)
+	live := livenessLimit(cfg)
+	m.Watch("agent", loop, live)
+	if p, ok := src.(heartbeat.Progress); ok {
+		m.Watch("source", p, live)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	httpDone := make(chan error, 1)
 	if cfg.Listen != "" {
-		ln, err := net.Listen("tcp", cfg.Listen)
-		if err != nil {
-			return fmt.Errorf("--listen %q: %w", cfg.Listen, err)
+		if err := checkListen(cfg.Listen); err != nil {
+			return err
 		}
-		log.Info("serving /healthz, /readyz and /metrics", "address", ln.Addr().String())
-		go func() { httpDone <- m.Serve(ctx, ln) }()
+		go func() { httpDone <- m.ServeRetrying(ctx, cfg.Listen, httpRetry(log, cfg.Listen)) }()
 	} else {
 		httpDone <- nil
 	}
-	mo := &metricsObserver{m: m}
+	mo := &metricsObserver{m: m, loop: loop}
 	if lc, ok := src.(lostCounter); ok {
 		mo.lost = lc.Lost
 	}
@@ -71,6 +81,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		} else {
 			ecfg.Logger = log
 			rec := events.New(ecfg)
+			m.CountEvents(rec)
 			go rec.Run(ctx)
 			observers = append(observers, &eventsObserver{rec: rec})
 		}
@@ -94,6 +105,42 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		err = fmt.Errorf("http server: %w", herr)
 	}
 	return err
+}
+
+// livenessLimit is how long the agent's loop or the source may make no
+// progress before /healthz fails: three periods of the slowest loop, at
+// least 10 s (metrics.LivenessLimit).
+func livenessLimit(cfg *config.Config) time.Duration {
+	return metrics.LivenessLimit(cfg.Rescan, cfg.Interval)
+}
+
+// checkListen refuses an address no retry can ever bind, so a typo fails
+// at start instead of being retried for ever.
+func checkListen(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err == nil {
+		if n, perr := strconv.ParseUint(port, 10, 16); perr != nil && port != "" || n > 65535 {
+			err = fmt.Errorf("port %q is not a number from 0 to 65535", port)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("--listen %q: want host:port or :port: %w", addr, err)
+	}
+	return nil
+}
+
+// httpRetry logs what the HTTP server does: a port another process holds is
+// a warning, retried with back-off, while readings and signals go on.
+func httpRetry(log *slog.Logger, addr string) metrics.Retry {
+	return metrics.Retry{
+		Failed: func(err error, in time.Duration) {
+			log.Warn("cannot serve /healthz, /readyz and /metrics; retrying, signals go on",
+				"listen", addr, "error", err, "retry_in", in)
+		},
+		Listening: func(a net.Addr) {
+			log.Info("serving /healthz, /readyz and /metrics", "address", a.String())
+		},
+	}
 }
 
 // chooseSource picks the memory source: BPF first (unless --source
