@@ -134,7 +134,7 @@ func openat2(dirfd int, p string, how *unix.OpenHow) (int, error) {
 			continue
 		}
 		if err == unix.ENOSYS {
-			return -1, fmt.Errorf("openat2: %w (Linux 5.6 or later is needed)", err)
+			return -1, fmt.Errorf("openat2: %w (needs Linux 5.6 or later and a seccomp profile that allows openat2)", err)
 		}
 		return fd, err
 	}
