@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"time"
 )
 
 // maxGoRead bounds what goVersion reads of an executable. Go's build information
@@ -12,10 +13,45 @@ import (
 // and then searches the data in 1 MiB chunks.
 const maxGoRead = 16 << 20
 
+// goReads bounds the executables being read at once. A container can put its
+// binary on a filesystem whose reads never return (a FUSE daemon that hangs): such
+// a read keeps its slot forever, and once every slot is stuck, Go detection is
+// skipped (the process stays unknown, judged by SigCgt alone) instead of blocking
+// the caller.
+var goReads = make(chan struct{}, 4)
+
+// goReadTimeout is how long goVersion waits for one executable.
+var goReadTimeout = 2 * time.Second
+
 // goVersion reports whether the executable at exe (a /proc/<pid>/exe link, which
 // the kernel resolves to the very file the process runs, not to a path inside
-// the container) is a Go program, and with which Go version it was built.
+// the container) is a Go program, and with which Go version it was built. It
+// never waits more than goReadTimeout.
 func goVersion(exe string) (string, bool) {
+	select {
+	case goReads <- struct{}{}:
+	default:
+		return "", false // every slot taken by reads that do not return
+	}
+	type result struct {
+		v  string
+		ok bool
+	}
+	done := make(chan result, 1)
+	go func() {
+		defer func() { <-goReads }()
+		v, ok := readGoVersion(exe)
+		done <- result{v, ok}
+	}()
+	select {
+	case r := <-done:
+		return r.v, r.ok
+	case <-time.After(goReadTimeout):
+		return "", false
+	}
+}
+
+func readGoVersion(exe string) (string, bool) {
 	fh, err := os.Open(exe)
 	if err != nil {
 		return "", false

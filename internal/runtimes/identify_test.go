@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/oomhero/oomhero/internal/safename"
@@ -233,3 +234,33 @@ func FuzzIdentify(f *testing.F) {
 }
 
 func sigNum(name string) unix.Signal { return unix.SignalNum(name) }
+
+func TestGoVersionIsBounded(t *testing.T) {
+	// A read that never returns: a FIFO with no writer blocks open(2).
+	fifo := filepath.Join(t.TempDir(), "exe")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	old := goReadTimeout
+	goReadTimeout = 100 * time.Millisecond
+	defer func() { goReadTimeout = old }()
+	t0 := time.Now()
+	for i := 0; i < cap(goReads)+2; i++ {
+		if v, ok := goVersion(fifo); ok {
+			t.Fatalf("FIFO: %q", v)
+		}
+	}
+	if d := time.Since(t0); d > time.Duration(cap(goReads)+1)*goReadTimeout+time.Second {
+		t.Errorf("stuck reads held the caller %v", d)
+	}
+	// Release the stuck opens so the goroutines end.
+	for i := 0; i < cap(goReads); i++ {
+		if fh, err := os.OpenFile(fifo, os.O_WRONLY|unix.O_NONBLOCK, 0); err == nil {
+			fh.Close()
+		}
+	}
+	waitFor(t, 5*time.Second, "the stuck reads to end", func() bool { return len(goReads) == 0 })
+	if v, ok := goVersion("/proc/self/exe"); !ok || v == "" {
+		t.Errorf("this test binary after stuck reads: %q %v", v, ok)
+	}
+}
