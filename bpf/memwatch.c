@@ -10,13 +10,22 @@
  *
  * Each hit finds the cgroup id of the memcg and looks it up in a
  * direct-mapped array of watched cgroups; an unwatched id leaves at once.
- * A watched cgroup's usage (pages) is compared with its two thresholds; a change of level is submitted to the ring buffer, and so
+ * A watched cgroup's metric (pages) is compared with its two thresholds; a
+ * change of level is submitted to the ring buffer, and so
  * are progress events while at or above the lower threshold, at least gap_ns
  * apart and only after `step` pages of change of usage or of new anonymous
  * (tp_btf) or charged (fexit) pages. A page-cache-heavy cgroup sitting at its
  * limit therefore submits nothing on tp_btf, while anonymous growth under a
  * flat usage still does. Records the ring buffer cannot take are counted in
  * `lost`; user space resynchronizes from cgroupfs when it grows.
+ *
+ * The metric is the kernel's usage less `offset`: user space seeds offset
+ * from each cgroupfs reading (inactive file for the working set, usage less
+ * anon for rss, 0 for usage), and on tp_btf the program follows every change
+ * of the cgroup's inactive file LRU in it, so a working-set crossing is seen
+ * on the page that makes it, whatever the page cache beside it. When a
+ * confirming read disagrees, user space seeds the state again (level and
+ * offset from the read): the next page charged judges afresh.
  */
 #include "memwatch.h"
 #include <bpf/bpf_helpers.h>
@@ -48,7 +57,15 @@ struct watch_state {
 	__u64 last_pages; /* usage at the last submitted event */
 	__u64 last_ns;    /* time of the last progress event */
 	__u64 acc;        /* new anon / charged pages since the last event */
+	__s64 offset;     /* pages of usage that are not the target's metric */
+	__u64 flags;      /* WATCH_TRACK_INACTIVE */
 };
+
+/* The program keeps `offset` up to date with the inactive file LRU of the
+ * cgroup (the metric is the working set, the attach point sees LRU moves).
+ * File pages isolated from it count as inactive: reclaim takes them off the
+ * list before it frees them, and the working set must not spike meanwhile. */
+#define WATCH_TRACK_INACTIVE 1
 
 /* One ring-buffer record. */
 struct event {
@@ -138,7 +155,9 @@ static __always_inline void submit(__u64 id, __u64 ts, __u64 usage, __u64 max,
 static __always_inline void judge(struct watch_state *w, __u64 id, __u64 usage,
 				  __u64 max, __u64 added)
 {
-	__u64 level = usage >= w->hi ? LEVEL_HIGH : usage >= w->lo ? LEVEL_LOW : LEVEL_OK;
+	__s64 est = (__s64)usage - w->offset;
+	__u64 metric = est > 0 ? (__u64)est : 0;
+	__u64 level = metric >= w->hi ? LEVEL_HIGH : metric >= w->lo ? LEVEL_LOW : LEVEL_OK;
 
 	if (level != w->level) {
 		/* Several CPUs may see the crossing: the one that swaps reports. */
@@ -191,6 +210,17 @@ int on_lruvec(__u64 *ctx)
 
 	if (item == bpf_core_enum_value(enum node_stat_item, NR_ANON_MAPPED) && val > 0)
 		added = val;
+	if (item == bpf_core_enum_value(enum node_stat_item, NR_INACTIVE_FILE) ||
+	    item == bpf_core_enum_value(enum node_stat_item, NR_ISOLATED_FILE)) {
+		__u64 id = memcg->css.cgroup->kn->id;
+		struct watch_state *w = find(id);
+		if (!w)
+			return 0;
+		if (w->flags & WATCH_TRACK_INACTIVE)
+			__sync_fetch_and_add(&w->offset, (__s64)val);
+		judge(w, id, memcg->memory.usage.counter, memcg->memory.max, 0);
+		return 0;
+	}
 	on_memcg(memcg, added);
 	return 0;
 }
@@ -225,6 +255,10 @@ int on_lruvec_tp(struct lruvec_tp *ctx)
 	__u64 added = 0;
 	if (ctx->item == bpf_core_enum_value(enum node_stat_item, NR_ANON_MAPPED) && ctx->val > 0)
 		added = ctx->val;
+	if ((ctx->item == bpf_core_enum_value(enum node_stat_item, NR_INACTIVE_FILE) ||
+	     ctx->item == bpf_core_enum_value(enum node_stat_item, NR_ISOLATED_FILE)) &&
+	    (w->flags & WATCH_TRACK_INACTIVE))
+		__sync_fetch_and_add(&w->offset, (__s64)ctx->val);
 
 	/* The record carries no memcg: use the current task's when it is the
 	 * same cgroup (the usual case when a task charges its own memory).

@@ -35,7 +35,7 @@ struct css_set { struct cgroup_subsys_state *subsys[1]; } __pra;
 struct task_struct { struct css_set *cgroups; } __pra;
 
 /* Values are placeholders: CO-RE relocates them to the kernel's. */
-enum node_stat_item { NR_ANON_MAPPED = 1 };
+enum node_stat_item { NR_INACTIVE_FILE = 2, NR_ISOLATED_FILE = 3, NR_ANON_MAPPED = 1 };
 enum cgroup_subsys_id { memory_cgrp_id = 1 };
 
 #endif

@@ -15,9 +15,17 @@
 // BTF, no privilege, no attach point); any other error is inconclusive.
 //
 // Thresholds are in bytes of the target's metric (working set, usage or
-// anon). The kernel only sees usage, which is never below the working set or
-// anon, so it filters on usage at or above the lower threshold and user space
-// reads cgroupfs on each event to produce a full Reading. While a container's
+// anon). The kernel judges usage less an offset, the pages of usage that are
+// not the metric, which user space seeds from every cgroupfs reading
+// (inactive file cache for the working set, usage less anon for rss, 0 for
+// usage); on the lruvec attach points the program also follows each change
+// of the cgroup's inactive (and isolated) file pages in the offset, so a
+// working-set crossing is seen on the page that makes it however much page
+// cache sits beside it. User space reads cgroupfs on each event to produce
+// a full Reading; when that read disagrees with the kernel (a crossing "not
+// yet" made, or the offset moved), it seeds the kernel state again, so the
+// next page charged judges afresh (at most 32 times in a row per target,
+// then progress events and polls take over). While a container's
 // usage is at or above its lower threshold the kernel also reports progress
 // (at least ProgressGap apart, after a ProgressStep fraction of the limit of
 // change of usage or of new anon pages), and user space reads cgroupfs when
@@ -26,7 +34,9 @@
 //
 // Watched cgroups live in a direct-mapped array indexed by the low 12 bits of
 // their id (the verifier inlines the lookup, so an unwatched cgroup costs a
-// few instructions), with a hash map for the rare ids whose slot is taken.
+// few instructions), with a hash map of 4096 entries for the rare ids whose
+// slot is taken. A cgroup neither takes (both full) is polled from cgroupfs
+// every PollInterval instead, with a warning in the log.
 // Records the ring buffer could not take are counted; the Source then reads
 // every target from cgroupfs (Origin "resync") and Lost reports the total.
 //

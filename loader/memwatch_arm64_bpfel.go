@@ -35,6 +35,8 @@ type memwatchWatchState struct {
 	LastPages uint64
 	LastNs    uint64
 	Acc       uint64
+	Offset    int64
+	Flags     uint64
 }
 
 // Names of all BPF objects in the ELF.

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/oomhero/oomhero/internal/cgroup"
+	"github.com/oomhero/oomhero/internal/heartbeat"
 	"github.com/oomhero/oomhero/internal/watch"
 )
 
@@ -64,6 +65,9 @@ type Source struct {
 	targets  map[uint64]*target
 	placed   map[uint64]placement
 	lostSeen uint64
+	// overflowCap is how many cgroups the overflow map takes (tests lower
+	// it to make the map full).
+	overflowCap int
 	// resyncs counts resynchronizations after lost records (for tests).
 	resyncs atomic.Uint64
 	// lostTotal mirrors the program's lost counter for Lost.
@@ -71,16 +75,34 @@ type Source struct {
 	// onEvent, when set before Run, sees every record, on the ring
 	// reader's goroutine (for tests).
 	onEvent func(memwatchEvent)
+	// heart beats on every turn of Run's loop (liveness, progress.go).
+	heart heartbeat.Heart
 }
 
 type target struct {
 	t      watch.Target
 	r      *cgroup.Reader
-	lo     uint64 // lower threshold, bytes of usage
-	above  bool   // last known usage >= lo
+	lo     uint64 // lower threshold, bytes of the metric
+	above  bool   // last known metric >= lo
 	last   time.Time
 	broken error // last read error, until the next Update
+	polled bool  // not in the kernel's maps (they are full): read every PollInterval
+
+	// The kernel's view, as of the last seed or event: the level it last
+	// reported and the offset (pages of usage that are not the metric) it
+	// was seeded with.
+	kLevel  uint32
+	kOffset int64
+	// notYet counts consecutive kernel crossings a confirming read did not
+	// confirm; past maxNotYet the state is no longer seeded again for them
+	// (progress events and polls take over) until kernel and read agree.
+	notYet int
 }
+
+// maxNotYet bounds the re-arms a target gets for crossings the confirming
+// read does not confirm: at most this many records per crossing, never one
+// per page for ever.
+const maxNotYet = 32
 
 // New loads and attaches the BPF program at the first attach point that
 // works. The error wraps watch.ErrUnavailable when BPF cannot work on this
@@ -106,6 +128,8 @@ func New(opts Options) (*Source, error) {
 		wake:     make(chan struct{}, 1),
 		targets:  map[uint64]*target{},
 		placed:   map[uint64]placement{},
+
+		overflowCap: slotCount,
 	}
 	if s.slots == nil || s.overflow == nil || s.lost == nil {
 		l.close()
@@ -196,11 +220,9 @@ func (s *Source) Run(ctx context.Context, out chan<- watch.Reading) (err error) 
 
 	// Attach points that see frees need cgroupfs only for the heartbeat
 	// (and the lost-record check): one wake-up a Heartbeat keeps an idle
-	// sidecar idle. Charge-only ones poll for drops every PollInterval.
-	tickEvery := s.opts.PollInterval
-	if s.l.attach.SeesFrees() {
-		tickEvery = s.opts.Heartbeat
-	}
+	// sidecar idle. Charge-only ones poll for drops every PollInterval, and
+	// so does a Source with cgroups the kernel's maps could not take.
+	tickEvery := s.tickEvery()
 	tick := time.NewTicker(tickEvery)
 	defer tick.Stop()
 
@@ -209,10 +231,19 @@ func (s *Source) Run(ctx context.Context, out chan<- watch.Reading) (err error) 
 		defer s.tmu.Unlock()
 		return f()
 	}
-	if err := locked(func() error { return s.apply(ctx, out) }); err != nil {
+	applyNow := func() error {
+		err := locked(func() error { return s.apply(ctx, out) })
+		if every := s.tickEvery(); every != tickEvery {
+			tickEvery = every
+			tick.Reset(every)
+		}
+		return err
+	}
+	if err := applyNow(); err != nil {
 		return ctxNil(ctx, err)
 	}
 	for {
+		s.heart.Beat()
 		select {
 		case <-ctx.Done():
 			return nil
@@ -222,7 +253,7 @@ func (s *Source) Run(ctx context.Context, out chan<- watch.Reading) (err error) 
 			}
 			return fmt.Errorf("bpf source: %w", err)
 		case <-s.wake:
-			if err := locked(func() error { return s.apply(ctx, out) }); err != nil {
+			if err := applyNow(); err != nil {
 				return ctxNil(ctx, err)
 			}
 		case <-tick.C:
@@ -237,6 +268,21 @@ func (s *Source) Run(ctx context.Context, out chan<- watch.Reading) (err error) 
 			}
 		}
 	}
+}
+
+// tickEvery returns how often Run wakes to poll.
+func (s *Source) tickEvery() time.Duration {
+	if !s.l.attach.SeesFrees() {
+		return s.opts.PollInterval
+	}
+	s.tmu.Lock()
+	defer s.tmu.Unlock()
+	for _, t := range s.targets {
+		if t.polled {
+			return s.opts.PollInterval
+		}
+	}
+	return s.opts.Heartbeat
 }
 
 func ctxNil(ctx context.Context, err error) error {
@@ -284,10 +330,15 @@ func (s *Source) readRing(ctx context.Context, out chan<- watch.Reading) error {
 	}
 }
 
-// addRecord decodes one record into batch.
-func (s *Source) addRecord(batch map[uint64]memwatchEvent, b []byte) {
-	if len(b) < 40 {
-		return
+// recordSize is sizeof(struct event) in memwatch.c.
+const recordSize = 40
+
+// decodeRecord decodes one ring-buffer record (struct event, native byte
+// order). It rejects a record of another size, an unknown kind, a level
+// above 2 and cgroup id 0.
+func decodeRecord(b []byte) (memwatchEvent, error) {
+	if len(b) != recordSize {
+		return memwatchEvent{}, fmt.Errorf("ring buffer record of %d bytes, want %d (struct event)", len(b), recordSize)
 	}
 	ev := memwatchEvent{
 		CgroupId: binary.NativeEndian.Uint64(b[0:]),
@@ -296,6 +347,25 @@ func (s *Source) addRecord(batch map[uint64]memwatchEvent, b []byte) {
 		Max:      binary.NativeEndian.Uint64(b[24:]),
 		Level:    binary.NativeEndian.Uint32(b[32:]),
 		Kind:     binary.NativeEndian.Uint32(b[36:]),
+	}
+	switch {
+	case ev.Kind < kindUp || ev.Kind > kindPoke:
+		return memwatchEvent{}, fmt.Errorf("ring buffer record of unknown kind %d", ev.Kind)
+	case ev.Level > 2:
+		return memwatchEvent{}, fmt.Errorf("ring buffer record with level %d, want 0-2", ev.Level)
+	case ev.CgroupId == 0:
+		return memwatchEvent{}, errors.New("ring buffer record for cgroup id 0")
+	}
+	return ev, nil
+}
+
+// addRecord decodes one record into batch: the latest record of a cgroup
+// wins, with the time of its oldest.
+func (s *Source) addRecord(batch map[uint64]memwatchEvent, b []byte) {
+	ev, err := decodeRecord(b)
+	if err != nil {
+		s.opts.Logger.Warn("ignoring ring buffer record", "err", err)
+		return
 	}
 	if s.onEvent != nil {
 		s.onEvent(ev)
@@ -313,8 +383,11 @@ func (s *Source) handle(ctx context.Context, out chan<- watch.Reading, batch map
 	}
 	for id, ev := range batch {
 		t := s.targets[id]
-		if t == nil || t.broken != nil {
+		if t == nil || t.broken != nil || t.polled {
 			continue
+		}
+		if ev.Kind != kindPoke {
+			t.kLevel = ev.Level
 		}
 		if err := s.deliver(ctx, out, t, OriginBPF, ev.TsNs); err != nil {
 			return err
@@ -348,14 +421,92 @@ func (s *Source) deliver(ctx context.Context, out chan<- watch.Reading, t *targe
 			"cgroup", t.r.Dir(), "err", err)
 		return nil
 	}
-	return s.send(ctx, out, t, rd, origin, kernelTs)
+	if err := s.send(ctx, out, t, rd, origin, kernelTs); err != nil {
+		return err
+	}
+	return s.rearm(t, rd)
+}
+
+// levelOf returns the level of value against t's thresholds, as memwatch.c
+// numbers them.
+func levelOf(t watch.Target, value uint64) uint32 {
+	lo, hi := thresholds(t)
+	switch {
+	case value >= hi:
+		return 2
+	case value >= lo:
+		return 1
+	}
+	return 0
+}
+
+// offsetPages returns the pages of rd's usage that are not t's metric.
+func (s *Source) offsetPages(t watch.Target, rd watch.Reading) int64 {
+	v := rd.Value(t.Metric)
+	if v > rd.Usage {
+		return 0
+	}
+	return int64(rd.Usage/s.pageSize) - int64((v+s.pageSize-1)/s.pageSize)
+}
+
+// rearm seeds t's kernel state again from rd when the kernel's view
+// disagrees with it: the level the kernel last reported is not the level
+// of the metric (a crossing of usage that the working set has not made yet,
+// or one the kernel missed), or the offset moved since the last seed (page
+// cache grew or was reclaimed). The kernel then judges the next page
+// afresh, against thresholds that stand where the metric crosses. Crossings
+// the read does not confirm are re-armed at most maxNotYet times in a row.
+// The caller holds s.tmu.
+func (s *Source) rearm(t *target, rd watch.Reading) error {
+	p, ok := s.placed[t.t.ID]
+	if !ok || t.polled {
+		return nil
+	}
+	level := levelOf(t.t, rd.Value(t.t.Metric))
+	offset := s.offsetPages(t.t, rd)
+	switch {
+	case level != t.kLevel:
+		if t.notYet >= maxNotYet {
+			return nil
+		}
+		t.notYet++
+	case offset != t.kOffset:
+	default:
+		t.notYet = 0
+		return nil
+	}
+	st := s.seed(t, rd)
+	if err := s.put(t.t.ID, p, st); err != nil {
+		return s.demote(t, err)
+	}
+	t.kLevel, t.kOffset = uint32(st.Level), st.Offset
+	return nil
+}
+
+// put writes the kernel state of a watched cgroup where p says it lives.
+func (s *Source) put(id uint64, p placement, st memwatchWatchState) error {
+	if p.inSlot {
+		st.Overflow = b2u(p.overflow)
+		return s.slots.Put(slotOf(id), st)
+	}
+	return s.overflow.Put(id, st)
+}
+
+// demote makes t a polled target after its kernel state could not be
+// written (a full map): it is then read every PollInterval.
+func (s *Source) demote(t *target, err error) error {
+	s.opts.Logger.Warn("cannot watch cgroup in the kernel, polling it from cgroupfs instead",
+		"cgroup", t.r.Dir(), "every", s.opts.PollInterval, "err", err)
+	t.polled = true
+	s.placed[t.t.ID] = placement{polled: true}
+	return nil
 }
 
 // send completes a reading of t and sends it.
 func (s *Source) send(ctx context.Context, out chan<- watch.Reading, t *target, rd watch.Reading, origin string, kernelTs uint64) error {
 	rd.ID = t.t.ID
 	rd.Origin = origin
-	t.above = rd.Usage >= t.lo
+	t.above = rd.Value(t.t.Metric) >= t.lo
 	if kernelTs != 0 {
 		if now := monoNow(); now > kernelTs {
 			rd.Latency = time.Duration(now - kernelTs)
@@ -404,7 +555,14 @@ func (s *Source) poll(ctx context.Context, out chan<- watch.Reading) error {
 	}
 	now := time.Now()
 	for _, t := range s.targets {
-		if !t.above || t.broken != nil || now.Sub(t.last) < every-every/4 {
+		if t.broken != nil {
+			continue
+		}
+		if t.polled {
+			if now.Sub(t.last) < s.opts.PollInterval-s.opts.PollInterval/4 {
+				continue
+			}
+		} else if !t.above || now.Sub(t.last) < every-every/4 {
 			continue
 		}
 		if err := s.deliver(ctx, out, t, OriginPoll, 0); err != nil {
@@ -443,7 +601,7 @@ func sameConfig(a, b watch.Target) bool {
 		a.Dir == b.Dir && a.Version == b.Version && a.Metric == b.Metric
 }
 
-// slotCount is SLOTS in memwatch.c.
+// slotCount is SLOTS in memwatch.c, and the size of the overflow map.
 const slotCount = 4096
 
 func slotOf(id uint64) uint32 { return uint32(id & (slotCount - 1)) }
@@ -452,6 +610,37 @@ func slotOf(id uint64) uint32 { return uint32(id & (slotCount - 1)) }
 type placement struct {
 	inSlot   bool
 	overflow bool // when inSlot: the slot's overflow flag
+	polled   bool // in no map (the overflow map is full): read from cgroupfs
+}
+
+// place decides where each watched cgroup lives: the lowest id of each slot
+// holds the slot, the others go to the overflow map, lowest first, while it
+// has room (overflowCap entries), and the rest are polled from cgroupfs.
+func place(ids []uint64, overflowCap int) map[uint64]placement {
+	sorted := slices.Clone(ids)
+	slices.Sort(sorted)
+	sorted = slices.Compact(sorted)
+	next := make(map[uint64]placement, len(sorted))
+	owner := map[uint32]uint64{}
+	var rest []uint64
+	for _, id := range sorted {
+		if _, taken := owner[slotOf(id)]; taken {
+			rest = append(rest, id)
+			continue
+		}
+		owner[slotOf(id)] = id
+		next[id] = placement{inSlot: true}
+	}
+	for i, id := range rest {
+		if i >= overflowCap {
+			next[id] = placement{polled: true}
+			continue
+		}
+		next[id] = placement{}
+		o := owner[slotOf(id)]
+		next[o] = placement{inSlot: true, overflow: true}
+	}
+	return next
 }
 
 // seed returns the kernel state of t, seeded from a reading rd.
@@ -472,15 +661,19 @@ func (s *Source) seed(t *target, rd watch.Reading) memwatchWatchState {
 		GapNs:     uint64(s.opts.ProgressGap),
 		LastPages: rd.Usage / s.pageSize,
 		LastNs:    monoNow(),
+		Level:     uint64(levelOf(t.t, rd.Value(t.t.Metric))),
+		Offset:    s.offsetPages(t.t, rd),
 	}
-	switch {
-	case rd.Usage >= hi:
-		st.Level = 2
-	case rd.Usage >= lo:
-		st.Level = 1
+	if t.t.Metric != watch.Usage && t.t.Metric != watch.RSS && s.l.attach != ChargeFexit {
+		// Working set: the lruvec attach points see the inactive file
+		// LRU move and keep the offset up to date themselves.
+		st.Flags = flagTrackInactive
 	}
 	return st
 }
+
+// flagTrackInactive is WATCH_TRACK_INACTIVE in memwatch.c.
+const flagTrackInactive = 1
 
 // apply installs the pending targets.
 func (s *Source) apply(ctx context.Context, out chan<- watch.Reading) error {
@@ -531,21 +724,22 @@ func (s *Source) apply(ctx context.Context, out chan<- watch.Reading) error {
 		}
 	}
 
-	// The lowest id of each slot holds it; the others overflow.
-	bySlot := map[uint32][]uint64{}
+	ids := make([]uint64, 0, len(s.targets))
 	for id := range s.targets {
-		bySlot[slotOf(id)] = append(bySlot[slotOf(id)], id)
+		ids = append(ids, id)
 	}
-	next := make(map[uint64]placement, len(s.targets))
-	for _, ids := range bySlot {
-		slices.Sort(ids)
-		next[ids[0]] = placement{inSlot: true, overflow: len(ids) > 1}
-		for _, id := range ids[1:] {
-			next[id] = placement{}
+	next := place(ids, s.overflowCap)
+	// Overflow entries that go away or are polled now are deleted first, to
+	// make room; then overflow entries are written before slots, so a cgroup
+	// moving out of its slot is findable again as soon as the slot's new
+	// owner flags the overflow; then what is no longer used is cleared.
+	for id, old := range s.placed {
+		if p, still := next[id]; !old.inSlot && !old.polled && (!still || p.polled) {
+			if err := s.overflow.Delete(id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				return fmt.Errorf("bpf source: unwatch cgroup %d: %w", id, err)
+			}
 		}
 	}
-	// Overflow entries first, so a cgroup moving out of its slot is
-	// findable again as soon as the slot's new owner flags the overflow.
 	ordered := make([]uint64, 0, len(next))
 	for id := range next {
 		ordered = append(ordered, id)
@@ -564,7 +758,15 @@ func (s *Source) apply(ctx context.Context, out chan<- watch.Reading) error {
 		p, t := next[id], s.targets[id]
 		old, had := s.placed[id]
 		rd, isFresh := fresh[id]
-		if !isFresh && had && old.inSlot == p.inSlot {
+		t.polled = p.polled
+		if p.polled {
+			if !old.polled || !had {
+				s.opts.Logger.Warn("BPF watch map full, polling cgroup from cgroupfs instead",
+					"cgroup", t.r.Dir(), "every", s.opts.PollInterval)
+			}
+			continue
+		}
+		if !isFresh && had && old.inSlot == p.inSlot && !old.polled {
 			if old.overflow != p.overflow {
 				// Only the slot's overflow flag changed: keep the
 				// kernel's state.
@@ -580,7 +782,7 @@ func (s *Source) apply(ctx context.Context, out chan<- watch.Reading) error {
 			continue
 		}
 		if !isFresh {
-			// Moved between slot and overflow: seed it again.
+			// Moved between slot, overflow and polling: seed it again.
 			var err error
 			if rd, err = t.r.Read(); err != nil {
 				t.broken = err
@@ -590,18 +792,19 @@ func (s *Source) apply(ctx context.Context, out chan<- watch.Reading) error {
 			fresh[id] = rd
 		}
 		st := s.seed(t, rd)
-		var err error
-		if p.inSlot {
-			st.Overflow = b2u(p.overflow)
-			err = s.slots.Put(slotOf(id), st)
-		} else {
-			err = s.overflow.Put(id, st)
+		if err := s.put(id, p, st); err != nil {
+			if p.inSlot {
+				return fmt.Errorf("bpf source: watch cgroup %d: %w", id, err)
+			}
+			// The overflow map refused it (full after all): poll it.
+			s.opts.Logger.Warn("cannot watch cgroup in the kernel, polling it from cgroupfs instead",
+				"cgroup", t.r.Dir(), "every", s.opts.PollInterval, "err", err)
+			next[id] = placement{polled: true}
+			t.polled = true
+			continue
 		}
-		if err != nil {
-			return fmt.Errorf("bpf source: watch cgroup %d: %w", id, err)
-		}
+		t.kLevel, t.kOffset, t.notYet = uint32(st.Level), st.Offset, 0
 	}
-	// Then clear what is no longer used.
 	owned := map[uint32]bool{}
 	for id, p := range next {
 		if p.inSlot {
@@ -615,7 +818,7 @@ func (s *Source) apply(ctx context.Context, out chan<- watch.Reading) error {
 			if err := s.slots.Put(slotOf(id), memwatchWatchState{}); err != nil {
 				return fmt.Errorf("bpf source: unwatch cgroup %d: %w", id, err)
 			}
-		case !old.inSlot && (!still || p.inSlot):
+		case !old.inSlot && !old.polled && still && p.inSlot:
 			if err := s.overflow.Delete(id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 				return fmt.Errorf("bpf source: unwatch cgroup %d: %w", id, err)
 			}
