@@ -40,6 +40,9 @@ func main() {
 // run returns the exit status: 0 on a clean stop, 1 on a runtime error, 2 on
 // bad configuration.
 func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "probe" {
+		return probe(args[1:], stdout, stderr) // exec probes: probe.go
+	}
 	cfg, err := config.Parse(args, lookupEnv, stdout)
 	if errors.Is(err, config.ErrHelp) {
 		return 0

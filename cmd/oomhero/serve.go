@@ -69,6 +69,14 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	} else {
 		httpDone <- nil
 	}
+	if cfg.HealthSocket != "" {
+		go func() {
+			// Not fatal: without it an exec probe fails and says why.
+			if err := m.ServeUnix(ctx, cfg.HealthSocket); err != nil {
+				log.Error("cannot serve the health socket; exec probes will fail", "error", err)
+			}
+		}()
+	}
 	mo := &metricsObserver{m: m, loop: loop}
 	if lc, ok := src.(lostCounter); ok {
 		mo.lost = lc.Lost

@@ -89,6 +89,7 @@ func TestServeWithThePortTaken(t *testing.T) {
 	}
 	defer squatter.Close()
 	addr := squatter.Addr().String()
+	sock := filepath.Join(t.TempDir(), "health.sock")
 	var out strings.Builder
 	// SIGWINCH and SIGURG: ignored by default, so the leaker survives them
 	// (--targets main sends them without a handler).
@@ -96,6 +97,7 @@ func TestServeWithThePortTaken(t *testing.T) {
 		"--listen", addr, "--source", "cgroupfs", "--cgroup-match", filepath.Base(c.Dir.Rel),
 		"--targets", "main", "--warning-signal", "SIGWINCH", "--critical-signal", "SIGURG",
 		"--warning", "40", "--critical", "60", "--rescan", "100ms", "--events", "off",
+		"--health-socket", sock,
 	}, func(string) (string, bool) { return "", false }, &out)
 	if err != nil {
 		t.Fatalf("config: %v", err)
@@ -121,6 +123,15 @@ func TestServeWithThePortTaken(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the port was not tried again within 10 s:\n%s", logs)
 		}
+	}
+
+	// The exec probe does not go through the port: it sees oomhero alive.
+	var pout, perr strings.Builder
+	if code := run([]string{"probe", sock}, nil, &pout, &perr); code != 0 {
+		t.Errorf("oomhero probe %s while the port is taken: exit %d, %q %q", sock, code, pout.String(), perr.String())
+	}
+	if code := run([]string{"probe", sock, "/readyz"}, nil, &pout, &perr); code != 0 {
+		t.Errorf("oomhero probe %s /readyz while the port is taken: exit %d, %q %q", sock, code, pout.String(), perr.String())
 	}
 
 	squatter.Close()
@@ -155,5 +166,21 @@ func TestCheckListen(t *testing.T) {
 		} else if err != nil && !strings.Contains(err.Error(), "--listen") {
 			t.Errorf("checkListen(%q) = %v: does not name --listen", addr, err)
 		}
+	}
+}
+
+func TestProbeCommand(t *testing.T) {
+	var out, errb strings.Builder
+	for _, args := range [][]string{{"probe"}, {"probe", "--socket"}, {"probe", "s", "/metrics"}, {"probe", "a", "b", "c"}} {
+		out.Reset()
+		errb.Reset()
+		if code := run(args, nil, &out, &errb); code != 2 || !strings.Contains(errb.String(), "probe") {
+			t.Errorf("%v: exit %d, stderr %q; want 2 with usage", args, code, errb.String())
+		}
+	}
+	sock := filepath.Join(t.TempDir(), "none.sock")
+	out.Reset()
+	if code := run([]string{"probe", sock}, nil, &out, &errb); code != 1 || !strings.Contains(out.String(), sock) {
+		t.Errorf("probe with nobody serving: exit %d, %q; want 1 naming the socket", code, out.String())
 	}
 }

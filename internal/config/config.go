@@ -92,6 +92,7 @@ type Config struct {
 	LogFormat             string
 	LogLevel              slog.Level
 	Listen                string
+	HealthSocket          string // unix socket for exec probes (oomhero probe); "" = none
 	Events                bool
 	Realtime              bool // BPF ring reader at SCHED_FIFO
 	Version               bool
@@ -247,6 +248,8 @@ func options(c *Config) []*option {
 			}},
 		{name: "listen", def: ":9090", usage: "address of the HTTP server for /healthz, /readyz and /metrics (empty: no server)",
 			set: func(c *Config, v string) error { c.Listen = v; return nil }},
+		{name: "health-socket", def: "", usage: "unix socket serving /healthz and /readyz for exec probes (oomhero probe SOCKET); put it in a directory only oomhero's container mounts (empty: none)",
+			set: func(c *Config, v string) error { c.HealthSocket = v; return nil }},
 		{name: "events", def: "auto", usage: "Kubernetes Events on the pod: auto (on when running in a pod whose service account may create them), off",
 			set: func(c *Config, v string) error {
 				switch strings.ToLower(v) {
@@ -544,6 +547,7 @@ func (c *Config) LogValue() slog.Value {
 		slog.String("cgroup_root", c.CgroupRoot),
 		slog.String("cgroup_match", c.CgroupMatch),
 		slog.String("listen", c.Listen),
+		slog.String("health_socket", c.HealthSocket),
 		slog.Bool("realtime", c.Realtime),
 		slog.Bool("events", c.Events),
 	)
