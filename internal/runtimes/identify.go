@@ -639,6 +639,10 @@ func nodeOptions(f facts) string {
 			}
 		case "--disable-sigusr1":
 			opts["disable-sigusr1"] = true
+		default:
+			if nodeValued[name] {
+				next() // the value of another option (the code of -e, ...)
+			}
 		}
 	}
 	if reportOnSignal {

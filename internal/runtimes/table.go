@@ -131,8 +131,8 @@ var table = []Row{
 		"no interpreter handler: the program's handler, otherwise the default action terminates",
 		"python/cpython Modules/signalmodule.c: signal_install_handlers; " + srcTestPython, false}},
 	{Runtime: "python", Signal: "SIGINT", Effect: Effect{Harmful,
-		"raises KeyboardInterrupt in the main thread: the program exits unless it catches it",
-		"python/cpython Modules/signalmodule.c: signal_install_handlers, signal_default_int_handler", false}},
+		"raises KeyboardInterrupt in the main thread (installed only when SIGINT was not ignored at start): the program exits unless it catches it",
+		"python/cpython Modules/signalmodule.c: signal_install_handlers (PyInit__signal before 3.9), default_int_handler; " + srcTestPython, false}},
 
 	// --- gunicorn (falls back to python rows) ---
 	{Runtime: "gunicorn", Role: "arbiter", Signal: "SIGUSR1", Effect: Effect{Harmful,
