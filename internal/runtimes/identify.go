@@ -210,6 +210,9 @@ func parseEnviron(b []byte) map[string]string {
 // base is the last element of a path, without the " (deleted)" the kernel adds to
 // the exe link of a replaced binary.
 func base(p string) string {
+	if p == "" {
+		return ""
+	}
 	return path.Base(strings.TrimSuffix(p, " (deleted)"))
 }
 
@@ -334,6 +337,13 @@ func classify(f facts) Runtime {
 		return rt
 	}
 
+	// Language runtimes. Without the exe link (no ptrace access), comm is all
+	// there is to go by.
+	id, idKind := exe, "exe "+f.Exe
+	if f.Exe == "" {
+		id, idKind = f.Comm, "comm "+f.Comm
+	}
+
 	// Java virtual machines: by the VM library they map.
 	if p := lib("libj9vm"); p != "" {
 		return Runtime{Name: "openj9", Version: javaVersion(p), Evidence: "maps " + p, Options: jvmOptions(f)}
@@ -341,20 +351,20 @@ func classify(f facts) Runtime {
 	if p := lib("libjvm.so"); p != "" {
 		return Runtime{Name: "hotspot", Version: javaVersion(p), Evidence: "maps " + p, Options: jvmOptions(f)}
 	}
-	if exe == "java" && len(f.Files) == 0 {
+	if id == "java" && len(f.Files) == 0 {
 		// maps unreadable: the launcher's name is all there is.
-		return Runtime{Name: "hotspot", Version: javaVersion(f.Exe), Evidence: "exe " + f.Exe + " (maps unreadable: HotSpot assumed)", Options: jvmOptions(f)}
+		return Runtime{Name: "hotspot", Version: javaVersion(f.Exe), Evidence: idKind + " (maps unreadable: HotSpot assumed)", Options: jvmOptions(f)}
 	}
-	if exe == "node" || exe == "nodejs" || lib("libnode.so") != "" {
-		e := "exe " + f.Exe
-		if p := lib("libnode.so"); exe != "node" && exe != "nodejs" {
+	if id == "node" || id == "nodejs" || lib("libnode.so") != "" {
+		e := idKind
+		if p := lib("libnode.so"); id != "node" && id != "nodejs" {
 			e = "maps " + p
 		}
 		return Runtime{Name: "node", Evidence: e, Options: nodeOptions(f)}
 	}
 
-	if m := rePython.FindStringSubmatch(exe); m != nil || lib("libpython") != "" {
-		rt := Runtime{Name: "python", Evidence: "exe " + f.Exe}
+	if m := rePython.FindStringSubmatch(id); m != nil || lib("libpython") != "" {
+		rt := Runtime{Name: "python", Evidence: idKind}
 		if m != nil {
 			rt.Version = m[1]
 		}
@@ -370,8 +380,8 @@ func classify(f facts) Runtime {
 		}
 		return rt
 	}
-	if m := reRuby.FindStringSubmatch(exe); m != nil || exe == "ruby" || lib("libruby") != "" {
-		rt := Runtime{Name: "ruby", Evidence: "exe " + f.Exe}
+	if m := reRuby.FindStringSubmatch(id); m != nil || id == "ruby" || lib("libruby") != "" {
+		rt := Runtime{Name: "ruby", Evidence: idKind}
 		if m != nil {
 			rt.Version = m[1]
 		} else if p := lib("libruby"); p != "" {
@@ -395,15 +405,15 @@ func classify(f facts) Runtime {
 		}
 		return rt
 	}
-	if m := rePHP.FindStringSubmatch(exe); m != nil && !strings.HasPrefix(exe, "php-fpm") || exe == "php" {
-		rt := Runtime{Name: "php", Evidence: "exe " + f.Exe}
+	if m := rePHP.FindStringSubmatch(id); m != nil && !strings.HasPrefix(id, "php-fpm") || id == "php" {
+		rt := Runtime{Name: "php", Evidence: idKind}
 		if m != nil {
 			rt.Version = m[1]
 		}
 		return rt
 	}
-	if strings.HasPrefix(exe, "perl") || lib("libperl.so") != "" {
-		rt := Runtime{Name: "perl", Evidence: "exe " + f.Exe}
+	if strings.HasPrefix(id, "perl") || lib("libperl.so") != "" {
+		rt := Runtime{Name: "perl", Evidence: idKind}
 		if p := lib("libperl.so"); p != "" {
 			if m := rePerl.FindStringSubmatch(path.Base(p)); m != nil {
 				rt.Version = m[1]
@@ -411,15 +421,15 @@ func classify(f facts) Runtime {
 		}
 		return rt
 	}
-	if exe == "beam.smp" || exe == "beam" || f.Comm == "beam.smp" {
+	if id == "beam.smp" || id == "beam" || f.Comm == "beam.smp" {
 		rt := Runtime{Name: "beam", Evidence: ev("exe", orComm(f.Exe, f.Comm))}
 		if m := reERTS.FindStringSubmatch(f.Exe); m != nil {
 			rt.Version = "erts-" + m[1]
 		}
 		return rt
 	}
-	if p := lib("libcoreclr.so"); p != "" || exe == "dotnet" {
-		rt := Runtime{Name: "dotnet", Evidence: "exe " + f.Exe}
+	if p := lib("libcoreclr.so"); p != "" || id == "dotnet" {
+		rt := Runtime{Name: "dotnet", Evidence: idKind}
 		if p != "" {
 			rt.Evidence = "maps " + p
 			if m := reDotnet.FindStringSubmatch(p); m != nil {
@@ -428,8 +438,8 @@ func classify(f facts) Runtime {
 		}
 		return rt
 	}
-	if shells[exe] || exe == "busybox" && shells[f.Comm] {
-		return Runtime{Name: "shell", Version: "", Evidence: "exe " + f.Exe}
+	if shells[id] || exe == "busybox" && shells[f.Comm] {
+		return Runtime{Name: "shell", Evidence: idKind}
 	}
 	return Runtime{}
 }

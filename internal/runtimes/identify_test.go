@@ -100,6 +100,9 @@ func TestClassify(t *testing.T) {
 		{"tini", facts{Exe: "/sbin/docker-init", Comm: "docker-init"}, Runtime{Name: "tini"}},
 		{"dumb-init", facts{Exe: "/usr/bin/dumb-init", Comm: "dumb-init"}, Runtime{Name: "dumb-init"}},
 		{"deleted binary", facts{Exe: "/usr/sbin/nginx (deleted)", Comm: "nginx", Args: []string{"nginx: worker process"}}, Runtime{Name: "nginx", Role: "worker"}},
+		{"node, exe unreadable", facts{Comm: "node", Args: []string{"node", "server.js"}}, Runtime{Name: "node"}},
+		{"java, exe and maps unreadable", facts{Comm: "java", Args: []string{"java", "-Xrs", "-jar", "a.jar"}}, Runtime{Name: "hotspot", Options: "Xrs"}},
+		{"python, exe unreadable", facts{Comm: "python3.12"}, Runtime{Name: "python", Version: "3.12"}},
 		{"unknown", facts{Exe: "/app/server", Comm: "server", Args: []string{"/app/server"}}, Runtime{}},
 		{"nothing", facts{}, Runtime{}},
 	}

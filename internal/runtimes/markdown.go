@@ -1,5 +1,7 @@
 package runtimes
 
+//go:generate go run ./cmd/gentable ../../README.md
+
 import (
 	"bytes"
 	"errors"
