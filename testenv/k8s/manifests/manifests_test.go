@@ -249,10 +249,44 @@ func TestSidecars(t *testing.T) {
 			if p.Annotations["prometheus.io/port"] != port {
 				t.Errorf("prometheus.io/port %q, want %q", p.Annotations["prometheus.io/port"], port)
 			}
-			for what, pr := range map[string]*corev1.Probe{"liveness": o.LivenessProbe, "readiness": o.ReadinessProbe} {
-				want := map[string]string{"liveness": "/healthz", "readiness": "/readyz"}[what]
-				if pr == nil || pr.HTTPGet == nil || pr.HTTPGet.Path != want || pr.HTTPGet.Port != intstr.FromString("metrics") {
-					t.Errorf("%s probe %+v, want GET %s on port metrics", what, pr, want)
+			if pr := o.ReadinessProbe; pr == nil || pr.HTTPGet == nil || pr.HTTPGet.Path != "/readyz" || pr.HTTPGet.Port != intstr.FromString("metrics") {
+				t.Errorf("readiness probe %+v, want GET /readyz on port metrics", pr)
+			}
+			// Liveness (and startup) through the health socket: a container
+			// of the pod may hold the port (shared network namespace).
+			socket := ""
+			for _, a := range o.Args {
+				if v, ok := strings.CutPrefix(a, "--health-socket="); ok {
+					socket = v
+				}
+			}
+			mounted := false
+			for _, m := range o.VolumeMounts {
+				if socket != "" && strings.HasPrefix(socket, strings.TrimSuffix(m.MountPath, "/")+"/") && !m.ReadOnly {
+					for _, v := range p.Spec.Volumes {
+						mounted = mounted || (v.Name == m.Name && v.EmptyDir != nil)
+					}
+					for _, c := range append(slices.Clone(p.Spec.Containers), p.Spec.InitContainers...) {
+						for _, cm := range c.VolumeMounts {
+							if c.Name != o.Name && cm.Name == m.Name {
+								t.Errorf("container %s mounts the health socket's volume %s too", c.Name, m.Name)
+							}
+						}
+					}
+				}
+			}
+			if !mounted {
+				t.Errorf("--health-socket %q not in an emptyDir mounted writable in oomhero's container", socket)
+			}
+			probes := map[string]*corev1.Probe{"liveness": o.LivenessProbe}
+			if o.StartupProbe != nil {
+				probes["startup"] = o.StartupProbe
+			}
+			for what, pr := range probes {
+				if pr == nil || pr.Exec == nil || !slices.Equal(pr.Exec.Command, []string{"/oomhero", "probe", socket, "/healthz"}) {
+					t.Errorf("%s probe %+v, want exec /oomhero probe %s /healthz", what, pr, socket)
+				} else if pr.TimeoutSeconds < 3 {
+					t.Errorf("%s probe timeoutSeconds %d: oomhero probe may take 2 s", what, pr.TimeoutSeconds)
 				}
 			}
 			sc := o.SecurityContext
