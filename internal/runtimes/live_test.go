@@ -232,7 +232,18 @@ func javaClassDir(t *testing.T) string {
 			return
 		}
 		src := filepath.Join(dir, "Sleep.java")
-		code := "public class Sleep { public static void main(String[] a) throws Exception { System.out.println(\"ready\"); Thread.sleep(120000); } }\n"
+		// With the argument "usr1" the program registers its own SIGUSR1 handler,
+		// the way an application opts in on HotSpot (sun.misc.Signal).
+		code := `public class Sleep {
+  public static void main(String[] a) throws Exception {
+    if (a.length > 0 && a[0].equals("usr1")) {
+      sun.misc.Signal.handle(new sun.misc.Signal("USR1"), s -> System.out.println("got USR1"));
+    }
+    System.out.println("ready");
+    Thread.sleep(120000);
+  }
+}
+`
 		if err := os.WriteFile(src, []byte(code), 0o644); err != nil {
 			javaSleep.err = err
 			return
@@ -275,6 +286,62 @@ func TestIdentifyJava(t *testing.T) {
 		if !caught(pid, unix.SIGUSR2) || caught(pid, unix.SIGUSR1) {
 			t.Errorf("HotSpot should catch SIGUSR2 (SR_signum) and not SIGUSR1")
 		}
+	}
+}
+
+// The hotspot SIGUSR2 row on a real JVM: builds without the upstream fix crash in
+// SR_handler (Debian's 17.0.15 does), fixed builds log "stray SR signal".
+func TestHotSpotSIGUSR2(t *testing.T) {
+	java := need(t, "java")
+	dir := javaClassDir(t)
+	cwd := t.TempDir() // where an hs_err file lands
+	cmd := exec.Command(java, "-Xmx32m", "-XX:-CreateCoredumpOnCrash", "-cp", dir, "Sleep")
+	cmd.Dir = cwd
+	out := start(t, cmd)
+	pid := cmd.Process.Pid
+	waitFor(t, 60*time.Second, "the JVM to start (\"ready\")", func() bool { return strings.Contains(out.String(), "ready") })
+	if e := EffectOf(Identify("/proc", pid), unix.SIGUSR2); e.Harm != Harmful {
+		t.Fatalf("hotspot SIGUSR2: %+v", e)
+	}
+	if err := syscall.Kill(pid, syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	var outcome string
+	waitFor(t, 60*time.Second, "a crash in SR_handler or a \"stray SR signal\" warning", func() bool {
+		s := out.String()
+		switch {
+		case strings.Contains(s, "SR_handler"):
+			outcome = "crashed in SR_handler"
+		case strings.Contains(s, "stray SR signal"):
+			outcome = "logged a stray SR signal"
+		}
+		return outcome != ""
+	})
+	ver, _ := exec.Command(java, "-version").CombinedOutput()
+	first, _, _ := strings.Cut(string(ver), "\n")
+	t.Logf("%s: SIGUSR2 %s", strings.TrimSpace(first), outcome)
+}
+
+// The hotspot SIGUSR1 row: no VM handler, and an application may take it.
+func TestJavaApplicationTakesSIGUSR1(t *testing.T) {
+	java := need(t, "java")
+	dir := javaClassDir(t)
+	cmd := exec.Command(java, "-Xmx32m", "-cp", dir, "Sleep", "usr1")
+	out := start(t, cmd)
+	pid := cmd.Process.Pid
+	waitFor(t, 60*time.Second, "the JVM to start (\"ready\")", func() bool { return strings.Contains(out.String(), "ready") })
+	if !caught(pid, unix.SIGUSR1) {
+		t.Fatalf("sun.misc.Signal.handle(USR1) did not install a handler: %s", out)
+	}
+	if e := EffectOf(Identify("/proc", pid), unix.SIGUSR1); e.Harm != Safe {
+		t.Fatalf("hotspot SIGUSR1: %+v", e)
+	}
+	if err := syscall.Kill(pid, syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the application's handler (\"got USR1\")", func() bool { return strings.Contains(out.String(), "got USR1") })
+	if err := syscall.Kill(pid, 0); err != nil {
+		t.Errorf("the JVM is gone after its own SIGUSR1 handler ran: %v", err)
 	}
 }
 

@@ -18,6 +18,7 @@ package runtimes
 
 const (
 	srcTestJava     = "TestIdentifyJava (SigCgt of a real OpenJDK 17)"
+	srcTestJavaUSR1 = "TestJavaApplicationTakesSIGUSR1 (real OpenJDK 17)"
 	srcTestNode     = "TestNodeSIGUSR1OpensInspector (real node 20)"
 	srcTestPostgres = "TestPostgresRoles (SigCgt/SigIgn of a real PostgreSQL 15 cluster)"
 	srcTestCkpt     = "TestPostgresCheckpointerSIGUSR2 (real PostgreSQL 15: crash recovery)"
@@ -31,7 +32,7 @@ var table = []Row{
 	// --- HotSpot (OpenJDK, Temurin, Corretto, Zulu, ...) ---
 	{Runtime: "hotspot", Signal: "SIGUSR2", Effect: Effect{Harmful,
 		"HotSpot's thread suspend/resume signal (SR_signum): builds without the fix for stray SR signals crash in SR_handler (SIGSEGV, hs_err file; seen on Debian's 17.0.15); fixed builds log \"stray SR signal\" and drop it; never reaches the application",
-		"openjdk/jdk src/hotspot/os/posix/signals_posix.cpp: SR_signum = SIGUSR2, SR_initialize, SR_handler; " + srcTestJava, false}},
+		"openjdk/jdk src/hotspot/os/posix/signals_posix.cpp: SR_signum = SIGUSR2, SR_initialize, SR_handler; TestHotSpotSIGUSR2 (real OpenJDK 17.0.15: SIGSEGV in SR_handler)", false}},
 	{Runtime: "hotspot", Signal: "SIGQUIT", Effect: Effect{Dropped,
 		"prints a thread dump of every Java thread to stdout (BREAK_SIGNAL); the application never sees it",
 		"openjdk/jdk src/hotspot/os/posix/signals_posix.cpp: install_signal_handlers, os::signal(BREAK_SIGNAL, os::user_handler())", false}},
@@ -58,7 +59,7 @@ var table = []Row{
 		"openjdk/jdk java/lang/Terminator.java: setup()", false}},
 	{Runtime: "hotspot", Signal: "SIGUSR1", Effect: Effect{Safe,
 		"no VM handler on Linux: an application handler registered with sun.misc.Signal (\"USR1\") gets it, otherwise the default action terminates the JVM",
-		"openjdk/jdk signals_posix.cpp: install_signal_handlers (SIGUSR1 not installed); " + srcTestJava, false}},
+		"openjdk/jdk signals_posix.cpp: install_signal_handlers (SIGUSR1 not installed); " + srcTestJavaUSR1, false}},
 
 	// --- Eclipse OpenJ9 (IBM Semeru) ---
 	{Runtime: "openj9", Signal: "SIGUSR2", Effect: Effect{Harmful,
