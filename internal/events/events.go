@@ -154,7 +154,6 @@ type Recorder struct {
 	keys        map[string]*keyState
 	tokens      float64
 	tokensAt    time.Time
-	bucketDrops int
 	lastErrLog  time.Time
 
 	mu sync.Mutex // guards posted
