@@ -151,10 +151,10 @@ type Recorder struct {
 	failed  atomic.Uint64 // the API server refused or did not answer
 
 	// Owned by Run's goroutine.
-	keys        map[string]*keyState
-	tokens      float64
-	tokensAt    time.Time
-	lastErrLog  time.Time
+	keys       map[string]*keyState
+	tokens     float64
+	tokensAt   time.Time
+	lastErrLog time.Time
 
 	mu sync.Mutex // guards posted
 	// posted counts events the API server accepted, for tests and metrics.
