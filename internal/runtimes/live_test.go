@@ -569,6 +569,18 @@ func checkTree(t *testing.T, pid int, name string, wantRoles ...string) {
 	}
 }
 
+// signalAndLog sends sig to pid and waits for want in the log file.
+func signalAndLog(t *testing.T, pid int, sig syscall.Signal, log, want string) {
+	t.Helper()
+	if err := syscall.Kill(pid, sig); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, fmt.Sprintf("%q in %s after %v", want, log, sig), func() bool {
+		b, _ := os.ReadFile(log)
+		return bytes.Contains(b, []byte(want))
+	})
+}
+
 func TestServers(t *testing.T) {
 	t.Run("nginx", func(t *testing.T) {
 		nginx := need(t, "nginx")
@@ -576,7 +588,7 @@ func TestServers(t *testing.T) {
 		conf := filepath.Join(dir, "nginx.conf")
 		writeFile(t, conf, fmt.Sprintf(`worker_processes 2;
 pid %[1]s/nginx.pid;
-error_log %[1]s/error.log;
+error_log %[1]s/error.log notice;
 events {}
 http {
   access_log off;
@@ -591,6 +603,8 @@ http {
 		cmd := exec.Command(nginx, "-p", dir, "-c", conf, "-g", "daemon off;")
 		start(t, cmd)
 		checkTree(t, cmd.Process.Pid, "nginx", "master", "worker")
+		// The master row: SIGUSR1 reopens the logs.
+		signalAndLog(t, cmd.Process.Pid, syscall.SIGUSR1, filepath.Join(dir, "error.log"), "reopening logs")
 	})
 	t.Run("redis", func(t *testing.T) {
 		redis := need(t, "redis-server")
@@ -599,7 +613,7 @@ http {
 		// rdb-key-save-delay keeps the BGSAVE child alive long enough to look at it.
 		cmd := exec.Command(redis, "--port", "0", "--unixsocket", sock, "--dir", dir, "--save", "",
 			"--appendonly", "no", "--rdb-key-save-delay", "3000000")
-		start(t, cmd)
+		out := start(t, cmd)
 		pid := cmd.Process.Pid
 		waitFor(t, 30*time.Second, "redis socket", func() bool { _, err := os.Stat(sock); return err == nil })
 		resp := func(args ...string) {
@@ -628,6 +642,17 @@ http {
 		resp("SET", "k", "v")
 		resp("BGSAVE")
 		checkTree(t, pid, "redis", "server", "fork-child")
+		// The fork-child row: SIGUSR1 ends the save.
+		for _, c := range children(pid) {
+			if Identify("/proc", c).Role == "fork-child" {
+				if err := syscall.Kill(c, syscall.SIGUSR1); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		waitFor(t, 30*time.Second, "the fork child to exit on SIGUSR1", func() bool {
+			return strings.Contains(out.String(), "Received SIGUSR1 in child, exiting now")
+		})
 	})
 	t.Run("php-fpm", func(t *testing.T) {
 		fpm := need(t, "php-fpm8.2", "php-fpm")
@@ -644,6 +669,8 @@ pm.max_children = 2
 		cmd := exec.Command(fpm, "-F", "-R", "-y", conf, "-p", dir)
 		start(t, cmd)
 		checkTree(t, cmd.Process.Pid, "php-fpm", "master", "pool")
+		// The master row: SIGUSR2 reloads.
+		signalAndLog(t, cmd.Process.Pid, syscall.SIGUSR2, filepath.Join(dir, "fpm.log"), "Reloading in progress")
 	})
 	for _, mpm := range []string{"event", "prefork"} {
 		t.Run("apache2 "+mpm, func(t *testing.T) {
@@ -661,6 +688,7 @@ LoadModule mpm_%[3]s_module %[4]s
 LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
 PidFile %[1]s/httpd.pid
 ErrorLog %[1]s/error.log
+LogLevel notice
 Mutex file:%[1]s default
 DefaultRuntimeDir %[1]s
 User nobody
@@ -674,6 +702,7 @@ StartServers 2
 			cmd := exec.Command(apache, "-f", conf, "-DFOREGROUND")
 			start(t, cmd)
 			checkTree(t, cmd.Process.Pid, "httpd", "parent", "child")
+			defer signalAndLog(t, cmd.Process.Pid, syscall.SIGUSR1, filepath.Join(dir, "error.log"), "raceful restart") // event: "Doing graceful restart", prefork: "Graceful restart requested"
 			for _, c := range children(cmd.Process.Pid) {
 				if rt := Identify("/proc", c); rt.Role == "child" && !rt.Has("mpm="+mpm) {
 					t.Errorf("child %d: options %q, want mpm=%s", c, rt.Options, mpm)

@@ -25,7 +25,7 @@ const (
 	srcTestShell    = "TestIdentifyShells (SigCgt of real bash and dash)"
 	srcTestPython   = "TestIdentifyPython (SigCgt of a real python3)"
 	srcTestGo       = "TestIdentifyGo (this test binary)"
-	srcTestServers  = "TestServers (SigCgt of real nginx, redis, php-fpm, apache2)"
+	srcTestServers  = "TestServers (real nginx, redis, php-fpm, apache2: SigCgt, and the master rows' log lines)"
 )
 
 var table = []Row{
