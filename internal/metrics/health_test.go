@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -209,4 +210,60 @@ func TestServeRetryingStopsWhileWaiting(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("ServeRetrying kept waiting after cancel")
 	}
+}
+
+// TestConnectionFloodIsBounded: a pod-mate opens hundreds of connections
+// and sends nothing. oomhero handles MaxConns of them at once (goroutines
+// and memory stay bounded); the rest wait in the kernel's backlog, and
+// requests are served again once the flood ends.
+func TestConnectionFloodIsBounded(t *testing.T) {
+	m := New(Options{NoProcessCollectors: true})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go m.Serve(ctx, ln)
+	if code, _ := httpGet(t, "http://"+addr+"/healthz", time.Second); code != http.StatusOK {
+		t.Fatalf("/healthz = %d before the flood", code)
+	}
+	before := runtime.NumGoroutine()
+	var conns []net.Conn
+	for range 300 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			break // backlog full: fine
+		}
+		conns = append(conns, c)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if grew := runtime.NumGoroutine() - before; grew > 50 {
+		t.Errorf("%d idle connections grew goroutines by %d, want at most about MaxConns (%d)", len(conns), grew, MaxConns)
+	}
+	if code, err := httpGet(t, "http://"+addr+"/healthz", 300*time.Millisecond); err == nil {
+		t.Logf("/healthz answered %d during the flood (a slot was free)", code)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if code, err := httpGet(t, "http://"+addr+"/healthz", time.Second); err == nil && code == http.StatusOK {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("/healthz after the flood: %d %v", code, err)
+		}
+	}
+}
+
+func httpGet(t *testing.T, url string, timeout time.Duration) (int, error) {
+	t.Helper()
+	c := &http.Client{Timeout: timeout, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
 }
