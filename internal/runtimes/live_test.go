@@ -149,6 +149,13 @@ func agreesWithTable(t *testing.T, pid int, rt Runtime) {
 	if err != nil {
 		t.Fatalf("pid %d: %v", pid, err)
 	}
+	// A signal this test process was started with ignored (nohup, a background
+	// job) is ignored in its children too, and runtimes leave it so: such rows
+	// cannot be checked here.
+	self, err := sigMasks(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
 	names := map[string]bool{rt.Name: true, baseOf[rt.Name]: true}
 	checked := 0
 	for _, r := range table {
@@ -159,6 +166,10 @@ func agreesWithTable(t *testing.T, pid int, rt Runtime) {
 		e := EffectOf(rt, sig)
 		if e.What == "" || e != r.Effect {
 			continue // another row is the one that applies
+		}
+		if bit(self.ign, sig) && bit(m.ign, sig) {
+			t.Logf("%s: %s was ignored when this test started: row not checked", rt, r.Signal)
+			continue
 		}
 		checked++
 		switch {
@@ -204,10 +215,10 @@ func TestIdentifyShells(t *testing.T) {
 
 func TestIdentifyPython(t *testing.T) {
 	p := need(t, "python3")
-	cmd := exec.Command(p, "-c", "import time; time.sleep(60)")
-	start(t, cmd)
+	cmd := exec.Command(p, "-c", "import time; print('ready', flush=True); time.sleep(60)")
+	out := start(t, cmd)
 	pid := cmd.Process.Pid
-	waitFor(t, 20*time.Second, "python to install its SIGINT handler", func() bool { return caught(pid, unix.SIGINT) })
+	waitFor(t, 30*time.Second, "python to start", func() bool { return strings.Contains(out.String(), "ready") })
 	rt := Identify("/proc", pid)
 	if rt.Name != "python" || !strings.HasPrefix(rt.Version, "3.") {
 		t.Fatalf("Identify = %#v, want python 3.x", rt)
