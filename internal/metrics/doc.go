@@ -20,6 +20,11 @@
 //	          is active (ScanDone and SetSource were called), 503 before
 //	/metrics  Prometheus text or protobuf exposition
 //
+// The same handler is served on a unix socket (ServeUnix) for exec probes
+// (Probe, `oomhero probe`): the pod's containers share the TCP port's
+// network namespace, not oomhero's filesystem. Every server handles at most
+// MaxConns connections at once.
+//
 // Wiring from cmd/oomhero (all methods are safe for concurrent use and cheap;
 // call them from the policy/action loop):
 //
