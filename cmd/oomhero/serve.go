@@ -69,13 +69,17 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	} else {
 		httpDone <- nil
 	}
+	sockDone := make(chan struct{})
 	if cfg.HealthSocket != "" {
 		go func() {
+			defer close(sockDone)
 			// Not fatal: without it an exec probe fails and says why.
 			if err := m.ServeUnix(ctx, cfg.HealthSocket); err != nil {
 				log.Error("cannot serve the health socket; exec probes will fail", "error", err)
 			}
 		}()
+	} else {
+		close(sockDone)
 	}
 	mo := &metricsObserver{m: m, loop: loop}
 	if lc, ok := src.(lostCounter); ok {
@@ -109,6 +113,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	err = a.Run(ctx)
 	cancel()
+	<-sockDone // the socket file is gone
 	if herr := <-httpDone; herr != nil && err == nil {
 		err = fmt.Errorf("http server: %w", herr)
 	}

@@ -154,6 +154,9 @@ func TestServeWithThePortTaken(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("serve did not return after cancel")
 	}
+	if _, err := os.Lstat(sock); !os.IsNotExist(err) {
+		t.Errorf("health socket left behind: %v", err)
+	}
 }
 
 func TestCheckListen(t *testing.T) {
