@@ -15,28 +15,33 @@ import (
 const MaxLen = 256
 
 // Clean returns s with every invalid UTF-8 byte and every control or
-// non-printing character replaced by '?' and cut to MaxLen bytes (at a rune
-// boundary, with "..." appended when cut). It returns s itself when s is
-// already clean, so the common case does not allocate.
+// non-printing character replaced by '?' and cut to at most MaxLen bytes (at
+// a rune boundary, ending in "..." when cut), so Clean(Clean(s)) ==
+// Clean(s). It returns s itself when s is already clean, so the common case
+// does not allocate.
 func Clean(s string) string {
 	if isClean(s) {
 		return s
 	}
 	var b strings.Builder
-	b.Grow(min(len(s), MaxLen+3))
-	for i := 0; i < len(s); {
+	b.Grow(min(len(s), MaxLen+utf8.UTFMax))
+	for i := 0; i < len(s) && b.Len() <= MaxLen; {
 		r, n := utf8.DecodeRuneInString(s[i:])
 		if r == utf8.RuneError && n <= 1 || !unicode.IsPrint(r) {
 			r = '?'
 		}
-		if b.Len()+utf8.RuneLen(r) > MaxLen {
-			b.WriteString("...")
-			break
-		}
 		b.WriteRune(r)
 		i += max(n, 1)
 	}
-	return b.String()
+	out := b.String()
+	if len(out) > MaxLen {
+		cut := MaxLen - len("...")
+		for cut > 0 && !utf8.RuneStart(out[cut]) {
+			cut--
+		}
+		out = out[:cut] + "..."
+	}
+	return out
 }
 
 func isClean(s string) bool {
