@@ -258,9 +258,14 @@ func classify(f facts) Runtime {
 	exe := base(f.Exe)
 	title := strings.Join(f.Args, " ")
 	firstWord, _, _ := strings.Cut(title, " ")
+	// Servers are named by their executable or by comm (the name they were
+	// started under: Debian's redis-server is a link to redis-check-rdb), but
+	// not a multi-call binary's applet by its comm (busybox's httpd is not
+	// Apache's).
+	multiCall := exe == "busybox" || exe == "toybox"
 	is := func(names ...string) bool {
 		for _, n := range names {
-			if exe == n || f.Comm == n {
+			if exe == n || f.Comm == n && !multiCall {
 				return true
 			}
 		}
