@@ -406,6 +406,19 @@ func sidecarStory(t *testing.T, pod, manifest, source string) {
 		}
 		return nil
 	})
+	// The liveness probe (exec `oomhero probe` on the health socket) passed
+	// all along: oomhero never restarted and no probe of it failed.
+	q := `jsonpath={.status.containerStatuses[?(@.name=="oomhero")].restartCount}{.status.initContainerStatuses[?(@.name=="oomhero")].restartCount}`
+	if out := mustKubectl(t, "get", "pod", pod, "-o", q); strings.TrimSpace(out) != "0" {
+		t.Errorf("oomhero restarted: restartCount %q", out)
+	}
+	d := mustKubectl(t, "describe", "pod", pod)
+	_, events, _ := strings.Cut(d, "\nEvents:")
+	for _, line := range strings.Split(events, "\n") {
+		if strings.Contains(line, "Unhealthy") && (strings.Contains(line, "oomhero") || strings.Contains(line, "errored")) {
+			t.Errorf("a probe of oomhero failed: %s", strings.TrimSpace(line))
+		}
+	}
 }
 
 func TestSidecar(t *testing.T) {
