@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,6 +19,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/oomhero/oomhero/testenv/pods"
 )
 
 // Bounds of the sidecar over one case.
@@ -327,4 +330,119 @@ func getBody(ctx context.Context, url string) (int, []byte, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	return resp.StatusCode, b, err
+}
+
+// Sink is an HTTP listener on the host (all addresses) that records every
+// request: where a notification must never arrive.
+type Sink struct {
+	ln  net.Listener
+	srv *http.Server
+
+	mu   sync.Mutex
+	reqs []string
+}
+
+// StartSink listens on a free port of every host address.
+func StartSink() (*Sink, error) {
+	ln, err := net.Listen("tcp", ":0")
+	if err != nil {
+		return nil, fmt.Errorf("sink: %w", err)
+	}
+	s := &Sink{ln: ln}
+	s.srv = &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.reqs = append(s.reqs, fmt.Sprintf("%s %s from %s", r.Method, r.URL, r.RemoteAddr))
+		s.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	})}
+	go s.srv.Serve(ln)
+	return s, nil
+}
+
+// Port returns the sink's port.
+func (s *Sink) Port() int { return s.ln.Addr().(*net.TCPAddr).Port }
+
+// Requests returns the requests received, but the reachability probe
+// (path /probe).
+func (s *Sink) Requests() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, r := range s.reqs {
+		if !strings.HasPrefix(r, "GET /probe ") {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// Probed tells whether the reachability probe arrived.
+func (s *Sink) Probed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.reqs {
+		if strings.HasPrefix(r, "GET /probe ") {
+			return true
+		}
+	}
+	return false
+}
+
+// Close stops the sink.
+func (s *Sink) Close() error { return s.srv.Close() }
+
+// kubeNetwork is the network podman kube play attaches pods to.
+const kubeNetwork = "podman-default-kube-network"
+
+// gateway returns the host's address on the kube play network (created as
+// kube play would, when missing).
+func gateway(ctx context.Context, l *pods.Lab) (string, error) {
+	if _, err := l.Podman(ctx, "network", "exists", kubeNetwork); err != nil {
+		if _, err := l.Podman(ctx, "network", "create", kubeNetwork); err != nil && !strings.Contains(err.Error(), "already") {
+			return "", fmt.Errorf("create network %s: %w", kubeNetwork, err)
+		}
+	}
+	out, err := l.Podman(ctx, "network", "inspect", "--format", "{{range .Subnets}}{{.Gateway}} {{end}}", kubeNetwork)
+	if err != nil {
+		return "", err
+	}
+	for _, f := range strings.Fields(string(out)) {
+		if ip := net.ParseIP(f); ip != nil && ip.To4() != nil {
+			return f, nil
+		}
+	}
+	return "", fmt.Errorf("network %s: no IPv4 gateway in %q", kubeNetwork, out)
+}
+
+// containerLabels returns the distinct values of the container label in a
+// Prometheus text exposition.
+func containerLabels(body []byte) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.Index(line, `container="`)
+		if i < 0 {
+			continue
+		}
+		rest := line[i+len(`container="`):]
+		j := strings.Index(rest, `"`)
+		for j > 0 && rest[j-1] == '\\' {
+			k := strings.Index(rest[j+1:], `"`)
+			if k < 0 {
+				break
+			}
+			j += 1 + k
+		}
+		if j < 0 {
+			continue
+		}
+		if v := rest[:j]; !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	return out
 }

@@ -66,3 +66,15 @@ func TestSpecYAML(t *testing.T) {
 		}
 	}
 }
+
+func TestContainerLabels(t *testing.T) {
+	body := "# HELP x\n" +
+		`oomhero_level{container="a",pod=""} 0` + "\n" +
+		`oomhero_level{container="b\"c",pod=""} 1` + "\n" +
+		`oomhero_signals_total{container="a",level="warning"} 3` + "\n" +
+		`go_goroutines 7` + "\n"
+	got := containerLabels([]byte(body))
+	if len(got) != 2 || got[0] != "a" || got[1] != `b\"c` {
+		t.Errorf("containerLabels = %q, want [a b\\\"c]", got)
+	}
+}

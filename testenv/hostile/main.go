@@ -38,6 +38,18 @@
 //	port           binds -port before oomhero starts and holds it for -hold
 //	flap           touches -mib MiB, then exits with status 1 after -hold
 //	               (with restartPolicy Always: a container restarting in a loop)
+//	names-churn    renames itself (comm) to a new random name every 20 ms,
+//	               holding -mib MiB: one new metric label per name unless
+//	               oomhero bounds them
+//	big-environ    re-runs itself with a 1.5 MiB environment: junk variables
+//	               and malformed OOMHERO_* declarations (invalid UTF-8,
+//	               control characters, 100 KiB values, 5,000-digit numbers)
+//	hold           holds -mib MiB (for declarations set by the pod, e.g. an
+//	               OOMHERO_NOTIFY_URL pointing off the pod)
+//	redirect       holds -mib MiB and answers every request on -listen with
+//	               a 307 to -redirect-to
+//	sink           holds -mib MiB and logs "event=notified" for every request
+//	               on -listen (a legitimate loopback notification endpoint)
 //
 // It logs "event=ready" once the trap is set, then waits for SIGTERM. It
 // catches SIGUSR1 and SIGUSR2 (so oomhero treats it as a process with
@@ -48,7 +60,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -91,6 +105,9 @@ type options struct {
 	hold     time.Duration
 	mib      int
 	parallel int
+	listen   string
+	redirect string
+	probe    string
 }
 
 func run(args []string) error {
@@ -104,8 +121,20 @@ func run(args []string) error {
 	fs.DurationVar(&o.hold, "hold", 20*time.Second, "port: how long to hold the port; flap: how long to live")
 	fs.IntVar(&o.mib, "mib", 40, "names-*, flap: MiB of memory to touch")
 	fs.IntVar(&o.parallel, "storm-parallel", 8, "storm: processes alive at once")
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:8099", "redirect, sink: address to serve")
+	fs.StringVar(&o.redirect, "redirect-to", "", "redirect: where to send every request")
+	fs.StringVar(&o.probe, "probe", "", "GET this URL once at start and log the outcome (shows a listener is reachable from the pod)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if o.probe != "" {
+		c := &http.Client{Timeout: 3 * time.Second}
+		if resp, err := c.Get(o.probe); err != nil {
+			logf("event=probe url=%q error=%q", o.probe, err.Error())
+		} else {
+			resp.Body.Close()
+			logf("event=probe url=%q status=%d", o.probe, resp.StatusCode)
+		}
 	}
 	sigc := make(chan os.Signal, 16)
 	signal.Notify(sigc, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTERM, syscall.SIGINT)
@@ -126,6 +155,32 @@ func run(args []string) error {
 			return err
 		}
 		touch(o.mib)
+	case "names-churn":
+		touch(o.mib)
+		go churnNames()
+	case "big-environ":
+		if os.Getenv("HOSTILE_BIG") == "" {
+			return syscall.Exec("/proc/self/exe", append([]string{"hostile"}, args...), bigEnviron())
+		}
+		touch(o.mib)
+	case "hold":
+		touch(o.mib)
+	case "redirect", "sink":
+		touch(o.mib)
+		ln, err := net.Listen("tcp", o.listen)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", o.listen, err)
+		}
+		attack, to := o.attack, o.redirect
+		go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if attack == "redirect" {
+				logf("event=redirected from=%q to=%q", r.URL, to)
+				http.Redirect(w, r, to, http.StatusTemporaryRedirect)
+				return
+			}
+			logf("event=notified method=%s url=%q", r.Method, r.URL)
+			w.WriteHeader(http.StatusNoContent)
+		}))
 	case "storm":
 		go storm(o.parallel)
 	case "port":
@@ -207,6 +262,42 @@ func touch(mib int) {
 	for i := 0; i < len(held); i += 4096 {
 		held[i] = 1
 	}
+}
+
+// churnNames renames the process every 20 ms.
+func churnNames() {
+	const letters = "abcdefghijklmnopqrstuvwxyz0123456789"
+	b := make([]byte, 15)
+	for i := 0; ; i++ {
+		for j := range b {
+			b[j] = letters[rand.IntN(len(letters))]
+		}
+		setComm(string(b))
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// bigEnviron returns this process's environment with HOSTILE_BIG=1,
+// malformed declarations and junk, about 1.5 MiB in all (under the kernel's
+// limits: 128 KiB per string, a quarter of the stack for all).
+func bigEnviron() []string {
+	env := append(os.Environ(), "HOSTILE_BIG=1",
+		"OOMHERO_WARNING=\xff\xfe\nlevel=ERROR msg=forged",
+		"OOMHERO_CRITICAL="+strings.Repeat("9", 5000),
+		"OOMHERO_WARNING_SIGNAL=SIG\x1b[31mKILL\x7f",
+		"OOMHERO_CRITICAL_SIGNAL="+strings.Repeat("\xff", 1000),
+		"OOMHERO_TARGETS=all\nlevel=ERROR msg=\"oomhero stopped\"",
+		"OOMHERO_NOTIFY_URL=http://127.0.0.1:1/"+strings.Repeat("a", 100<<10),
+		"OOMHERO_REPEAT=\r\r\r",
+		"OOMHERO_COOLDOWN=-1s",
+		"OOMHERO_WARNING=1",
+		"OOMHERO=maybe",
+	)
+	junk := strings.Repeat("\xff\x01x", 30<<10) // 90 KiB
+	for i := 0; i < 16; i++ {
+		env = append(env, fmt.Sprintf("JUNK%d=%s", i, junk))
+	}
+	return env
 }
 
 // storm forks short-lived children forever, parallel at a time.
