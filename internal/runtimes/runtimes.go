@@ -188,15 +188,10 @@ func Table() []Row {
 	return append([]Row(nil), table...)
 }
 
-// Runtimes lists the runtime names Identify can return, in table order.
-func Runtimes() []string {
-	var names []string
-	seen := map[string]bool{}
-	for _, r := range table {
-		if !seen[r.Runtime] {
-			seen[r.Runtime] = true
-			names = append(names, r.Runtime)
-		}
-	}
-	return names
+// Names lists, sorted, every name Identify can return (for validating
+// --allow runtime:SIGNAL).
+func Names() []string {
+	return []string{"beam", "dotnet", "dumb-init", "envoy", "go", "gunicorn", "haproxy", "hotspot",
+		"httpd", "mysqld", "nginx", "node", "openj9", "perl", "php", "php-fpm", "postgres", "puma",
+		"python", "redis", "ruby", "shell", "tini", "unicorn", "uwsgi"}
 }

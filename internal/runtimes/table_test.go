@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 	"testing"
 
@@ -16,6 +17,18 @@ var knownNames = map[string]bool{
 	"uwsgi": true, "ruby": true, "puma": true, "unicorn": true, "postgres": true, "nginx": true,
 	"php-fpm": true, "httpd": true, "redis": true, "haproxy": true, "mysqld": true, "envoy": true,
 	"beam": true, "shell": true, "tini": true, "dumb-init": true, "php": true, "perl": true, "dotnet": true,
+}
+
+func TestNames(t *testing.T) {
+	names := Names()
+	if !sort.StringsAreSorted(names) || len(names) != len(knownNames) {
+		t.Fatalf("Names() = %v", names)
+	}
+	for _, n := range names {
+		if !knownNames[n] {
+			t.Errorf("Names() has %q, which classify never returns", n)
+		}
+	}
 }
 
 func TestTableRowsAreComplete(t *testing.T) {
