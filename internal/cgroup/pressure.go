@@ -104,7 +104,9 @@ func ParsePressure(b []byte) (Pressure, error) {
 }
 
 func parseStall(b []byte, s *Stall) error {
-	const need = 4
+	// One bit per field: a repeated field must not stand in for a
+	// missing one (which would then read 0).
+	const need = 0b1111
 	found := 0
 	for _, f := range bytes.Fields(b) {
 		k, v, ok := bytes.Cut(f, []byte{'='})
@@ -114,18 +116,18 @@ func parseStall(b []byte, s *Stall) error {
 		var dst *float64
 		switch string(k) {
 		case "avg10":
-			dst = &s.Avg10
+			dst, found = &s.Avg10, found|0b0001
 		case "avg60":
-			dst = &s.Avg60
+			dst, found = &s.Avg60, found|0b0010
 		case "avg300":
-			dst = &s.Avg300
+			dst, found = &s.Avg300, found|0b0100
 		case "total":
 			us, err := strconv.ParseUint(string(v), 10, 64)
 			if err != nil || us > math.MaxInt64/uint64(time.Microsecond) {
 				return fmt.Errorf("total %q", v)
 			}
 			s.Total = time.Duration(us) * time.Microsecond
-			found++
+			found |= 0b1000
 			continue
 		default:
 			continue
@@ -135,7 +137,6 @@ func parseStall(b []byte, s *Stall) error {
 			return fmt.Errorf("%s %q", k, v)
 		}
 		*dst = x
-		found++
 	}
 	if found != need {
 		return errors.New("want avg10, avg60, avg300 and total")
