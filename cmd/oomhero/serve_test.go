@@ -78,8 +78,9 @@ func httpGet(t *testing.T, url string) (int, string) {
 // TestServeWithThePortTaken runs oomhero for real (cgroupfs source, a real
 // memory cgroup and a leaking process) while another process holds its
 // HTTP port: oomhero keeps running, retries the port, and the leak still
-// gets its warning and critical signals. Once the port is free it serves,
-// and /metrics counts the signals sent meanwhile.
+// gets its warning and critical signals; the exec probe, through the health
+// socket, sees it alive. Once the port is free it serves, /metrics counts
+// the signals sent meanwhile, and it stays alive past the liveness limit.
 func TestServeWithThePortTaken(t *testing.T) {
 	c := labtest.Cgroup(t, 128*lab.MiB)
 	l := labtest.Leaker(t, c)
@@ -107,6 +108,7 @@ func TestServeWithThePortTaken(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
+	started := time.Now()
 	go func() { done <- serve(ctx, cfg, log) }()
 
 	waitLog(t, logs, 10*time.Second, "cannot serve /healthz, /readyz and /metrics; retrying, signals go on", "container watched")
@@ -144,6 +146,16 @@ func TestServeWithThePortTaken(t *testing.T) {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics has no signals_total series with %s", want)
 		}
+	}
+	// Alive past the liveness limit: real scans and real polls keep
+	// /healthz green (it would turn red 10 s after the last progress).
+	limit := livenessLimit(cfg)
+	for time.Since(started) < limit+time.Second {
+		var pout, perr strings.Builder
+		if code := run([]string{"probe", sock}, nil, &pout, &perr); code != 0 {
+			t.Fatalf("oomhero probe %v after start: exit %d, %q", time.Since(started).Round(time.Millisecond), code, pout.String())
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 	cancel()
 	select {
