@@ -194,6 +194,7 @@ var envNames = map[string]bool{
 	"JAVA_TOOL_OPTIONS": true,
 	"JDK_JAVA_OPTIONS":  true,
 	"_JAVA_OPTIONS":     true,
+	"JAVA_VERSION":      true, // set by the eclipse-temurin and openjdk images: "jdk-17.0.9+9"
 }
 
 func parseEnviron(b []byte) map[string]string {
@@ -351,10 +352,10 @@ func classify(f facts) Runtime {
 
 	// Java virtual machines: by the VM library they map.
 	if p := lib("libj9vm"); p != "" {
-		return Runtime{Name: "openj9", Version: javaVersion(p), Evidence: "maps " + p, Options: jvmOptions(f)}
+		return Runtime{Name: "openj9", Version: imageJavaVersion(f, javaVersion(p)), Evidence: "maps " + p, Options: jvmOptions(f)}
 	}
 	if p := lib("libjvm.so"); p != "" {
-		return Runtime{Name: "hotspot", Version: javaVersion(p), Evidence: "maps " + p, Options: jvmOptions(f)}
+		return Runtime{Name: "hotspot", Version: imageJavaVersion(f, javaVersion(p)), Evidence: "maps " + p, Options: jvmOptions(f)}
 	}
 	if id == "java" && len(f.Files) == 0 {
 		// maps unreadable: the launcher's name is all there is.
@@ -561,6 +562,23 @@ func javaVersion(p string) string {
 		}
 	}
 	return ""
+}
+
+var reImageJava = regexp.MustCompile(`^(?:jdk-?)?(\d+(?:\.\d+)*(?:\+\d+)?)$`)
+
+// imageJavaVersion refines the version read from the JDK's path with the
+// JAVA_VERSION the image sets ("jdk-17.0.9+9" gives "17.0.9+9"), when the two
+// agree.
+func imageJavaVersion(f facts, fromPath string) string {
+	m := reImageJava.FindStringSubmatch(f.Env["JAVA_VERSION"])
+	if m == nil {
+		return fromPath
+	}
+	v := m[1]
+	if fromPath == "" || v == fromPath || strings.HasPrefix(v, fromPath+".") || strings.HasPrefix(v, fromPath+"+") {
+		return v
+	}
+	return fromPath
 }
 
 // jvmOptions finds -Xrs among the JVM's own options (before the main class, -jar
