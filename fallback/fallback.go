@@ -113,10 +113,12 @@ func (s *Source) Run(ctx context.Context, out chan<- watch.Reading) error {
 	}()
 	timer := s.clock.NewTimer(s.interval)
 	defer timer.Stop()
+	var due []*polled // reused: an idle turn allocates nothing
 	for {
 		s.heart.Beat()
 		now := s.clock.Mono()
-		for _, p := range s.due(polls, now) {
+		due = s.due(polls, now, due[:0])
+		for _, p := range due {
 			if rd, ok := s.poll(p, now); ok {
 				select {
 				case out <- rd:
@@ -142,10 +144,9 @@ func (s *Source) Run(ctx context.Context, out chan<- watch.Reading) error {
 // the lead in grid.
 func (s *Source) batch() time.Duration { return s.interval / 5 }
 
-// due returns the polls to do at now (monotonic): those whose time came,
-// and relaxed ones due within the batching window.
-func (s *Source) due(polls map[uint64]*polled, now time.Duration) []*polled {
-	var out []*polled
+// due appends to out the polls to do at now (monotonic): those whose time
+// came, and relaxed ones due within the batching window.
+func (s *Source) due(polls map[uint64]*polled, now time.Duration, out []*polled) []*polled {
 	for _, p := range polls {
 		if p.next <= now || p.relaxed && p.next-now <= s.batch() {
 			out = append(out, p)

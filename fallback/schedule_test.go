@@ -70,7 +70,7 @@ func TestDueAndWake(t *testing.T) {
 				polls[uint64(i)] = &polled{Target: watch.Target{Container: watch.Container{ID: uint64(i)}}, next: x.next, relaxed: x.relaxed}
 			}
 			var got []int
-			for _, d := range s.due(polls, c.now) {
+			for _, d := range s.due(polls, c.now, nil) {
 				got = append(got, int(d.ID))
 			}
 			slices.Sort(got)
