@@ -288,7 +288,7 @@ func bigEnviron() []string {
 		"OOMHERO_CRITICAL_SIGNAL="+strings.Repeat("\xff", 1000),
 		"OOMHERO_TARGETS=all\nlevel=ERROR msg=\"oomhero stopped\"",
 		"OOMHERO_NOTIFY_URL=http://127.0.0.1:1/"+strings.Repeat("a", 100<<10),
-		"OOMHERO_REPEAT=\r\r\r",
+		"OOMHERO_REPEAT=\r\r\r\u009b2J\u0085", // C1 CSI and NEL: valid UTF-8, still control characters
 		"OOMHERO_COOLDOWN=-1s",
 		"OOMHERO_WARNING=1",
 		"OOMHERO=maybe",
