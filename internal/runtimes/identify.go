@@ -34,7 +34,7 @@ type facts struct {
 	Files      []string          // distinct files mapped, from /proc/<pid>/maps
 	ParentComm string            // comm of the parent process
 	ParentExe  string            // exe link of the parent process
-	Env        map[string]string // the few environment variables that change signal handling
+	Env        map[string]string // the few environment variables that change signal handling or name the version
 }
 
 // Identify reads /proc/<pid>/{exe,comm,cmdline,maps} under proc (bounded reads,
@@ -42,7 +42,9 @@ type facts struct {
 //
 // It also reads /proc/<pid>/stat (the parent's PID) and the parent's comm and exe
 // link, which tell a worker from its master, and, for node and JVM processes only,
-// at most 32 KiB of /proc/<pid>/environ for NODE_OPTIONS and JAVA_TOOL_OPTIONS. A Go
+// at most 32 KiB of /proc/<pid>/environ for the options variables (NODE_OPTIONS,
+// JAVA_TOOL_OPTIONS, ...) and the version the image declares (NODE_VERSION,
+// JAVA_VERSION). A Go
 // binary is recognized by its build information, read from /proc/<pid>/exe (the
 // kernel's handle on the executable, not a path in the container) with a bound.
 // A process that is gone or unreadable gives a Runtime with an empty Name and the
@@ -195,6 +197,7 @@ var envNames = map[string]bool{
 	"JDK_JAVA_OPTIONS":  true,
 	"_JAVA_OPTIONS":     true,
 	"JAVA_VERSION":      true, // set by the eclipse-temurin and openjdk images: "jdk-17.0.9+9"
+	"NODE_VERSION":      true, // set by the node images: "20.11.1"
 }
 
 func parseEnviron(b []byte) map[string]string {
@@ -366,7 +369,11 @@ func classify(f facts) Runtime {
 		if p := lib("libnode.so"); id != "node" && id != "nodejs" {
 			e = "maps " + p
 		}
-		return Runtime{Name: "node", Evidence: e, Options: nodeOptions(f)}
+		rt := Runtime{Name: "node", Evidence: e, Options: nodeOptions(f)}
+		if v := f.Env["NODE_VERSION"]; reNodeVersion.MatchString(v) {
+			rt.Version = v
+		}
+		return rt
 	}
 
 	if m := rePython.FindStringSubmatch(id); m != nil || lib("libpython") != "" {
@@ -563,6 +570,8 @@ func javaVersion(p string) string {
 	}
 	return ""
 }
+
+var reNodeVersion = regexp.MustCompile(`^\d+\.\d+\.\d+$`)
 
 var reImageJava = regexp.MustCompile(`^(?:jdk-?)?(\d+(?:\.\d+)*(?:\+\d+)?)$`)
 

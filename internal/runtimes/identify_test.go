@@ -47,6 +47,7 @@ func TestClassify(t *testing.T) {
 		{"node -e and -r take a value", facts{Exe: "/usr/bin/node", Args: []string{"node", "-r", "./otel.js", "--heapsnapshot-signal", "SIGUSR1", "-e", "--disable-sigusr1"}},
 			Runtime{Name: "node", Options: "heapsnapshot-signal=SIGUSR1"}},
 		{"node options after the script are the app's", facts{Exe: "/usr/bin/node", Args: []string{"node", "app.js", "--heapsnapshot-signal=SIGUSR2"}}, Runtime{Name: "node"}},
+		{"node image", facts{Exe: "/usr/local/bin/node", Args: []string{"node", "a.js"}, Env: map[string]string{"NODE_VERSION": "20.11.1"}}, Runtime{Name: "node", Version: "20.11.1"}},
 		{"node report default signal", facts{Exe: "/usr/bin/node", Args: []string{"node", "--report-on-signal", "a.js"}}, Runtime{Name: "node", Options: "report-signal=SIGUSR2"}},
 		{"electron-ish with libnode", facts{Exe: "/opt/app/app", Comm: "app", Files: []string{"/usr/lib/x86_64-linux-gnu/libnode.so.108"}}, Runtime{Name: "node"}},
 		{"postmaster", facts{Exe: "/usr/lib/postgresql/15/bin/postgres", Comm: "postgres", Args: []string{"/usr/lib/postgresql/15/bin/postgres", "-D", "/var/lib/postgresql/15/main"}},
