@@ -50,9 +50,15 @@ func (a *Agent) reading(rd watch.Reading) {
 	t.last, t.hasLast = rd, true
 	value := rd.Value(a.Config.Metric)
 	d := a.policy.Observe(rd.ID, value, a.now())
-	if hot := rd.Usage >= t.Limit/2 || d.To > watch.OK; hot != t.hot && a.OOM != nil {
+	if hot := rd.Usage >= t.Limit/2 || d.To > watch.OK; hot != t.hot {
 		t.hot = hot
-		a.OOM.SetHot(t.ID, hot)
+		if hot {
+			// Name the runtimes before a signal is due, not on its way.
+			a.identifyTargets(t)
+		}
+		if a.OOM != nil {
+			a.OOM.SetHot(t.ID, hot)
+		}
 	}
 	a.Observer.Reading(a.target(t), rd, d.To)
 	if a.Log.Enabled(context.Background(), slog.LevelDebug) {

@@ -106,7 +106,6 @@ func (h *harness) waitLog(s string) {
 	}
 }
 
-
 func TestDeclarationsPerContainer(t *testing.T) {
 	proc := t.TempDir()
 	usr := uint64(1<<(unix.SIGUSR1-1) | 1<<(unix.SIGUSR2-1))

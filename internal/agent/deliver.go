@@ -88,6 +88,21 @@ func (a *Agent) identify(t *tracked, p discover.Process) runtimes.Runtime {
 	return rt
 }
 
+// identifyTargets identifies the runtimes of the processes that would get
+// a signal at either level, ahead of time.
+func (a *Agent) identifyTargets(t *tracked) {
+	if t.ds.decl.Off {
+		return
+	}
+	for _, l := range []watch.Level{watch.Warning, watch.Critical} {
+		if sig := a.sigFor(t, l); sig != 0 {
+			for _, p := range a.chooseTargets(t, sig) {
+				a.identify(t, p)
+			}
+		}
+	}
+}
+
 func (a *Agent) effectOf(rt runtimes.Runtime, sig unix.Signal) runtimes.Effect {
 	if a.EffectOf != nil {
 		return a.EffectOf(rt, sig)
