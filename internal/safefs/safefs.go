@@ -23,6 +23,11 @@
 // kind of file, and a file over its limit is an error, not an allocation.
 // The only write, a cgroup v1 event_control registration, goes to a control
 // file proven to belong to the verified directory.
+//
+// Where openat2 is missing (Linux before 5.6, or a seccomp profile that
+// refuses it) the same rules are kept by a walk of one openat(2) with
+// O_NOFOLLOW per component after lexical ".." resolution, and files are
+// checked through an O_PATH descriptor before they are opened.
 package safefs
 
 import (
@@ -126,18 +131,86 @@ func checkCgroupFS(fd int, name string) error {
 }
 
 // openat2 retries EINTR and the EAGAIN openat2 returns when a rename raced
-// with a RESOLVE_IN_ROOT/BENEATH walk.
+// with a RESOLVE_IN_ROOT/BENEATH walk. Where openat2 does not exist (Linux
+// before 5.6, or a seccomp profile without it) the same rules are kept by a
+// walk of one openat(2) per component (walk).
 func openat2(dirfd int, p string, how *unix.OpenHow) (int, error) {
+	if noOpenat2.Load() {
+		return walk(dirfd, p, how)
+	}
 	for i := 0; ; i++ {
 		fd, err := unix.Openat2(dirfd, p, how)
 		if (err == unix.EINTR || err == unix.EAGAIN) && i < 8 {
 			continue
 		}
 		if err == unix.ENOSYS {
-			return -1, fmt.Errorf("openat2: %w (needs Linux 5.6 or later and a seccomp profile that allows openat2)", err)
+			noOpenat2.Store(true)
+			return walk(dirfd, p, how)
 		}
 		return fd, err
 	}
+}
+
+// noOpenat2 is set once openat2 returned ENOSYS (and by tests).
+var noOpenat2 atomic.Bool
+
+// walk resolves p beneath dirfd the way openat2 does with
+// RESOLVE_IN_ROOT|RESOLVE_NO_SYMLINKS|RESOLVE_NO_MAGICLINKS: ".." is
+// resolved lexically first (exact, since no symlink is ever followed) and
+// cannot climb above dirfd; each component is opened with O_NOFOLLOW, so a
+// symlink or a /proc magic link anywhere is refused (ELOOP); every
+// intermediate component must be a directory. RESOLVE_NO_XDEV has no
+// equivalent here: callers check that a file is on its directory's
+// filesystem (same st_dev).
+func walk(dirfd int, p string, how *unix.OpenHow) (int, error) {
+	clean := strings.TrimLeft(path.Clean("/"+p), "/")
+	if clean == "" {
+		clean = "."
+	}
+	comps := strings.Split(clean, "/")
+	cur, owned := dirfd, false
+	defer func() {
+		if owned {
+			unix.Close(cur)
+		}
+	}()
+	for i, c := range comps {
+		last := i == len(comps)-1
+		flags := unix.O_PATH | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
+		if last {
+			flags = int(how.Flags) | unix.O_NOFOLLOW
+		}
+		var fd int
+		var err error
+		for {
+			fd, err = unix.Openat(cur, c, flags, 0)
+			if err != unix.EINTR {
+				break
+			}
+		}
+		if err != nil {
+			var st unix.Stat_t
+			if err == unix.ENOTDIR && unix.Fstatat(cur, c, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK {
+				err = unix.ELOOP // as openat2 says of a symlink
+			}
+			return -1, err
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			unix.Close(fd)
+			return -1, err
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+			unix.Close(fd)
+			return -1, unix.ELOOP
+		}
+		if owned {
+			unix.Close(cur)
+		}
+		cur, owned = fd, true
+	}
+	owned = false
+	return cur, nil
 }
 
 // Dir is a verified cgroupfs directory, held open with O_PATH.
@@ -245,6 +318,20 @@ func (d *Dir) open(name string, mode int) (*File, error) {
 	full := d.name + "/" + name
 	if err := validName(name); err != nil {
 		return nil, fmt.Errorf("open %s: %w", d.name, err)
+	}
+	if noOpenat2.Load() {
+		// Without RESOLVE_NO_XDEV, look before opening: a device or FIFO
+		// bind-mounted over the name is refused before open(2) can touch
+		// it (the inode is checked again after the open).
+		pfd, err := walk(d.fd, name, &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC})
+		if err != nil {
+			return nil, &pathError{op: "open", path: full, err: err}
+		}
+		err = d.verifyFile(pfd, full)
+		unix.Close(pfd)
+		if err != nil {
+			return nil, err
+		}
 	}
 	fd, err := openat2(d.fd, name, &unix.OpenHow{Flags: uint64(mode | openFlags), Resolve: beneath})
 	if err != nil {

@@ -66,7 +66,26 @@ func within(t *testing.T, what string, f func()) {
 	}
 }
 
-func TestHostileTree(t *testing.T) {
+// bothWalks runs f with openat2 and with the openat walk used where
+// openat2 is missing: both keep the same rules.
+func bothWalks(t *testing.T, f func(t *testing.T)) {
+	for _, fallback := range []bool{false, true} {
+		name := "openat2"
+		if fallback {
+			name = "walk"
+		}
+		t.Run(name, func(t *testing.T) {
+			old := noOpenat2.Load()
+			noOpenat2.Store(fallback)
+			defer noOpenat2.Store(old)
+			f(t)
+		})
+	}
+}
+
+func TestHostileTree(t *testing.T) { bothWalks(t, testHostileTree) }
+
+func testHostileTree(t *testing.T) {
 	t.Cleanup(AllowAnyFilesystem())
 	root, rel, outside := hostile(t)
 	d, err := OpenDir(root, rel)
@@ -135,7 +154,9 @@ func TestHostileTree(t *testing.T) {
 
 // TestDirectoryWalkStaysInRoot: symlinked directories are not followed and
 // ".." cannot climb above the root.
-func TestDirectoryWalkStaysInRoot(t *testing.T) {
+func TestDirectoryWalkStaysInRoot(t *testing.T) { bothWalks(t, testDirectoryWalkStaysInRoot) }
+
+func testDirectoryWalkStaysInRoot(t *testing.T) {
 	t.Cleanup(AllowAnyFilesystem())
 	root, rel, _ := hostile(t)
 	for _, bad := range []string{rel + "/evil", rel + "/up", rel + "/up/etc"} {
@@ -193,7 +214,9 @@ func TestFakeCgroupOnOtherFilesystem(t *testing.T) {
 // TestRealCgroupfs opens this host's cgroup mounts through the same calls
 // oomhero uses, and refuses the symlinks cgroupfs hosts carry (v1 "cpu" ->
 // "cpu,cpuacct").
-func TestRealCgroupfs(t *testing.T) {
+func TestRealCgroupfs(t *testing.T) { bothWalks(t, testRealCgroupfs) }
+
+func testRealCgroupfs(t *testing.T) {
 	var st unix.Statfs_t
 	if err := unix.Statfs("/sys/fs/cgroup", &st); err != nil {
 		t.Skip(err)
@@ -235,7 +258,9 @@ func TestRealCgroupfs(t *testing.T) {
 // TestBindMountOverControlFile: a file bind-mounted over a control file
 // (another container's file, a host file) is on another mount: refused
 // for reading and writing.
-func TestBindMountOverControlFile(t *testing.T) {
+func TestBindMountOverControlFile(t *testing.T) { bothWalks(t, testBindMountOverControlFile) }
+
+func testBindMountOverControlFile(t *testing.T) {
 	if os.Geteuid() != 0 {
 		if os.Getenv("CI") == "true" {
 			t.Fatal("needs root (CI=true)")
@@ -268,11 +293,12 @@ func TestBindMountOverControlFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	if _, err := d.ReadFile("cgroup.procs", LimitProcs); !errors.Is(err, unix.EXDEV) {
-		t.Errorf("read through a bind mount: %v, want EXDEV", err)
+	// openat2 says EXDEV (RESOLVE_NO_XDEV); the walk sees another st_dev.
+	if _, err := d.ReadFile("cgroup.procs", LimitProcs); !errors.Is(err, unix.EXDEV) && !errors.Is(err, ErrNotRegular) {
+		t.Errorf("read through a bind mount: %v, want EXDEV or ErrNotRegular", err)
 	}
-	if err := d.WriteControl("cgroup.procs", []byte("1")); !errors.Is(err, unix.EXDEV) {
-		t.Errorf("write through a bind mount: %v, want EXDEV", err)
+	if err := d.WriteControl("cgroup.procs", []byte("1")); !errors.Is(err, unix.EXDEV) && !errors.Is(err, ErrNotRegular) {
+		t.Errorf("write through a bind mount: %v, want EXDEV or ErrNotRegular", err)
 	}
 	if b, _ := os.ReadFile(victim); string(b) != "do not touch\n" {
 		t.Fatalf("the bind-mounted file changed: %q", b)
@@ -323,10 +349,14 @@ func TestJoinAndNames(t *testing.T) {
 func FuzzOpenDirStaysInRoot(f *testing.F) {
 	for _, s := range []string{"", ".", "..", "sys/fs/cgroup/memory", "../../..", "sys/fs/cgroup/memory/evil",
 		"sys/fs/cgroup/memory/up/tmp", "/proc/self/root", "sys//fs/./cgroup/../cgroup", "\x00", "a/\xff/b"} {
-		f.Add(s)
+		f.Add(s, false)
+		f.Add(s, true)
 	}
-	f.Fuzz(func(t *testing.T, rel string) {
+	f.Fuzz(func(t *testing.T, rel string, fallback bool) {
 		t.Cleanup(AllowAnyFilesystem())
+		old := noOpenat2.Load()
+		noOpenat2.Store(fallback)
+		defer noOpenat2.Store(old)
 		root, _, _ := hostileOnce(t)
 		inside := map[uint64]bool{}
 		filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
