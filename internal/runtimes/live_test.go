@@ -233,6 +233,14 @@ var javaSleep struct {
 	err  error
 }
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if javaSleep.dir != "" {
+		os.RemoveAll(javaSleep.dir)
+	}
+	os.Exit(code)
+}
+
 func javaClassDir(t *testing.T) string {
 	t.Helper()
 	javac := need(t, "javac")
