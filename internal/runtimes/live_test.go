@@ -179,6 +179,8 @@ func agreesWithTable(t *testing.T, pid int, rt Runtime) {
 			t.Errorf("%s pid %d: table says %s is ignored but SigIgn does not have it", rt, pid, r.Signal)
 		case e.Harm != Safe && !strings.Contains(e.What, "SIG_IGN") && !bit(m.cgt, sig):
 			t.Errorf("%s pid %d: table says the runtime handles %s (%q) but SigCgt does not have it", rt, pid, r.Signal, e.What)
+		case strings.Contains(e.What, "blocked") && !bit(m.blk, sig):
+			t.Errorf("%s pid %d: table says %s is blocked but SigBlk does not have it", rt, pid, r.Signal)
 		}
 	}
 	if checked == 0 {
