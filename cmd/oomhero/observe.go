@@ -54,6 +54,10 @@ func (o *metricsObserver) Signal(t watch.Target, l watch.Level, _ int, result st
 	}
 }
 
+func (o *metricsObserver) Notification(t watch.Target, l watch.Level, result string) {
+	o.m.Notification(t.Name, l, result)
+}
+
 func (o *metricsObserver) NoTarget(t watch.Target, l watch.Level) {
 	o.m.Signal(t.Name, l, metrics.ResultNoTarget)
 }

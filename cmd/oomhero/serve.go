@@ -18,6 +18,7 @@ import (
 	"github.com/oomhero/oomhero/internal/events"
 	"github.com/oomhero/oomhero/internal/heartbeat"
 	"github.com/oomhero/oomhero/internal/metrics"
+	"github.com/oomhero/oomhero/internal/notify"
 	"github.com/oomhero/oomhero/internal/oomwatch"
 	"github.com/oomhero/oomhero/internal/signals"
 	"github.com/oomhero/oomhero/internal/watch"
@@ -107,11 +108,13 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Resolver: discover.Resolver{Proc: cfg.Proc, CgroupRoot: cfg.CgroupRoot},
 		Source:   src,
 		Sender:   signals.PidfdSender{Proc: cfg.Proc},
+		Notifier: notify.New(notify.Options{UserAgent: "oomhero/" + version, Remote: cfg.NotifyRemote}),
 		OOM:      oom,
 		Self:     self,
 		Observer: observers,
 	}
 	err = a.Run(ctx)
+	a.Notifier.Close()
 	cancel()
 	<-sockDone // the socket file is gone
 	if herr := <-httpDone; herr != nil && err == nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/oomhero/oomhero/internal/cgroup"
 	"github.com/oomhero/oomhero/internal/config"
 	"github.com/oomhero/oomhero/internal/discover"
+	"github.com/oomhero/oomhero/internal/notify"
 	"github.com/oomhero/oomhero/internal/oomwatch"
 	"github.com/oomhero/oomhero/internal/policy"
 	"github.com/oomhero/oomhero/internal/runtimes"
@@ -42,6 +43,9 @@ type Agent struct {
 	// OOM, when not nil, reports OOM kills.
 	OOM      *oomwatch.Watcher
 	Observer Observer
+	// Notifier posts HTTP notifications (a loopback-only one with
+	// User-Agent "oomhero" is made when nil).
+	Notifier *notify.Notifier
 	// Self is oomhero's PID in Config.Proc: never signalled.
 	Self int
 	// Now is the clock (time.Now when nil).
@@ -97,6 +101,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.Observer = NopObserver{}
 	}
 	a.policy = policy.New(a.Config.Cooldown)
+	if a.Notifier == nil {
+		n := notify.New(notify.Options{Remote: a.Config.NotifyRemote})
+		a.Notifier = n
+		defer func() { n.Close(); a.Notifier = nil }()
+	}
 	a.byPath, a.byID, a.notWatched = map[string]*tracked{}, map[uint64]*tracked{}, map[string]string{}
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -121,7 +130,17 @@ func (a *Agent) Run(ctx context.Context) error {
 		wait()
 		return err
 	}
-	rescan := time.NewTicker(a.Config.Rescan)
+	// A source that reports process starts and exits (BPF) drives the
+	// rescans; the periodic one is then a slow safety net, kept well under
+	// the liveness limit that counts from the last scan.
+	var procEvents <-chan struct{}
+	every := a.Config.Rescan
+	if pe, ok := a.Source.(interface{ ProcessEvents() <-chan struct{} }); ok {
+		if procEvents = pe.ProcessEvents(); procEvents != nil {
+			every = max(a.Config.Rescan, min(3*a.Config.Rescan, 5*time.Second))
+		}
+	}
+	rescan := time.NewTicker(every)
 	defer rescan.Stop()
 	cooldown := time.NewTimer(time.Hour)
 	defer cooldown.Stop()
@@ -151,15 +170,21 @@ func (a *Agent) Run(ctx context.Context) error {
 			if err := a.rescan(); err != nil {
 				a.Log.Error("rescan failed", "error", err)
 			}
+		case <-procEvents:
+			if err := a.rescan(); err != nil {
+				a.Log.Error("rescan failed", "error", err)
+			}
 		case rd := <-readings:
 			a.reading(rd)
 		case k := <-kills:
 			a.kill(k)
+		case r := <-a.Notifier.Results():
+			a.notified(r)
 		case <-cooldown.C:
 			for _, d := range a.policy.Tick(a.now()) {
 				if t := a.byID[d.ID]; t != nil {
 					for _, l := range d.Signal {
-						a.signal(t, l, t.last)
+						a.deliver(t, l, d.From, t.last)
 					}
 				}
 			}

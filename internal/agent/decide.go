@@ -121,7 +121,9 @@ func (a *Agent) decided(t *tracked, d policy.Decision, rd watch.Reading, origin 
 			t.noTarget[watch.Critical] = false
 		}
 	}
+	prev := d.From
 	for _, l := range d.Signal {
-		a.signal(t, l, rd)
+		a.deliver(t, l, prev, rd)
+		prev = l
 	}
 }

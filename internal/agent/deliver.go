@@ -3,12 +3,14 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/oomhero/oomhero/internal/config"
 	"github.com/oomhero/oomhero/internal/declare"
 	"github.com/oomhero/oomhero/internal/discover"
+	"github.com/oomhero/oomhero/internal/notify"
 	"github.com/oomhero/oomhero/internal/runtimes"
 	"github.com/oomhero/oomhero/internal/signals"
 	"github.com/oomhero/oomhero/internal/watch"
@@ -163,8 +165,11 @@ func (a *Agent) vet(t *tracked, p discover.Process, l watch.Level, sig unix.Sign
 	return true
 }
 
-// signal sends level l's signal to the container's chosen processes.
-func (a *Agent) signal(t *tracked, l watch.Level, rd watch.Reading) {
+// deliver acts on one decision to signal level l (the level before was
+// from): the HTTP notification, when the container has a URL, then the
+// signal. Nothing goes to a container that opted out or was just
+// OOM-killed.
+func (a *Agent) deliver(t *tracked, l, from watch.Level, rd watch.Reading) {
 	if t.ds.decl.Off {
 		return
 	}
@@ -172,6 +177,57 @@ func (a *Agent) signal(t *tracked, l watch.Level, rd watch.Reading) {
 		a.Log.Debug("signal held back: the container was just OOM-killed", "container", t.Name, "level", l.String())
 		return
 	}
+	a.notify(t, l, from, rd)
+	a.signal(t, l, rd)
+}
+
+// notify queues the HTTP notification of level l (never blocks).
+func (a *Agent) notify(t *tracked, l, from watch.Level, rd watch.Reading) {
+	url := a.cfgOf(t).NotifyURL
+	if url == "" {
+		return
+	}
+	p := notify.Payload{Container: t.Name, Level: l.String(), PreviousLevel: from.String(),
+		Percent: percent(rd.Value(a.Config.Metric), t.Limit), WorkingSetBytes: rd.WorkingSet(), UsageBytes: rd.Usage,
+		LimitBytes: t.Limit, Time: a.now().UTC()}
+	if t.psi != nil {
+		some, full := t.pressure.Some.Avg10, t.pressure.Full.Avg10
+		p.PressureSomeAvg10, p.PressureFullAvg10 = &some, &full
+	}
+	a.Notifier.Notify(t.ID, url, p)
+}
+
+// notified logs and counts what became of one notification.
+func (a *Agent) notified(r notify.Result) {
+	l := watch.Warning
+	if r.Level == watch.Critical.String() {
+		l = watch.Critical
+	}
+	t := a.byID[r.Key]
+	if t == nil {
+		return // container gone
+	}
+	attrs := []any{"container", t.Name, "level", r.Level, "url", r.URL}
+	if r.Superseded > 0 {
+		attrs = append(attrs, "replaced_unsent", r.Superseded)
+	}
+	switch r.Outcome {
+	case notify.Sent:
+		a.Log.Info("notification sent", append(attrs, "status", r.Status, "took", r.Took.Round(time.Microsecond))...)
+	case notify.DryRun:
+		a.Log.Info("notification not sent (dry run)", attrs...)
+	case notify.Refused:
+		if t.ep.once("notify-refused/" + r.URL) {
+			a.Log.Warn("notification refused", append(attrs, "error", r.Err)...)
+		}
+	default:
+		a.Log.Warn("notification failed", append(attrs, "error", r.Err, "took", r.Took.Round(time.Microsecond))...)
+	}
+	a.Observer.Notification(a.target(t), l, r.Outcome)
+}
+
+// signal sends level l's signal to the container's chosen processes.
+func (a *Agent) signal(t *tracked, l watch.Level, rd watch.Reading) {
 	sig := a.sigFor(t, l)
 	if sig == 0 {
 		return

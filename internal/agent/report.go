@@ -21,6 +21,9 @@ type Observer interface {
 	// "refused" (the runtime safety table, see deliver.go).
 	Signal(t watch.Target, level watch.Level, pid int, result string)
 	NoTarget(t watch.Target, level watch.Level)
+	// Notification reports one HTTP notification: result is one of
+	// notify.Sent, Failed, Refused, DryRun.
+	Notification(t watch.Target, level watch.Level, result string)
 	// OOMKill reports kills OOM kills; message is the report logged.
 	OOMKill(t watch.Target, kills uint64, message string)
 	Forget(t watch.Target)
@@ -34,6 +37,7 @@ func (NopObserver) Reading(watch.Target, watch.Reading, watch.Level)            
 func (NopObserver) LevelChanged(watch.Target, watch.Level, watch.Level, watch.Reading) {}
 func (NopObserver) Signal(watch.Target, watch.Level, int, string)                      {}
 func (NopObserver) NoTarget(watch.Target, watch.Level)                                 {}
+func (NopObserver) Notification(watch.Target, watch.Level, string)                     {}
 func (NopObserver) OOMKill(watch.Target, uint64, string)                               {}
 func (NopObserver) Forget(watch.Target)                                                {}
 
@@ -63,6 +67,11 @@ func (o Observers) Signal(t watch.Target, l watch.Level, pid int, result string)
 func (o Observers) NoTarget(t watch.Target, l watch.Level) {
 	for _, x := range o {
 		x.NoTarget(t, l)
+	}
+}
+func (o Observers) Notification(t watch.Target, l watch.Level, result string) {
+	for _, x := range o {
+		x.Notification(t, l, result)
 	}
 }
 func (o Observers) OOMKill(t watch.Target, kills uint64, msg string) {

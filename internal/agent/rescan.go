@@ -165,6 +165,7 @@ func (a *Agent) forget(t *tracked) {
 		a.OOM.Remove(t.ID)
 	}
 	a.policy.Forget(t.ID)
+	a.Notifier.Forget(t.ID)
 	a.Observer.Forget(a.target(t))
 	delete(a.byPath, t.Path)
 	delete(a.byID, t.ID)

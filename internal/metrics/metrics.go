@@ -55,6 +55,7 @@ type Metrics struct {
 
 	usage, workingSet, limit, threshold, level *prometheus.GaugeVec
 	signals, oomKills                          *prometheus.CounterVec
+	notifications                              *prometheus.CounterVec // HTTP channel (package notify)
 	source                                     *prometheus.GaugeVec
 	lost                                       prometheus.Counter
 	watched                                    prometheus.Gauge
@@ -118,6 +119,10 @@ func New(o Options) *Metrics {
 			Namespace: ns, Name: "signals_total",
 			Help: "Signals oomhero sent or tried to send, by level and result (sent, error, no_target, refused).",
 		}, []string{"pod", "container", "level", "result"}),
+		notifications: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "notifications_total",
+			Help: "HTTP notifications (OOMHERO_NOTIFY_URL), by level and result (sent, failed, refused, dry_run).",
+		}, []string{"pod", "container", "level", "result"}),
 		oomKills: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "oom_kills_total",
 			Help: "OOM kills seen in the container's cgroup since oomhero started watching it.",
@@ -145,7 +150,7 @@ func New(o Options) *Metrics {
 		[]string{"component"}, nil)
 	m.reg.MustRegister(collectorFunc{m.ageDesc, m.ages})
 	m.reg.MustRegister(m.usage, m.workingSet, m.limit, m.threshold, m.level,
-		m.signals, m.oomKills, m.source, m.lost, m.watched, m.lastScan)
+		m.signals, m.oomKills, m.source, m.lost, m.watched, m.lastScan, m.notifications)
 	if !o.NoProcessCollectors {
 		m.reg.MustRegister(collectors.NewGoCollector(),
 			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -202,6 +207,12 @@ func (m *Metrics) ScanDone() {
 // ResultNoTarget.
 func (m *Metrics) Signal(container string, l watch.Level, result string) {
 	m.signals.WithLabelValues(m.pod, safename.Clean(container), l.String(), safename.Clean(result)).Inc()
+}
+
+// Notification counts one HTTP notification to a container for level l;
+// result is one of notify.Sent, Failed, Refused, DryRun.
+func (m *Metrics) Notification(container string, l watch.Level, result string) {
+	m.notifications.WithLabelValues(m.pod, safename.Clean(container), l.String(), safename.Clean(result)).Inc()
 }
 
 // OOMKill counts one OOM kill seen in a container.
@@ -268,6 +279,7 @@ func (m *Metrics) sweep() {
 		}
 		match := prometheus.Labels{"pod": m.pod, "container": c}
 		m.signals.DeletePartialMatch(match)
+		m.notifications.DeletePartialMatch(match)
 		m.oomKills.DeletePartialMatch(match)
 		delete(m.forgotten, c)
 	}
