@@ -77,7 +77,8 @@ type tracked struct {
 	comm     string         // main process's command at the last resolve
 	cfg      *config.Config // the sidecar's, with the container's declaration applied
 	ds       declState
-	ep       episode // said and learned this episode
+	ep       episode     // said and learned this episode
+	top      topSnapshot // processes' memory at the last level change
 }
 
 // resolveEvery is how many rescans may reuse a known container's cgroup

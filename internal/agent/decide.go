@@ -111,7 +111,7 @@ func (a *Agent) decided(t *tracked, d policy.Decision, rd watch.Reading, origin 
 		a.Log.Info("level changed", append([]any{"container", t.Name, "from", d.From.String(), "to", d.To.String(),
 			"percent", percent(value, t.Limit), "metric", string(a.Config.Metric),
 			"working_set_bytes", rd.WorkingSet(), "usage_bytes", rd.Usage, "limit_bytes", t.Limit, "origin", origin},
-			t.pressureAttrs()...)...)
+			append(t.pressureAttrs(), a.topAttrs(t)...)...)...)
 		a.Observer.LevelChanged(a.target(t), d.From, d.To, rd)
 		if d.To == watch.OK {
 			t.noTarget = [3]bool{}

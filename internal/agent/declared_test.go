@@ -60,6 +60,7 @@ type harness struct {
 	logs   *syncBuf
 	cancel func()
 	done   chan error
+	agent  *Agent // touch only after stop
 }
 
 func startAgent(t *testing.T, args []string, proc string, sc Scanner, res Resolver, setup func(*Agent)) *harness {
@@ -76,6 +77,7 @@ func startAgent(t *testing.T, args []string, proc string, sc Scanner, res Resolv
 	if setup != nil {
 		setup(a)
 	}
+	h.agent = a
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	go func() { h.done <- a.Run(ctx) }()

@@ -297,5 +297,8 @@ func (a *Agent) chooseTargets(t *tracked, sig unix.Signal) []discover.Process {
 		}
 		out = append(out, p)
 	}
+	if mode == config.Largest {
+		out = a.largest(out)
+	}
 	return out
 }

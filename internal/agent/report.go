@@ -100,6 +100,7 @@ func (a *Agent) kill(k oomwatch.Kill) {
 			"last_usage_bytes", t.last.Usage, "last_reading_ago", k.Time.Sub(t.last.Time).Round(time.Millisecond))
 	}
 	attrs = append(attrs, t.pressureAttrs()...)
+	attrs = append(attrs, a.killTopAttrs(t, k.Time)...)
 	var why string
 	for _, l := range []watch.Level{watch.Warning, watch.Critical} {
 		key := "last_" + l.String()

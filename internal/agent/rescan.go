@@ -102,6 +102,8 @@ func (a *Agent) rescan() error {
 			psiNote = "unavailable: " + err.Error()
 		}
 		a.declare(t, g)
+		a.topAttrs(t) // the baseline of "grew" at the first level change
+		t.top.line = ""
 		th := a.thresholds(t)
 		a.policy.Set(c.ID, th)
 		changed = true
