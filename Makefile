@@ -21,7 +21,7 @@ deps: ## install the Debian packages the tests need (root)
 	testenv/install-deps
 
 .PHONY: test
-test: deps lint test-unit fuzz check-generate test-privileged test-e2e test-adversarial test-vm test-k8s ## install what is missing, run everything
+test: deps lint test-unit fuzz check-generate test-privileged test-e2e test-adversarial test-runtimes test-vm test-k8s ## install what is missing, run everything
 	@echo "make test: all suites passed"
 
 .PHONY: test-unit
@@ -46,6 +46,10 @@ test-e2e: ## real-pod suite (podman kube play), with the cgroupfs source, then t
 test-adversarial: ## hostile containers next to a leaking victim and the sidecar (podman pods, 8 cases at a time)
 	$(GO) test -count=1 ./testenv/hostile/...
 	$(GO) test -count=1 -parallel 8 -timeout 15m -v ./testenv/adversarial/... 2>&1 | tee /tmp/oomhero-adversarial.log | grep -E '^(\s*--- |=== RUN|PASS|FAIL|ok|panic)|outcome: ' ; test $${PIPESTATUS[0]} -eq 0
+
+.PHONY: test-runtimes
+test-runtimes: ## real runtimes from Debian packages (JVM, node, PostgreSQL, nginx, httpd, php-fpm, redis, python) in pods next to oomhero
+	$(GO) test -count=1 -timeout 15m -parallel 4 -v ./testenv/runtimes/... 2>&1 | tee /tmp/oomhero-runtimes.log | grep -E '^(\s*--- |=== RUN|PASS|FAIL|ok|panic)' ; test $${PIPESTATUS[0]} -eq 0
 
 .PHONY: test-vm
 test-vm: ## cgroup v2 suite in a qemu VM (Debian 6.1 kernel)

@@ -101,7 +101,7 @@ func PackageFiles(ctx context.Context, pkg string) ([]string, error) {
 		if !strings.HasPrefix(p, "/") {
 			continue // "package diverts others to: ..."
 		}
-		fi, err := os.Lstat(p)
+		fi, err := os.Stat(p) // "/bin" of merged /usr is a link to a directory
 		if err != nil || fi.IsDir() {
 			continue
 		}
@@ -111,18 +111,20 @@ func PackageFiles(ctx context.Context, pkg string) ([]string, error) {
 }
 
 // lddLibs returns the shared objects (and the dynamic loader) that ldd
-// names for the ELF file p.
-func lddLibs(ctx context.Context, p string) ([]string, error) {
+// names for the ELF file p, and the names it could not find (a plugin's
+// dependency on its host library, e.g. HotSpot's libattach.so on
+// libjvm.so, found at run time because the host loaded it).
+func lddLibs(ctx context.Context, p string) (libs, missing []string, err error) {
 	out, err := exec.CommandContext(ctx, "ldd", p).Output()
 	if err != nil {
 		// "not a dynamic executable": static, nothing to add.
-		return nil, nil
+		return nil, nil, nil
 	}
-	var libs []string
 	for _, line := range strings.Split(string(out), "\n") {
 		line = strings.TrimSpace(line)
-		if strings.Contains(line, "not found") {
-			return nil, fmt.Errorf("ldd %s: %s", p, line)
+		if name, _, ok := strings.Cut(line, " => not found"); ok {
+			missing = append(missing, strings.TrimSpace(name))
+			continue
 		}
 		if _, after, ok := strings.Cut(line, "=> "); ok {
 			line = after
@@ -131,7 +133,7 @@ func lddLibs(ctx context.Context, p string) ([]string, error) {
 			libs = append(libs, f[0])
 		}
 	}
-	return libs, nil
+	return libs, missing, nil
 }
 
 func isELF(p string) bool {
@@ -146,6 +148,7 @@ func isELF(p string) bool {
 // addHost adds host path p (following symlinks: both the link and what it
 // points to go in) and its parent directories.
 func (c *collected) addHost(p string) error {
+	p = filepath.Clean(p) // ldd names "bin/../lib/libjli.so"
 	for depth := 0; depth < 16; depth++ {
 		if c.host[p] {
 			return nil
@@ -155,15 +158,7 @@ func (c *collected) addHost(p string) error {
 			return fmt.Errorf("image file %s: %w", p, err)
 		}
 		if fi.IsDir() {
-			return filepath.WalkDir(p, func(q string, d fs.DirEntry, err error) error {
-				if err != nil {
-					return err
-				}
-				if d.IsDir() {
-					return nil
-				}
-				return c.addHost(q)
-			})
+			return nil // a link to a directory keeps only the link
 		}
 		// Parents that are symlinks (/lib -> usr/lib on merged /usr) go in
 		// as symlinks; the file itself under its real directory.
@@ -248,7 +243,13 @@ func (s ImageSpec) collect(ctx context.Context) (*collected, error) {
 		if _, err := os.Lstat(p); err != nil {
 			continue
 		}
-		if err := c.addHost(p); err != nil {
+		err := filepath.WalkDir(p, func(q string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			return c.addHost(q)
+		})
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -257,8 +258,9 @@ func (s ImageSpec) collect(ctx context.Context) (*collected, error) {
 			elfs = append(elfs, f.Host)
 		}
 	}
+	missing := map[string]string{} // library -> who needs it
 	for _, e := range elfs {
-		libs, err := lddLibs(ctx, e)
+		libs, miss, err := lddLibs(ctx, e)
 		if err != nil {
 			return nil, err
 		}
@@ -266,6 +268,18 @@ func (s ImageSpec) collect(ctx context.Context) (*collected, error) {
 			if err := c.addHost(l); err != nil {
 				return nil, err
 			}
+		}
+		for _, m := range miss {
+			missing[m] = e
+		}
+	}
+	have := map[string]bool{}
+	for p := range c.host {
+		have[filepath.Base(p)] = true
+	}
+	for m, who := range missing {
+		if !have[m] {
+			return nil, fmt.Errorf("ldd %s: %s not found, and no file of the image has that name", who, m)
 		}
 	}
 	for _, f := range append(baseFiles(), s.Files...) {
@@ -320,7 +334,7 @@ func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
 
 // writeTar writes the image's root file system as a tar archive.
 func (c *collected) writeTar(w io.Writer) error {
-	tw := tar.NewWriter(w)
+	tw := &dupCheck{Writer: tar.NewWriter(w), seen: map[string]bool{}}
 	seenDir := map[string]bool{}
 	var mkdirs func(d string) error
 	mkdirs = func(d string) error {
@@ -415,6 +429,22 @@ func (c *collected) writeTar(w io.Writer) error {
 		}
 	}
 	return tw.Close()
+}
+
+// dupCheck refuses a second entry of the same name (podman import fails on
+// it, without the name).
+type dupCheck struct {
+	*tar.Writer
+	seen map[string]bool
+}
+
+func (d *dupCheck) WriteHeader(h *tar.Header) error {
+	n := strings.TrimSuffix(h.Name, "/")
+	if d.seen[n] {
+		return fmt.Errorf("two entries for %s", h.Name)
+	}
+	d.seen[n] = true
+	return d.Writer.WriteHeader(h)
 }
 
 // Build returns the tag of the image of s, importing it with `podman import`

@@ -51,6 +51,7 @@ http {
 
 const httpdConf = `ServerRoot /usr/lib/apache2
 LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so
+LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
 ServerName localhost
 Listen 127.0.0.1:8080
 PidFile /tmp/httpd.pid
@@ -61,6 +62,9 @@ LogLevel info
 User www-data
 Group www-data
 DocumentRoot /var/www
+<Directory /var/www>
+    Require all granted
+</Directory>
 StartServers 1
 ServerLimit 1
 ThreadsPerChild 4
