@@ -50,6 +50,9 @@ type Agent struct {
 	Self int
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+	// OOMCount reads a cgroup's OOM-kill counter now (OOM.Count when nil;
+	// tests fake it).
+	OOMCount func(id uint64) (uint64, error)
 	// Identify and EffectOf name a process's runtime and what a signal does
 	// to it (runtimes.Identify and runtimes.EffectOf when nil; tests fake them).
 	Identify func(proc string, pid int) runtimes.Runtime
@@ -79,6 +82,7 @@ type tracked struct {
 	ds       declState
 	ep       episode     // said and learned this episode
 	top      topSnapshot // processes' memory at the last level change
+	oomSeen  uint64      // the OOM-kill counter as last reported (or when watched)
 }
 
 // resolveEvery is how many rescans may reuse a known container's cgroup

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 
 	"github.com/oomhero/oomhero/internal/config"
@@ -104,14 +105,50 @@ func (t *tracked) pressureAttrs() []any {
 	return []any{"pressure_some_avg10", t.pressure.Some.Avg10, "pressure_full_avg10", t.pressure.Full.Avg10}
 }
 
+// oomInProgress tells whether container t is being OOM-killed: its
+// OOM-kill counter moved past the kills reported (the kernel counts a kill
+// before the victim's memory is freed, so this is known before the figure
+// falls), or a kill was reported less than afterOOM ago. It starts the
+// afterOOM pause of signals.
+func (a *Agent) oomInProgress(t *tracked) bool {
+	now := a.now()
+	if !t.oomAt.IsZero() && now.Sub(t.oomAt) < afterOOM {
+		return true
+	}
+	c, err := a.oomCount(t.ID)
+	if err != nil || c <= t.oomSeen {
+		return false
+	}
+	t.oomAt = now
+	return true
+}
+
+func (a *Agent) oomCount(id uint64) (uint64, error) {
+	switch {
+	case a.OOMCount != nil:
+		return a.OOMCount(id)
+	case a.OOM != nil:
+		return a.OOM.Count(id)
+	}
+	return 0, errors.New("OOM kills not watched")
+}
+
 // decided logs a level change and sends the signals a decision calls for.
 func (a *Agent) decided(t *tracked, d policy.Decision, rd watch.Reading, origin string) {
 	value := rd.Value(a.Config.Metric)
 	if d.Changed() {
-		a.Log.Info("level changed", append([]any{"container", t.Name, "from", d.From.String(), "to", d.To.String(),
+		attrs := append([]any{"container", t.Name, "from", d.From.String(), "to", d.To.String(),
 			"percent", percent(value, t.Limit), "metric", string(a.Config.Metric),
 			"working_set_bytes", rd.WorkingSet(), "usage_bytes", rd.Usage, "limit_bytes", t.Limit, "origin", origin},
-			append(t.pressureAttrs(), a.topAttrs(t)...)...)...)
+			t.pressureAttrs()...)
+		if d.To < d.From && a.oomInProgress(t) {
+			// The kernel is freeing a killed process's memory: no news for
+			// the application (the "oom kill" line follows), and deliver
+			// holds the signals of a falling level.
+			a.Log.Debug("level changed", append(attrs, "cause", "oom kill in progress")...)
+		} else {
+			a.Log.Info("level changed", append(attrs, a.topAttrs(t)...)...)
+		}
 		a.Observer.LevelChanged(a.target(t), d.From, d.To, rd)
 		if d.To == watch.OK {
 			t.noTarget = [3]bool{}

@@ -72,7 +72,7 @@ func startAgent(t *testing.T, args []string, proc string, sc Scanner, res Resolv
 	cfg.Proc = proc
 	h := &harness{t: t, proc: proc, src: &fakeSource{updated: make(chan []watch.Target, 64), feed: make(chan watch.Reading)},
 		snd: &fakeSender{}, logs: &syncBuf{}, done: make(chan error, 1)}
-	a := &Agent{Config: cfg, Log: slog.New(slog.NewTextHandler(h.logs, nil)), Scanner: sc, Resolver: res,
+	a := &Agent{Config: cfg, Log: slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: cfg.LogLevel})), Scanner: sc, Resolver: res,
 		Source: h.src, Sender: h.snd, Self: 999}
 	if setup != nil {
 		setup(a)

@@ -92,6 +92,7 @@ func (a *Agent) kill(k oomwatch.Kill) {
 		return
 	}
 	t.oomAt = k.Time
+	t.oomSeen = max(t.oomSeen, k.Total)
 	attrs := []any{"container", t.Name, "cgroup", t.Path, "kills", k.Kills, "oom_kill_total", k.Total,
 		"limit_bytes", t.Limit}
 	if t.hasLast {

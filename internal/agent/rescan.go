@@ -115,8 +115,10 @@ func (a *Agent) rescan() error {
 				oomNote = "unavailable: " + err.Error()
 			case notified:
 				oomNote = "kernel notification"
+				t.oomSeen, _ = a.oomCount(c.ID)
 			default:
 				oomNote = fmt.Sprintf("polled every %v", oomwatch.PollInterval)
+				t.oomSeen, _ = a.oomCount(c.ID)
 			}
 		}
 		a.Log.Info("container watched", "container", c.Name, "cgroup", path, "cgroup_id", c.ID,

@@ -211,6 +211,19 @@ func (w *Watcher) unpoll(e *entry) {
 	e.polled = false
 }
 
+// Count reads the OOM-kill counter of cgroup id now, from the file kept
+// open since Add. It lets a caller learn of a kill before Run reports it
+// (the kernel counts the kill before the victim's memory is freed).
+func (w *Watcher) Count(id uint64) (uint64, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	e, ok := w.byID[id]
+	if !ok || e.gone {
+		return 0, fmt.Errorf("cgroup %d: OOM-kill counter not watched", id)
+	}
+	return e.read()
+}
+
 // Watching tells whether cgroup id is watched and its counter still read.
 func (w *Watcher) Watching(id uint64) bool {
 	w.mu.Lock()
