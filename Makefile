@@ -5,6 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 export CGO_ENABLED ?= 0
 FUZZTIME ?= 5s
+FUZZBUDGET ?= 120
 
 .DEFAULT_GOAL := help
 
@@ -30,8 +31,8 @@ test-unit: ## unit and fixture tests, with the race detector (needs cgo: gcc)
 	cd testenv/k8s && CGO_ENABLED=1 $(GO) test -race -count=1 ./manifests/...
 
 .PHONY: fuzz
-fuzz: ## every native Go fuzz target (FuzzXxx) of both modules, FUZZTIME each (default 5s); failing inputs land in testdata/fuzz
-	FUZZTIME=$(FUZZTIME) testenv/fuzz.sh
+fuzz: ## every native Go fuzz target (FuzzXxx) of both modules, FUZZTIME each (5s; less past FUZZBUDGET=120 s in all); failing inputs land in testdata/fuzz
+	FUZZTIME=$(FUZZTIME) FUZZBUDGET=$(FUZZBUDGET) testenv/fuzz.sh
 
 .PHONY: test-privileged
 test-privileged: ## tests on real cgroups and BPF on this host (root)

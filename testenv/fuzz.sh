@@ -12,7 +12,9 @@
 # every `go test` runs.
 #
 # Usage: testenv/fuzz.sh [regexp]    only targets whose name matches
-# Environment: FUZZTIME (per target, default 5s), GO (default go).
+# Environment: FUZZTIME (per target, default 5s); FUZZBUDGET (seconds of
+# fuzzing in all: FUZZTIME is shortened to fit, 2s at least; unset: no cap);
+# FUZZMINIMIZETIME (default 10s); GO (default go).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,8 +37,8 @@ packages() {
 }
 
 start=$(date +%s)
-failed=()
-summary=()
+# Gather the targets first: "module package target" per line.
+targets=()
 for mod in "${modules[@]}"; do
 	[ -f "$mod/go.mod" ] || continue
 	mapfile -t pkgs < <(cd "$mod" && packages)
@@ -55,40 +57,56 @@ for mod in "${modules[@]}"; do
 		Fuzz*) names+=("$first") ;;
 		ok)
 			for name in "${names[@]}"; do
-				[[ $name =~ $only ]] || continue
-				t0=$(date +%s%N)
-				echo "=== fuzz $second $name ($FUZZTIME)"
-				out=$(cd "$mod" && "$GO" test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" \
-					-fuzzminimizetime "$MINIMIZE" "$second" 2>&1)
-				rc=$?
-				ms=$((($(date +%s%N) - t0) / 1000000))
-				dt=$((ms / 1000)).$((ms % 1000 / 100))
-				execs=$(grep -oE 'execs: [0-9]+' <<<"$out" | tail -1 | grep -oE '[0-9]+')
-				if [ $rc -eq 0 ]; then
-					summary+=("$(printf 'ok    %-44s %-26s %6ss %10s execs' "${second#github.com/oomhero/oomhero/}" "$name" "$dt" "${execs:-?}")")
-				else
-					echo "$out" | tail -40
-					dir=$(cd "$mod" && "$GO" list -f '{{.Dir}}' "$second")/testdata/fuzz/$name
-					for f in $(git status --porcelain --untracked-files=all -- "$dir" | awk '{print $2}'); do
-						echo "--- failing input $f:"
-						head -c 4096 "$f"
-						echo
-					done
-					summary+=("$(printf 'FAIL  %-44s %-26s %6ss' "${second#github.com/oomhero/oomhero/}" "$name" "$dt")")
-					failed+=("$second.$name")
-				fi
+				[[ $name =~ $only ]] && targets+=("$mod $second $name")
 			done
 			names=()
 			;;
 		esac
 	done <<<"$list"
 done
+[ ${#targets[@]} -gt 0 ] || { echo "fuzz: no fuzz target found"; exit 1; }
+
+# Each target gets FUZZTIME, less when FUZZBUDGET (seconds of fuzzing in
+# all) would be exceeded, never less than 2s.
+per=${FUZZTIME%s}
+if [[ $per =~ ^[0-9]+$ && -n ${FUZZBUDGET:-} ]]; then
+	per=$((FUZZBUDGET / ${#targets[@]}))
+	per=$((per < ${FUZZTIME%s} ? per : ${FUZZTIME%s}))
+	FUZZTIME=$((per < 2 ? 2 : per))s
+fi
+
+failed=()
+summary=()
+for t in "${targets[@]}"; do
+	read -r mod pkg name <<<"$t"
+	short=${pkg#github.com/oomhero/oomhero/}
+	echo "=== fuzz $short $name ($FUZZTIME)"
+	t0=$(date +%s%N)
+	out=$(cd "$mod" && "$GO" test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" \
+		-fuzzminimizetime "$MINIMIZE" "$pkg" 2>&1)
+	rc=$?
+	ms=$((($(date +%s%N) - t0) / 1000000))
+	dt=$((ms / 1000)).$((ms % 1000 / 100))
+	execs=$(grep -oE 'execs: [0-9]+' <<<"$out" | tail -1 | grep -oE '[0-9]+')
+	if [ $rc -eq 0 ]; then
+		summary+=("$(printf 'ok    %-28s %-24s %5ss %9s execs' "$short" "$name" "$dt" "${execs:-?}")")
+		continue
+	fi
+	echo "$out" | tail -40
+	dir=$(cd "$mod" && "$GO" list -f '{{.Dir}}' "$pkg")/testdata/fuzz/$name
+	for f in $(git status --porcelain --untracked-files=all -- "$dir" | awk '{print $2}'); do
+		echo "--- failing input $f:"
+		head -c 4096 "$f"
+		echo
+	done
+	summary+=("$(printf 'FAIL  %-28s %-24s %5ss' "$short" "$name" "$dt")")
+	failed+=("$short.$name")
+done
 
 echo
-echo "fuzz summary ($FUZZTIME per target, $(($(date +%s) - start))s in all, load $(cut -d' ' -f1-3 /proc/loadavg)):"
+echo "fuzz summary (${#targets[@]} targets, $FUZZTIME each, $(($(date +%s) - start))s in all, load $(cut -d' ' -f1-3 /proc/loadavg)):"
 printf '%s\n' "${summary[@]}"
 if [ ${#failed[@]} -gt 0 ]; then
 	echo "fuzz: ${#failed[@]} target(s) failed: ${failed[*]}"
 	exit 1
 fi
-[ ${#summary[@]} -gt 0 ] || { echo "fuzz: no fuzz target found"; exit 1; }
