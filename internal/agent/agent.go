@@ -7,6 +7,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -106,6 +108,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.Observer = NopObserver{}
 	}
 	a.policy = policy.New(a.Config.Cooldown)
+	for _, al := range a.Config.Allow {
+		if !slices.Contains(runtimes.Names(), al.Runtime) {
+			a.Log.Warn("--allow names a runtime the safety table does not know: it has no effect",
+				"allow", al.String(), "known", strings.Join(runtimes.Names(), ","))
+		}
+	}
 	if a.Notifier == nil {
 		n := notify.New(notify.Options{Remote: a.Config.NotifyRemote})
 		a.Notifier = n

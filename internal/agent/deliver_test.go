@@ -133,3 +133,12 @@ func TestRuntimeSafetyRefusalConsentAllowOnce(t *testing.T) {
 		t.Errorf("dropped note said %d times, want once per signal", n)
 	}
 }
+
+func TestAllowUnknownRuntimeIsSaid(t *testing.T) {
+	h := startAgent(t, []string{"--allow", "nosuch:SIGUSR1,node:SIGUSR2"}, t.TempDir(), fakeScanner{map[string]*discover.Group{}}, fakeResolver{}, nil)
+	h.waitLog(`msg="--allow names a runtime the safety table does not know: it has no effect" allow=nosuch:SIGUSR1`)
+	h.stop()
+	if strings.Contains(h.logs.String(), "allow=node:SIGUSR2") {
+		t.Errorf("a known runtime was reported unknown:\n%s", h.logs.String())
+	}
+}
