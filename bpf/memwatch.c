@@ -42,6 +42,7 @@ enum kind {
 	KIND_DOWN = 2,     /* level fell */
 	KIND_PROGRESS = 3, /* still at or above the lower threshold, moved */
 	KIND_POKE = 4,     /* classic tracepoint: usage unknown here, read it */
+	KIND_PROC = 5,     /* a process of the watched PID namespace forked, exec'ed or exited */
 };
 
 /* State of one watched cgroup. User space writes id..gap_ns and seeds the
@@ -109,6 +110,25 @@ struct {
 	__type(key, __u32);
 	__type(value, struct event);
 } event_type SEC(".maps");
+
+/* Process events: a process of the PID namespace named by dev/ino (the
+ * sidecar's own, as stat(2) of /proc/self/ns/pid gives them, dev in the
+ * kernel's encoding) forked, exec'ed or exited. One KIND_PROC record is
+ * submitted and `pending` set; more changes submit nothing until user space
+ * clears it (after it rescanned), so a storm of processes costs one record
+ * per rescan. ino 0: off. */
+struct proc_watch {
+	__u64 dev;
+	__u64 ino;
+	__u64 pending;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct proc_watch);
+} procs SEC(".maps");
 
 /* Entry 0: records dropped because the ring buffer was full. */
 struct {
@@ -282,5 +302,51 @@ int on_lruvec_tp(struct lruvec_tp *ctx)
 	if (__sync_val_compare_and_swap(&w->last_ns, then, now) != then)
 		return 0;
 	submit(id, now, 0, 0, w->level, KIND_POKE);
+	return 0;
+}
+
+static __always_inline void proc_changed(void)
+{
+	__u32 k = 0;
+	struct proc_watch *p = bpf_map_lookup_elem(&procs, &k);
+	if (!p || !p->ino || p->pending)
+		return;
+	struct bpf_pidns_info ns;
+	if (bpf_get_ns_current_pid_tgid(p->dev, p->ino, &ns, sizeof(ns)))
+		return; /* another PID namespace */
+	if (__sync_lock_test_and_set(&p->pending, 1))
+		return;
+	submit(0, bpf_ktime_get_ns(), 0, 0, 0, KIND_PROC);
+}
+
+/* sched_process_fork(struct task_struct *parent, struct task_struct *child),
+ * in the parent: new threads are no new process. */
+SEC("tp_btf/sched_process_fork")
+int on_fork(__u64 *ctx)
+{
+	struct task_struct *child = (void *)ctx[1];
+	if (child->pid != child->tgid)
+		return 0;
+	proc_changed();
+	return 0;
+}
+
+/* sched_process_exec(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm) */
+SEC("tp_btf/sched_process_exec")
+int on_exec(__u64 *ctx)
+{
+	proc_changed();
+	return 0;
+}
+
+/* sched_process_exit(struct task_struct *p, ...): a thread group leader
+ * exiting is a process going. */
+SEC("tp_btf/sched_process_exit")
+int on_exit(__u64 *ctx)
+{
+	__u64 pt = bpf_get_current_pid_tgid();
+	if ((__u32)pt != (__u32)(pt >> 32))
+		return 0;
+	proc_changed();
 	return 0;
 }

@@ -32,7 +32,10 @@ typedef atomic64_t atomic_long_t;
 struct page_counter { atomic_long_t usage; unsigned long max; } __pra;
 struct mem_cgroup { struct cgroup_subsys_state css; struct page_counter memory; } __pra;
 struct css_set { struct cgroup_subsys_state *subsys[1]; } __pra;
-struct task_struct { struct css_set *cgroups; } __pra;
+struct task_struct { struct css_set *cgroups; int pid; int tgid; } __pra;
+
+/* From the UAPI (bpf_get_ns_current_pid_tgid). */
+struct bpf_pidns_info { __u32 pid; __u32 tgid; };
 
 /* Values are placeholders: CO-RE relocates them to the kernel's. */
 enum node_stat_item { NR_INACTIVE_FILE = 2, NR_ISOLATED_FILE = 3, NR_ANON_MAPPED = 1 };

@@ -53,28 +53,39 @@ func usageFile(v watch.CgroupVersion) string {
 // working set cross (not from usage crossing, which came earlier), and the
 // re-arming must stay bounded in records.
 //
-// The bound is loose (OOMHERO_LEAD_BOUND, default 20ms) because the suite
-// runs on shared CI machines; loader/bench reports the real p50/p99. Before
-// the offset was tracked, the 4 MiB case at 20 MiB/s came a whole progress
-// step late (about 200 ms).
+// Two bounds. The kernel's first record of the level must come at most
+// 1 ms after the page that made the working set cross
+// (OOMHERO_LEAD_KERNEL_BOUND; early is fine: the confirming read then says
+// "not yet" and re-arms). The whole reaction, which adds the wake-up and
+// the cgroupfs reads of a user-space process, gets a loose bound
+// (OOMHERO_LEAD_BOUND, default 100ms) because the suite runs on shared CI
+// machines: a test process runnable for tens of ms at a load of 30 on 2
+// cores was seen here. Before the offset was tracked, the confirmation came
+// with a progress event a whole step later (about 200 ms for 4 MiB at
+// 20 MiB/s), beyond both. loader/bench reports the real p50/p99.
 func TestUsageLeadsWorkingSet(t *testing.T) {
 	dir := cacheDir(t)
-	bound := 20 * time.Millisecond
-	if v := os.Getenv("OOMHERO_LEAD_BOUND"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			t.Fatalf("OOMHERO_LEAD_BOUND=%q: %v", v, err)
+	bound, kernelBound := 100*time.Millisecond, time.Millisecond
+	for _, b := range []struct {
+		env string
+		d   *time.Duration
+	}{{"OOMHERO_LEAD_BOUND", &bound}, {"OOMHERO_LEAD_KERNEL_BOUND", &kernelBound}} {
+		if v := os.Getenv(b.env); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				t.Fatalf("%s=%q: %v", b.env, v, err)
+			}
+			*b.d = d
 		}
-		bound = d
 	}
 	for _, a := range available(t) {
 		t.Run(strings.Split(string(a), "/")[0], func(t *testing.T) {
-			testUsageLeads(t, a, dir, bound)
+			testUsageLeads(t, a, dir, bound, kernelBound)
 		})
 	}
 }
 
-func testUsageLeads(t *testing.T, a AttachPoint, dir string, bound time.Duration) {
+func testUsageLeads(t *testing.T, a AttachPoint, dir string, bound, kernelBound time.Duration) {
 	const limit = 256 * lab.MiB
 	warn, crit := uint64(limit*65/100), uint64(limit*90/100)
 	s := newSource(t, Options{Attach: []AttachPoint{a}})
@@ -161,20 +172,28 @@ func testUsageLeads(t *testing.T, a AttachPoint, dir string, bound time.Duration
 				late := time.Duration(int64(got - crossed))
 				all = append(all, late)
 				// Where the time went: the kernel's record, the read.
-				kernel := "none"
+				var kernel time.Duration
+				found := false
 				evMu.Lock()
 				for _, ev := range ups {
 					if ev.CgroupId == c.ID && ev.TsNs >= tr[0].At && ev.Level == map[string]uint32{"warning": 1, "critical": 2}[th.what] {
-						kernel = time.Duration(int64(ev.TsNs - crossed)).String()
+						kernel, found = time.Duration(int64(ev.TsNs-crossed)), true
 						break
 					}
 				}
 				evMu.Unlock()
 				read := time.Duration(int64(baseMono + uint64(rd.Time.Sub(base)) - crossed))
-				t.Logf("%s: %s crossing reported %s after the working set crossed (kernel record %s, read %s; origin %s, working set %d KiB over, usage %d KiB)",
-					name, th.what, late, kernel, read, rd.Origin, (rd.WorkingSet()-th.at)>>10, rd.Usage>>10)
+				behind := late - rd.Latency // the record behind the reading
+				t.Logf("%s: %s crossing reported %s after the working set crossed (its record %s, first up record %s, read %s; origin %s, working set %d KiB over, usage %d KiB)",
+					name, th.what, late, behind, kernel, read, rd.Origin, (rd.WorkingSet()-th.at)>>10, rd.Usage>>10)
 				if rd.Origin != OriginBPF {
 					t.Errorf("%s: %s crossing reported by %q, want bpf", name, th.what, rd.Origin)
+				}
+				switch {
+				case !found:
+					t.Errorf("%s: no kernel record of the %s level during the paced growth", name, th.what)
+				case kernel > kernelBound:
+					t.Errorf("%s: the kernel's first %s record came %s after the working set crossed, want <= %s", name, th.what, kernel, kernelBound)
 				}
 				if late > bound {
 					t.Errorf("%s: %s crossing reported %s after the working set crossed, want <= %s", name, th.what, late, bound)

@@ -23,6 +23,13 @@ type memwatchEvent struct {
 	Kind     uint32
 }
 
+type memwatchProcWatch struct {
+	_       structs.HostLayout
+	Dev     uint64
+	Ino     uint64
+	Pending uint64
+}
+
 type memwatchWatchState struct {
 	_         structs.HostLayout
 	Id        uint64
@@ -47,8 +54,12 @@ const (
 	memwatchMapEvents      = "events"
 	memwatchMapLost        = "lost"
 	memwatchMapOverflow    = "overflow"
+	memwatchMapProcs       = "procs"
 	memwatchMapSlots       = "slots"
 	memwatchProgOnCharge   = "on_charge"
+	memwatchProgOnExec     = "on_exec"
+	memwatchProgOnExit     = "on_exit"
+	memwatchProgOnFork     = "on_fork"
 	memwatchProgOnLruvec   = "on_lruvec"
 	memwatchProgOnLruvecTp = "on_lruvec_tp"
 )
@@ -96,6 +107,9 @@ type memwatchSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type memwatchProgramSpecs struct {
 	OnCharge   *ebpf.ProgramSpec `ebpf:"on_charge"`
+	OnExec     *ebpf.ProgramSpec `ebpf:"on_exec"`
+	OnExit     *ebpf.ProgramSpec `ebpf:"on_exit"`
+	OnFork     *ebpf.ProgramSpec `ebpf:"on_fork"`
 	OnLruvec   *ebpf.ProgramSpec `ebpf:"on_lruvec"`
 	OnLruvecTp *ebpf.ProgramSpec `ebpf:"on_lruvec_tp"`
 }
@@ -108,6 +122,7 @@ type memwatchMapSpecs struct {
 	Events    *ebpf.MapSpec `ebpf:"events"`
 	Lost      *ebpf.MapSpec `ebpf:"lost"`
 	Overflow  *ebpf.MapSpec `ebpf:"overflow"`
+	Procs     *ebpf.MapSpec `ebpf:"procs"`
 	Slots     *ebpf.MapSpec `ebpf:"slots"`
 }
 
@@ -141,6 +156,7 @@ type memwatchMaps struct {
 	Events    *ebpf.Map `ebpf:"events"`
 	Lost      *ebpf.Map `ebpf:"lost"`
 	Overflow  *ebpf.Map `ebpf:"overflow"`
+	Procs     *ebpf.Map `ebpf:"procs"`
 	Slots     *ebpf.Map `ebpf:"slots"`
 }
 
@@ -150,6 +166,7 @@ func (m *memwatchMaps) Close() error {
 		m.Events,
 		m.Lost,
 		m.Overflow,
+		m.Procs,
 		m.Slots,
 	)
 }
@@ -165,6 +182,9 @@ type memwatchVariables struct {
 // It can be passed to loadMemwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type memwatchPrograms struct {
 	OnCharge   *ebpf.Program `ebpf:"on_charge"`
+	OnExec     *ebpf.Program `ebpf:"on_exec"`
+	OnExit     *ebpf.Program `ebpf:"on_exit"`
+	OnFork     *ebpf.Program `ebpf:"on_fork"`
 	OnLruvec   *ebpf.Program `ebpf:"on_lruvec"`
 	OnLruvecTp *ebpf.Program `ebpf:"on_lruvec_tp"`
 }
@@ -172,6 +192,9 @@ type memwatchPrograms struct {
 func (p *memwatchPrograms) Close() error {
 	return _MemwatchClose(
 		p.OnCharge,
+		p.OnExec,
+		p.OnExit,
+		p.OnFork,
 		p.OnLruvec,
 		p.OnLruvecTp,
 	)

@@ -54,6 +54,10 @@ type Options struct {
 	// ProgressStep is the change, as a fraction of the limit, that justifies
 	// a progress event (default 1/64).
 	ProgressStep float64
+	// ProcessGap is the minimum time between two notifications on
+	// ProcessEvents (default 100ms): a storm of processes costs at most
+	// one rescan a ProcessGap.
+	ProcessGap time.Duration
 	// RingSize is the ring buffer size in bytes: a power of two, a multiple
 	// of the page size (default 256 KiB).
 	RingSize uint32
@@ -78,6 +82,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ProgressGap <= 0 {
 		o.ProgressGap = 5 * time.Millisecond
+	}
+	if o.ProcessGap <= 0 {
+		o.ProcessGap = 100 * time.Millisecond
 	}
 	if o.ProgressStep <= 0 {
 		o.ProgressStep = 1.0 / 64

@@ -96,7 +96,8 @@ func TestDecodeRecord(t *testing.T) {
 		{"short", record(1, 1, 1, 1, 1, kindUp)[:39], memwatchEvent{}, "39 bytes"},
 		{"long", append(record(1, 1, 1, 1, 1, kindUp), 0), memwatchEvent{}, "41 bytes"},
 		{"kind 0", record(1, 1, 1, 1, 1, 0), memwatchEvent{}, "unknown kind 0"},
-		{"kind 5", record(1, 1, 1, 1, 1, 5), memwatchEvent{}, "unknown kind 5"},
+		{"process event", record(0, 9, 0, 0, 0, kindProc), memwatchEvent{TsNs: 9, Kind: kindProc}, ""},
+		{"kind 6", record(1, 1, 1, 1, 1, 6), memwatchEvent{}, "unknown kind 6"},
 		{"level 3", record(1, 1, 1, 1, 3, kindUp), memwatchEvent{}, "level 3"},
 		{"cgroup 0", record(0, 1, 1, 1, 1, kindUp), memwatchEvent{}, "cgroup id 0"},
 	} {
@@ -121,6 +122,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(record(42, 2000, 10, 512, 0, kindDown))
 	f.Add(record(1<<40, 1<<62, 1<<50, 1<<50, 2, kindProgress))
 	f.Add(record(3, 1, 0, 0, 1, kindPoke))
+	f.Add(record(0, 1, 0, 0, 0, kindProc))
 	f.Add([]byte{})
 	f.Add(make([]byte, 39))
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -128,7 +130,7 @@ func FuzzDecode(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if ev.Kind < kindUp || ev.Kind > kindPoke || ev.Level > 2 || ev.CgroupId == 0 {
+		if ev.Kind < kindUp || ev.Kind > kindProc || ev.Level > 2 || (ev.CgroupId == 0 && ev.Kind != kindProc) {
 			t.Fatalf("accepted %+v", ev)
 		}
 		if again := record(ev.CgroupId, ev.TsNs, ev.Usage, ev.Max, ev.Level, ev.Kind); string(again) != string(b) {

@@ -23,10 +23,22 @@ type loaded struct {
 	coll   *ebpf.Collection
 	prog   *ebpf.Program
 	link   link.Link
+
+	// The process-event programs (nil when they did not load or attach),
+	// sharing coll's maps, and why they are missing.
+	procColl  *ebpf.Collection
+	procLinks []link.Link
+	procErr   error
 }
 
 func (l *loaded) close() error {
 	var errs []error
+	for _, pl := range l.procLinks {
+		errs = append(errs, pl.Close())
+	}
+	if l.procColl != nil {
+		l.procColl.Close()
+	}
 	if l.link != nil {
 		errs = append(errs, l.link.Close())
 	}
@@ -147,6 +159,7 @@ func probe(order []AttachPoint, ringSize uint32) (*loaded, error) {
 	for _, a := range order {
 		l, err := load(a, kernel, ringSize)
 		if err == nil {
+			l.procErr = loadProcs(l, kernel)
 			return l, nil
 		}
 		errs = append(errs, err)
@@ -173,3 +186,62 @@ func (j joined) Error() string {
 }
 
 func (j joined) Unwrap() []error { return j }
+
+// procTracepoints are the process-event programs and their BTF tracepoints.
+var procTracepoints = map[string]string{
+	memwatchProgOnFork: "sched_process_fork",
+	memwatchProgOnExec: "sched_process_exec",
+	memwatchProgOnExit: "sched_process_exit",
+}
+
+// loadProcs loads and attaches the process-event programs next to l's
+// program, on l's maps. They are optional: the error says why they are
+// missing, and l is unchanged then.
+func loadProcs(l *loaded, kernel *btf.Spec) error {
+	for _, tp := range procTracepoints {
+		var td *btf.Typedef
+		if err := kernel.TypeByName("btf_trace_"+tp, &td); err != nil {
+			return fmt.Errorf("kernel has no tracepoint %s in BTF: %w", tp, err)
+		}
+	}
+	spec, err := loadMemwatch()
+	if err != nil {
+		return fmt.Errorf("parse embedded bpf object: %w", err)
+	}
+	for name := range spec.Programs {
+		if _, ok := procTracepoints[name]; !ok {
+			delete(spec.Programs, name)
+		}
+	}
+	delete(spec.Maps, memwatchMapEventType)
+	repl := map[string]*ebpf.Map{}
+	for name, ms := range spec.Maps {
+		m := l.coll.Maps[name]
+		if m == nil {
+			return fmt.Errorf("map %s missing from the loaded object", name)
+		}
+		ms.MaxEntries = m.MaxEntries()
+		repl[name] = m
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{
+		Programs:        ebpf.ProgramOptions{KernelTypes: kernel},
+		MapReplacements: repl,
+	})
+	if err != nil {
+		return classify("process-event programs: load", err)
+	}
+	var links []link.Link
+	for name := range procTracepoints {
+		pl, err := link.AttachTracing(link.TracingOptions{Program: coll.Programs[name], AttachType: ebpf.AttachTraceRawTp})
+		if err != nil {
+			for _, x := range links {
+				x.Close()
+			}
+			coll.Close()
+			return classify("process-event program "+name+": attach", err)
+		}
+		links = append(links, pl)
+	}
+	l.procColl, l.procLinks = coll, links
+	return nil
+}

@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -31,6 +32,7 @@ const (
 	kindDown     = 2
 	kindProgress = 3
 	kindPoke     = 4
+	kindProc     = 5
 )
 
 // Origins of the readings a Source delivers.
@@ -72,11 +74,19 @@ type Source struct {
 	resyncs atomic.Uint64
 	// lostTotal mirrors the program's lost counter for Lost.
 	lostTotal atomic.Uint64
-	// onEvent, when set before Run, sees every record, on the ring
-	// reader's goroutine (for tests).
+	// onEvent, when set before Run, sees every memory record, on the
+	// ring reader's goroutine (for tests).
 	onEvent func(memwatchEvent)
 	// heart beats on every turn of Run's loop (liveness, progress.go).
 	heart heartbeat.Heart
+
+	// Process events (nil procCh: the programs are not attached).
+	procs     *ebpf.Map
+	procCfg   memwatchProcWatch
+	procCh    chan struct{}
+	procMu    sync.Mutex
+	procLast  time.Time
+	procTimer *time.Timer
 }
 
 type target struct {
@@ -118,6 +128,11 @@ func New(opts Options) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The kernel's BTF (several MiB, parsed and mmapped from
+	// /sys/kernel/btf/vmlinux by btf.LoadKernelSpec) is garbage now; its
+	// mapping goes with a cleanup after a collection. An idle sidecar may not
+	// collect for minutes: release it now (RSS).
+	releaseMemory()
 	s := &Source{
 		opts:     opts,
 		l:        l,
@@ -139,7 +154,91 @@ func New(opts Options) (*Source, error) {
 		l.close()
 		return nil, fmt.Errorf("open ring buffer: %w", err)
 	}
+	if err := s.watchProcs(); err != nil {
+		opts.Logger.Info("no process events from BPF, processes are rescanned periodically", "reason", err)
+	}
 	return s, nil
+}
+
+// watchProcs arms the process-event programs for this process's PID
+// namespace (the one --proc shows).
+func (s *Source) watchProcs() error {
+	if s.l.procErr != nil {
+		return s.l.procErr
+	}
+	s.procs = s.l.coll.Maps[memwatchMapProcs]
+	if s.procs == nil {
+		return errors.New("bpf object lacks the procs map")
+	}
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/pid", &st); err != nil {
+		return fmt.Errorf("own PID namespace: %w", err)
+	}
+	// The kernel compares dev in its own encoding (MKDEV: major << 20).
+	s.procCfg = memwatchProcWatch{Dev: uint64(unix.Major(st.Dev))<<20 | uint64(unix.Minor(st.Dev)), Ino: st.Ino}
+	if err := s.procs.Put(uint32(0), s.procCfg); err != nil {
+		return fmt.Errorf("arm process events: %w", err)
+	}
+	s.procCh = make(chan struct{}, 1)
+	return nil
+}
+
+// ProcessEvents returns a channel that receives a value soon after a
+// process of oomhero's PID namespace forked, exec'ed or exited (at most one
+// a ProcessGap), or nil when the kernel does not provide these events. The
+// agent rescans on it instead of every --rescan period.
+func (s *Source) ProcessEvents() <-chan struct{} {
+	s.procMu.Lock()
+	defer s.procMu.Unlock()
+	if s.procCh == nil {
+		return nil
+	}
+	return s.procCh
+}
+
+// procEvent handles a process-event record: the receiver of ProcessEvents
+// is told at once, or ProcessGap after it was told last; the kernel is
+// re-armed just before.
+func (s *Source) procEvent() {
+	s.procMu.Lock()
+	defer s.procMu.Unlock()
+	if s.procCh == nil || s.procTimer != nil {
+		return
+	}
+	if wait := s.opts.ProcessGap - time.Since(s.procLast); wait > 0 {
+		s.procTimer = time.AfterFunc(wait, func() {
+			s.procMu.Lock()
+			defer s.procMu.Unlock()
+			s.procTimer = nil
+			if s.procCh != nil {
+				s.procFire()
+			}
+		})
+		return
+	}
+	s.procFire()
+}
+
+// procFire clears the kernel's pending flag and notifies. The caller holds
+// s.procMu.
+func (s *Source) procFire() {
+	s.procLast = time.Now()
+	if err := s.procs.Put(uint32(0), s.procCfg); err != nil {
+		s.opts.Logger.Warn("cannot re-arm process events", "err", err)
+	}
+	select {
+	case s.procCh <- struct{}{}:
+	default:
+	}
+}
+
+// releaseMemory collects garbage twice (the first queues cleanups, such as
+// munmap of the kernel BTF, the second finds them run) and returns freed
+// memory to the kernel.
+func releaseMemory() {
+	debug.FreeOSMemory()
+	runtime.Gosched()
+	debug.FreeOSMemory()
 }
 
 // Name returns "bpf " and the attach point.
@@ -170,6 +269,12 @@ func (s *Source) ProgramStats() (runs uint64, total time.Duration, err error) {
 // never run. It is safe to call more than once.
 func (s *Source) Close() error {
 	s.closeOnce.Do(func() {
+		s.procMu.Lock()
+		if s.procTimer != nil {
+			s.procTimer.Stop()
+		}
+		s.procCh = nil // no more notifications
+		s.procMu.Unlock()
 		s.closeErr = errors.Join(s.ring.Close(), s.l.close())
 	})
 	return s.closeErr
@@ -349,11 +454,11 @@ func decodeRecord(b []byte) (memwatchEvent, error) {
 		Kind:     binary.NativeEndian.Uint32(b[36:]),
 	}
 	switch {
-	case ev.Kind < kindUp || ev.Kind > kindPoke:
+	case ev.Kind < kindUp || ev.Kind > kindProc:
 		return memwatchEvent{}, fmt.Errorf("ring buffer record of unknown kind %d", ev.Kind)
 	case ev.Level > 2:
 		return memwatchEvent{}, fmt.Errorf("ring buffer record with level %d, want 0-2", ev.Level)
-	case ev.CgroupId == 0:
+	case ev.CgroupId == 0 && ev.Kind != kindProc:
 		return memwatchEvent{}, errors.New("ring buffer record for cgroup id 0")
 	}
 	return ev, nil
@@ -365,6 +470,10 @@ func (s *Source) addRecord(batch map[uint64]memwatchEvent, b []byte) {
 	ev, err := decodeRecord(b)
 	if err != nil {
 		s.opts.Logger.Warn("ignoring ring buffer record", "err", err)
+		return
+	}
+	if ev.Kind == kindProc {
+		s.procEvent()
 		return
 	}
 	if s.onEvent != nil {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -587,4 +588,56 @@ func TestOverflowFullPolled(t *testing.T) {
 	r.wait(t, n, time.Second, "at or above warning from the overflow map", func(rd watch.Reading) bool {
 		return rd.ID == c.ID && rd.Usage >= warn && rd.Origin == OriginBPF
 	})
+}
+
+// TestProcessEvents: a process started in this PID namespace is announced
+// on ProcessEvents, and a storm of them at most once a ProcessGap.
+func TestProcessEvents(t *testing.T) {
+	const gap = 100 * time.Millisecond
+	s := newSource(t, Options{ProcessGap: gap})
+	ch := s.ProcessEvents()
+	if ch == nil {
+		labtest.SkipOrFail(t, "no process events on this kernel: %v", s.l.procErr)
+	}
+	r := run(t, s)
+	_ = r
+	drain := func(d time.Duration) int {
+		n := 0
+		for end := time.After(d); ; {
+			select {
+			case <-ch:
+				n++
+			case <-end:
+				return n
+			}
+		}
+	}
+	drain(3 * gap) // whatever ran before
+	start := time.Now()
+	if err := exec.Command("true").Run(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ch:
+		t.Logf("process event %s after the process started", time.Since(start))
+	case <-time.After(2 * time.Second):
+		t.Fatal("no process event within 2s of starting a process")
+	}
+	drain(3 * gap)
+	// A storm: 200 processes in about a second.
+	done := make(chan int)
+	go func() { done <- drain(1500 * time.Millisecond) }()
+	stormStart := time.Now()
+	for range 200 {
+		if err := exec.Command("true").Run(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	took := time.Since(stormStart)
+	n := <-done
+	most := int(1500*time.Millisecond/gap) + 2
+	t.Logf("storm of 200 processes in %s: %d notifications (at most %d)", took.Round(time.Millisecond), n, most)
+	if n == 0 || n > most {
+		t.Errorf("%d notifications for a storm of 200 processes, want 1..%d", n, most)
+	}
 }
