@@ -1,6 +1,15 @@
 // Package agent ties oomhero together: it discovers containers, feeds their
 // readings from a Source through the policy, and acts on decisions (signals,
-// logs, OOM-kill reports, hooks for metrics and events).
+// HTTP notifications, logs, OOM-kill reports, hooks for metrics and events).
+//
+// The flow, one file each: rescan.go discovers and resolves containers and
+// reads what each declares in its environment (declared.go, package
+// declare); decide.go turns readings and memory pressure into levels and
+// decisions; deliver.go chooses the target processes, checks each against
+// the runtime safety table (package runtimes: a runtime's own handler is not
+// consent), sends the signals and queues the HTTP notifications (package
+// notify); report.go writes the OOM-kill report and feeds the observers;
+// top.go names a container's largest processes.
 package agent
 
 import (
