@@ -467,6 +467,10 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 		fmt.Fprintf(out, "oomhero warns applications before the kernel OOM killer strikes.\n\n"+
 			"It watches each container's memory against its limit and sends a warning\n"+
 			"signal, then a critical signal, as use crosses two percentages of the limit.\n\n"+
+			"An application container may set, in its own environment, OOMHERO=off or\n"+
+			"OOMHERO_WARNING, _CRITICAL, _WARNING_SIGNAL, _CRITICAL_SIGNAL, _TARGETS,\n"+
+			"_NOTIFY_URL, _REPEAT, _COOLDOWN: they apply to that container only, and a\n"+
+			"declared signal is sent even to a runtime handler the safety table refuses.\n\n"+
 			"Usage: oomhero [options]\n\nOptions (a flag wins over its environment variables):\n")
 		fs.VisitAll(func(f *flag.Flag) {
 			fmt.Fprintf(out, "  --%s\n", f.Name)
