@@ -12,8 +12,11 @@
 //
 //   - the sidecar never restarts and is still running (podman RestartCount
 //     and state);
-//   - the victim got both signals (SIGUSR1 then SIGUSR2 lines in its log)
-//     before the kernel OOM-killed it;
+//   - the victim got both signals (SIGUSR1 and SIGUSR2 lines in its log)
+//     before the kernel OOM-killed it, and its restarted container is watched
+//     again (a leak run where the victim, stalled by load, went from the
+//     critical threshold to its kill in under 300 ms proves nothing: the leak
+//     is run again, at most twice);
 //   - no file outside the hostile container changed (SHA-256 of the host
 //     file mounted into the hostile container, of a host file bind-mounted
 //     over its fake cgroup.event_control, and of a file in the other
@@ -21,7 +24,9 @@
 //   - oomhero's memory and CPU stay bounded: memory.max_usage_in_bytes of the
 //     sidecar's cgroup v1 memory directory at most MaxMemory, cpuacct.usage
 //     over the case below MaxCPU of one core;
-//   - /healthz keeps answering (polled from the host at the pod's IP), and
+//   - /healthz keeps answering (polled from the host at the pod's IP every
+//     500 ms: first answer within 20 s, no gap over 10 s), /metrics is
+//     valid UTF-8 with a bounded number of container labels, and
 //     oomhero's log stays well-formed: one JSON object (or one logfmt
 //     record) per line, valid UTF-8, no control characters.
 //

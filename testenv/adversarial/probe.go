@@ -20,6 +20,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/oomhero/oomhero/testenv/app/applog"
 	"github.com/oomhero/oomhero/testenv/pods"
 )
 
@@ -31,7 +32,10 @@ const (
 	MaxCPU = 0.20
 	// MaxHealthGap is the longest time /healthz may go unanswered once it
 	// first answered.
-	MaxHealthGap = 5 * time.Second
+	MaxHealthGap = 10 * time.Second
+	// FirstHealth bounds the time from the sidecar's start to its first
+	// /healthz answer (loading BPF under load takes seconds).
+	FirstHealth = 20 * time.Second
 )
 
 // Sidecar is a cgroup v1 container as the host sees it: memory and cpuacct
@@ -178,7 +182,7 @@ func StartHealth(url string, period time.Duration) *Health {
 
 func (h *Health) run() {
 	defer close(h.done)
-	c := &http.Client{Timeout: time.Second}
+	c := &http.Client{Timeout: 2 * time.Second}
 	t := time.NewTicker(h.Period)
 	defer t.Stop()
 	for {
@@ -303,17 +307,34 @@ func CheckLog(log, format string, secrets ...string) []string {
 	return out
 }
 
-// FirstRun returns the victim's log up to its second "event=start" line (a
-// restart after the OOM kill) and whether it was cut there.
-func FirstRun(log string) (string, bool) {
-	first := strings.Index(log, "event=start ")
-	if first < 0 {
-		return log, false
+// Runs splits the victim's log into its runs: each starts at an
+// "event=start" line (the first, then one per restart after an OOM kill).
+func Runs(log string) []string {
+	var out []string
+	for {
+		i := strings.Index(log, "event=start ")
+		if i < 0 {
+			return out
+		}
+		j := strings.Index(log[i+1:], "event=start ")
+		if j < 0 {
+			return append(out, log[i:])
+		}
+		out = append(out, log[i:i+1+j])
+		log = log[i+1+j:]
 	}
-	if i := strings.Index(log[first+1:], "event=start "); i >= 0 {
-		return log[:first+1+i], true
+}
+
+// reactionWindow returns the time from the victim's first sample at or
+// above crit bytes of working set to its last sample, and false when no
+// sample reached crit.
+func reactionWindow(lg applog.Log, crit uint64) (time.Duration, bool) {
+	for _, s := range lg.Samples {
+		if s.WorkingSet >= crit {
+			return lg.Samples[len(lg.Samples)-1].Mono - s.Mono, true
+		}
 	}
-	return log, false
+	return 0, false
 }
 
 // getBody GETs url and returns the body (at most 4 MiB).

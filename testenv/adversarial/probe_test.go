@@ -36,14 +36,14 @@ func TestCheckLog(t *testing.T) {
 	}
 }
 
-func TestFirstRun(t *testing.T) {
+func TestRuns(t *testing.T) {
 	log := "event=start pid=1\nevent=signal signal=SIGUSR1\nevent=start pid=2\nevent=waiting\n"
-	run, cut := FirstRun(log)
-	if !cut || run != "event=start pid=1\nevent=signal signal=SIGUSR1\n" {
-		t.Errorf("FirstRun = %q, %v", run, cut)
+	runs := Runs(log)
+	if len(runs) != 2 || runs[0] != "event=start pid=1\nevent=signal signal=SIGUSR1\n" || runs[1] != "event=start pid=2\nevent=waiting\n" {
+		t.Errorf("Runs = %q", runs)
 	}
-	if run, cut := FirstRun("event=start pid=1\n"); cut || run != "event=start pid=1\n" {
-		t.Errorf("FirstRun of one run = %q, %v", run, cut)
+	if runs := Runs("podman: noise\n"); len(runs) != 0 {
+		t.Errorf("Runs without a start = %q", runs)
 	}
 }
 
