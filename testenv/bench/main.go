@@ -14,6 +14,7 @@
 //     are CLOCK_MONOTONIC in the app. The table gives p50/p90/p99/max
 //     (nearest rank: with few runs p99 is the maximum), and for 200 MiB/s how
 //     many runs got the critical signal before the OOM kill.
+//
 //   - Idle cost: oomhero next to 3 containers (256 MiB limits, idle) holding
 //     200 processes in all. Over -idle, its CPU time (the scheduler's exact
 //     run time, /proc/<pid>/task/*/schedstat, summed over threads; utime and
@@ -21,8 +22,21 @@
 //     as percent of one core, its resident
 //     memory (VmRSS, and VmHWM peak) and its log lines per minute.
 //
-// Needs root, podman and runc. Each source is one row per table, so other
-// sources (bpf) add rows.
+//   - Idle shapes: oomhero next to one app that holds 30% of its limit
+//     with N-1 idle child processes (N from -shapes: 200 in 256 MiB, 2,000
+//     in 1 GiB; the children are a static C sleeper, a few pages each). CPU
+//     from the cgroup accounting of oomhero's container (cpuacct.usage on
+//     v1, cpu.stat usage_usec on v2) over -shape-windows consecutive steady
+//     windows of -shape-window (median and range), the start-up CPU (from
+//     the pod's start until the app and all its processes were seen, plus
+//     5 s) apart, and RSS.
+//
+//   - Ratios against the previous release's figures (-baseline, default
+//     testenv/bench/baseline.json) for every figure both have.
+//
+// Each table is headed by the machine and followed by the load average.
+// Needs root, podman, runc and clang with libc6-dev (the sleeper). Each
+// source is one row per table, so other sources (bpf) add rows.
 package main
 
 import (
@@ -72,6 +86,10 @@ func run() error {
 	idle := flag.Duration("idle", 60*time.Second, "idle measurement window")
 	rates := flag.String("rates", "20,200", "leak rates in MiB/s; rates under 100 are capped at 95% of the limit, others run until the OOM kill")
 	noBuild := flag.Bool("no-build", false, "use the images already built")
+	shapes := flag.String("shapes", "200,2000", "idle shapes: processes of the one app (empty: none)")
+	shapeWindows := flag.Int("shape-windows", 3, "steady windows per idle shape")
+	shapeWindow := flag.Duration("shape-window", 20*time.Second, "length of one steady window")
+	baselinePath := flag.String("baseline", "", "previous release's figures (default testenv/bench/baseline.json)")
 	flag.StringVar(&logDir, "logs", "", "directory to keep every run's app and oomhero logs in (empty: none)")
 	flag.Parse()
 
@@ -99,6 +117,31 @@ func run() error {
 			return err
 		}
 	}
+	if *baselinePath == "" {
+		*baselinePath = filepath.Join(root, "testenv", "bench", "baseline.json")
+	}
+	bl, err := loadBaseline(*baselinePath)
+	if err != nil {
+		return err
+	}
+	var shapeN []int
+	for _, f := range strings.Split(*shapes, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			return fmt.Errorf("-shapes: %q is not a process count", f)
+		}
+		shapeN = append(shapeN, n)
+	}
+	if len(shapeN) > 0 && *shapeWindows > 0 {
+		if err := buildIdleImage(ctx, lab); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("oomhero pod benchmark on %s; load average at the start %s\n", machine(), loadavg())
+	var srows []shapeRow
 
 	var lrows []latencyRow
 	var irows []idleRow
@@ -125,9 +168,45 @@ func run() error {
 			}
 			irows = append(irows, row)
 		}
+		for _, n := range shapeN {
+			if *shapeWindows <= 0 {
+				break
+			}
+			row, err := idleShape(ctx, lab, src, n, *shapeWindows, *shapeWindow)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "bench: idle shape %s %d processes: %v %% of a core (load %s)\n", row.source, row.procs, row.cpuPct, row.load)
+			srows = append(srows, row)
+		}
 	}
-	printTables(os.Stdout, lrows, irows, *runs)
+	ms := printTables(os.Stdout, lrows, irows, *runs)
+	ms = append(ms, printShapes(os.Stdout, srows)...)
+	printRatios(os.Stdout, bl, ms)
+	fmt.Printf("\nload average at the end %s\n", loadavg())
 	return nil
+}
+
+// printShapes prints the idle shapes and returns their figures.
+func printShapes(w *os.File, rows []shapeRow) []measured {
+	if len(rows) == 0 {
+		return nil
+	}
+	fmt.Fprintf(w, "\nIdle cost next to one app holding 30%% of its limit with idle child processes (%s)\n\n", machine())
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "source\tprocesses\tlimit\tCPU % of one core (median, range)\twindows\tstart-up CPU\tRSS\tpeak RSS\tload after\t")
+	var ms []measured
+	for _, r := range rows {
+		med, lo, hi := medianRange(r.cpuPct)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%.3f%% (%.3f..%.3f)\t%d x %v\t%v in %v\t%.1f MiB\t%.1f MiB\t%s\t\n", r.source, r.seenProcs, r.limit,
+			med, lo, hi, len(r.cpuPct), r.window, r.startCPU.Round(time.Millisecond), r.startTook.Round(time.Second),
+			float64(r.rssKiB)/1024, float64(r.hwmKiB)/1024, r.load)
+		ms = append(ms, measured{fmt.Sprintf("idle app with %d processes at 30%%, %s: CPU %% of one core", r.procs, r.source), med, lo, hi},
+			measured{fmt.Sprintf("idle app with %d processes at 30%%, %s: RSS MiB", r.procs, r.source),
+				float64(r.rssKiB) / 1024, float64(r.rssKiB) / 1024, float64(r.rssKiB) / 1024})
+	}
+	tw.Flush()
+	return ms
 }
 
 // logDir, when set, receives each run's logs.
@@ -375,7 +454,11 @@ func fmtDur(d time.Duration) string {
 	}
 }
 
-func printTables(w *os.File, lrows []latencyRow, irows []idleRow, runs int) {
+func printTables(w *os.File, lrows []latencyRow, irows []idleRow, runs int) []measured {
+	var ms []measured
+	if len(lrows) == 0 && len(irows) == 0 {
+		return nil
+	}
 	fmt.Fprintf(w, "\nReaction latency: signal receipt in the app - its first sample at or above the threshold\n")
 	fmt.Fprintf(w, "(256 MiB limit, WARNING=65 CRITICAL=90, %d runs per rate; nearest-rank percentiles)\n\n", runs)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -393,10 +476,15 @@ func printTables(w *os.File, lrows []latencyRow, irows []idleRow, runs int) {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%d\t%s\t\n", r.source, r.rate, r.level, len(d),
 			fmtDur(percentile(d, 50)), fmtDur(percentile(d, 90)), fmtDur(percentile(d, 99)), fmtDur(mx), r.missed, kill)
+		if len(d) > 0 {
+			ms = append(ms, measured{fmt.Sprintf("reaction %s %s p50 ms", r.rate, r.level),
+				float64(percentile(d, 50)) / 1e6, float64(d[0]) / 1e6, float64(mx) / 1e6})
+		}
 	}
 	tw.Flush()
+	fmt.Fprintf(w, "load average after the reaction runs: %s\n", loadavg())
 	if len(irows) == 0 {
-		return
+		return ms
 	}
 	fmt.Fprintf(w, "\nIdle cost of oomhero next to %d containers / %d processes\n\n", irows[0].containers, irows[0].procs)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -404,6 +492,10 @@ func printTables(w *os.File, lrows []latencyRow, irows []idleRow, runs int) {
 	for _, r := range irows {
 		fmt.Fprintf(tw, "%s\t%v\t%.3f%%\t%.1f MiB\t%.1f MiB\t%.1f\t\n", r.source, r.window.Round(time.Second), r.cpuPct,
 			float64(r.rssKiB)/1024, float64(r.hwmKiB)/1024, r.linesPerMin)
+		ms = append(ms, measured{fmt.Sprintf("idle %d containers/%d processes, %s: CPU %% of one core", r.containers, r.procs, r.source),
+			r.cpuPct, r.cpuPct, r.cpuPct})
 	}
 	tw.Flush()
+	fmt.Fprintf(w, "load average after the idle window: %s\n", loadavg())
+	return ms
 }
