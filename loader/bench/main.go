@@ -6,6 +6,7 @@
 //   - per-hit cost of the BPF program (kernel.bpf_stats_enabled run_time_ns /
 //     run_cnt) for unwatched and watched cgroups, with the leaker's extra
 //     system time;
+//
 //   - reaction latency, from the kernel's threshold crossing to the reading
 //     reaching its consumer, of the BPF source and of the cgroupfs polling
 //     source (package fallback, --interval 100ms --min-interval 2ms) watching
