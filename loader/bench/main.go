@@ -1,17 +1,15 @@
 //go:build linux
 
 // Command bench measures the BPF source on this host against a real leaking
-// process in a real memory cgroup, and prints two tables:
+// process in a real memory cgroup, and prints three tables:
 //
 //   - per-hit cost of the BPF program (kernel.bpf_stats_enabled run_time_ns /
 //     run_cnt) for unwatched and watched cgroups, with the leaker's extra
 //     system time;
-//
 //   - reaction latency, from the kernel's threshold crossing to the reading
 //     reaching its consumer, of the BPF source and of the cgroupfs polling
 //     source (package fallback, --interval 100ms --min-interval 2ms) watching
-//     the same cgroup in the same run.
-//
+//     the same cgroup in the same run;
 //   - usage leads the working set: page cache of 0, 100 KiB, 4 MiB and 30%
 //     of the limit stays beside anonymous growth at 20 and 200 MiB/s; the
 //     reaction of both sources from the working-set crossing (see
