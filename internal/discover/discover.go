@@ -26,6 +26,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/oomhero/oomhero/internal/cgroup"
 	"github.com/oomhero/oomhero/internal/safefs"
@@ -349,25 +351,25 @@ func (r Resolver) Resolve(g *Group) (watch.Container, error) {
 	var tried []string
 	for _, p := range g.Procs {
 		for _, cand := range r.candidates(p.PID, g) {
-			tried = append(tried, cand.d.String())
 			dir, err := cgroup.OpenDir(cand.d)
 			if err != nil {
+				tried = append(tried, cleanErr(err))
 				continue
 			}
-			ok := lists(dir, p.PID)
-			if ok && !r.sameProcess(p) {
+			if err := listed(dir, p.PID); err != nil {
 				dir.Close()
-				tried = append(tried[:len(tried)-1], cand.d.String()+" (pid recycled)")
+				tried = append(tried, cleanErr(err))
+				continue
+			}
+			if !r.sameProcess(p) {
+				dir.Close()
+				tried = append(tried, cleanErr(fmt.Errorf("%s: pid %d recycled", cand.d, p.PID)))
 				break
 			}
-			if !ok {
-				dir.Close()
-				continue
-			}
-			v, err := cgroup.Detect(watch.CgroupDir{Root: cand.d.Root, Rel: cand.d.Rel, Ino: dir.Ino()})
-			c.Dir = watch.CgroupDir{Root: cand.d.Root, Rel: cand.d.Rel, Ino: dir.Ino()}
-			c.ID = dir.Ino()
+			d := watch.CgroupDir{Root: cand.d.Root, Rel: cand.d.Rel, Ino: dir.Ino()}
 			dir.Close()
+			c.Dir, c.ID = d, d.Ino
+			v, err := cgroup.Detect(d)
 			if err != nil {
 				return c, err
 			}
@@ -380,7 +382,20 @@ func (r Resolver) Resolve(g *Group) (watch.Container, error) {
 		}
 	}
 	return c, fmt.Errorf("container %s (cgroup %s): no readable cgroup directory lists its processes (tried %s)",
-		c.Name, safename.Clean(g.Path), safename.Clean(strings.Join(tried, ", ")))
+		c.Name, safename.Clean(g.Path), strings.Join(tried, "; "))
+}
+
+// cleanErr makes an error about a container's files safe for a log line
+// (its paths hold names the container chose): invalid UTF-8 and control or
+// non-printing characters become '?', as safename.Clean does, but nothing
+// is cut (the reason is at the end; paths are bounded by PATH_MAX).
+func cleanErr(err error) string {
+	return strings.Map(func(r rune) rune {
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			return '?'
+		}
+		return r
+	}, err.Error())
 }
 
 // sameProcess tells whether p.PID still names the process p (same start
@@ -451,10 +466,13 @@ func (r Resolver) limit(d watch.CgroupDir, top string, v watch.CgroupVersion) (u
 
 // lists tells whether the verified directory's cgroup.procs (read bounded)
 // lists pid.
-func lists(dir *safefs.Dir, pid int) bool {
+func lists(dir *safefs.Dir, pid int) bool { return listed(dir, pid) == nil }
+
+// listed is lists with the reason when pid is not listed.
+func listed(dir *safefs.Dir, pid int) error {
 	b, err := dir.ReadFile("cgroup.procs", safefs.LimitProcs)
 	if err != nil {
-		return false
+		return err
 	}
 	want := []byte(strconv.Itoa(pid))
 	for len(b) > 0 {
@@ -465,10 +483,10 @@ func lists(dir *safefs.Dir, pid int) bool {
 			b = nil
 		}
 		if bytes.Equal(line, want) {
-			return true
+			return nil
 		}
 	}
-	return false
+	return fmt.Errorf("%s/cgroup.procs does not list pid %d", dir.Name(), pid)
 }
 
 // Name makes a short human name for a container from its main process's

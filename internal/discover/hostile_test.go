@@ -128,7 +128,7 @@ func TestRecycledPID(t *testing.T) {
 	// Resolving the stale group through 11 would find the other
 	// container's cgroup: refused, and 10 still resolves it.
 	stale := &Group{Path: "/pod/app", Version: watch.V1, Procs: []Process{old.Procs[1]}}
-	if c, err := (Resolver{Proc: f.root}).Resolve(stale); err == nil || !strings.Contains(err.Error(), "pid recycled") {
+	if c, err := (Resolver{Proc: f.root}).Resolve(stale); err == nil || !strings.Contains(err.Error(), "recycled") {
 		t.Fatalf("stale process resolved: %+v %v", c, err)
 	}
 	for i := 0; ; i++ {
@@ -204,4 +204,13 @@ func must(t *testing.T, err error) {
 func TestMain(m *testing.M) {
 	lab.MaybeLeaker()
 	os.Exit(m.Run())
+}
+
+func TestCleanErr(t *testing.T) {
+	long := strings.Repeat("x", 600)
+	for in, want := range map[string]string{"a\nb\xffc": "a?b?c", "ok é": "ok é", "\x1b[31m" + long: "?[31m" + long} {
+		if got := cleanErr(fmt.Errorf("%s", in)); got != want {
+			t.Errorf("cleanErr(%q) = %q, want %q", in, got, want)
+		}
+	}
 }
