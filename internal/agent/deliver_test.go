@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/oomhero/oomhero/internal/discover"
+	"github.com/oomhero/oomhero/internal/oomwatch"
 	"github.com/oomhero/oomhero/internal/runtimes"
 	"github.com/oomhero/oomhero/internal/watch"
 )
@@ -140,5 +141,23 @@ func TestAllowUnknownRuntimeIsSaid(t *testing.T) {
 	h.stop()
 	if strings.Contains(h.logs.String(), "allow=node:SIGUSR2") {
 		t.Errorf("a known runtime was reported unknown:\n%s", h.logs.String())
+	}
+}
+
+func TestKillReportSaysTheSignalWasRefused(t *testing.T) {
+	proc := t.TempDir()
+	status(t, proc, 10, uint64(1<<(unix.SIGUSR2-1))) // the JVM: SIGUSR2 only
+	environ(t, proc, 10, "PATH=/bin")
+	groups := map[string]*discover.Group{"/j": {Path: "/j", Version: watch.V1, Procs: []discover.Process{{PID: 10, Comm: "java"}}}}
+	res := fakeResolver{byPath: map[string]watch.Container{"/j": {ID: 1, Path: "/j", Limit: 1000, Version: watch.V1}}}
+	h := startAgent(t, nil, proc, fakeScanner{groups}, res, fakeRuntimes)
+	<-h.src.updated
+	h.feed(1, 990)
+	h.waitLog(`msg="signal refused`)
+	h.stop()
+	h.agent.kill(oomwatch.Kill{ID: 1, Kills: 1, Total: 1, Time: time.Now()})
+	out := h.logs.String()
+	if !strings.Contains(out, `why="no process could take the warning signal (--targets handlers); the critical signal was refused: SIGUSR2 crashes the JVM (SR_handler) (runtime hotspot)"`) {
+		t.Fatalf("OOM-kill report does not say why:\n%s", out)
 	}
 }

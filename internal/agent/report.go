@@ -2,6 +2,8 @@ package agent
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/oomhero/oomhero/internal/oomwatch"
@@ -102,27 +104,36 @@ func (a *Agent) kill(k oomwatch.Kill) {
 	}
 	attrs = append(attrs, t.pressureAttrs()...)
 	attrs = append(attrs, a.killTopAttrs(t, k.Time)...)
-	var why string
+	// why: for each level whose signal never went out, the reason; a
+	// refusal or a choice of the container says more than "not delivered".
+	var whys []string
 	for _, l := range []watch.Level{watch.Warning, watch.Critical} {
 		key := "last_" + l.String()
-		if t.sent[l].IsZero() {
-			attrs = append(attrs, key, "none")
-			if why == "" {
-				switch {
-				case t.ep.refused[l] != "":
-					why = t.ep.refused[l]
-				case t.noTarget[l]:
-					why = fmt.Sprintf("no process could take the %s signal (--targets %s)", l, a.cfgOf(t).Targets)
-				case a.policy.Level(t.ID) < l:
-					why = fmt.Sprintf("the %s threshold was not reached in the last reading", l)
-				default:
-					why = fmt.Sprintf("the %s signal could not be delivered", l)
-				}
-			}
-		} else {
+		if !t.sent[l].IsZero() {
 			attrs = append(attrs, key+"_ago", k.Time.Sub(t.sent[l]).Round(time.Millisecond))
+			continue
+		}
+		attrs = append(attrs, key, "none")
+		var w string
+		switch {
+		case t.ds.decl.Off:
+			w = "the container opted out (OOMHERO=off)"
+		case a.sigFor(t, l) == 0:
+			w = fmt.Sprintf("the %s signal is none", l)
+		case t.ep.refused[l] != "":
+			w = t.ep.refused[l]
+		case t.noTarget[l]:
+			w = fmt.Sprintf("no process could take the %s signal (--targets %s)", l, a.cfgOf(t).Targets)
+		case a.policy.Level(t.ID) < l:
+			w = fmt.Sprintf("the %s threshold was not reached in the last reading", l)
+		default:
+			w = fmt.Sprintf("the %s signal could not be delivered", l)
+		}
+		if !slices.Contains(whys, w) {
+			whys = append(whys, w)
 		}
 	}
+	why := strings.Join(whys, "; ")
 	if why != "" {
 		attrs = append(attrs, "why", why)
 	}
