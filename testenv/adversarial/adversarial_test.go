@@ -229,6 +229,11 @@ func TestAdversarial(t *testing.T) {
 			only[n] = true
 		}
 	}
+	for n := range only {
+		if !slices.ContainsFunc(cases, func(c Case) bool { return c.Name == n }) {
+			t.Fatalf("OOMHERO_ADV_CASES: no case %q", n)
+		}
+	}
 	for _, c := range cases {
 		if len(only) > 0 && !only[c.Name] {
 			continue
