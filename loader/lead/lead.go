@@ -179,7 +179,6 @@ func MaybeChild() {
 }
 
 func serve(in io.Reader, out io.Writer) error {
-	var maps [][]byte
 	var usage *os.File
 	page := os.Getpagesize()
 	buf := make([]byte, 32)
@@ -219,8 +218,7 @@ func serve(in io.Reader, out io.Writer) error {
 			if m, err = unix.Mmap(-1, 0, int(n), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS); err != nil {
 				break
 			}
-			unix.Madvise(m, unix.MADV_NOHUGEPAGE)
-			maps = append(maps, m)
+			unix.Madvise(m, unix.MADV_NOHUGEPAGE) // kept mapped until the child exits
 			// The trace is allocated and touched before the first page.
 			reply = make([]byte, 16*(len(m)/page))
 			for i := 0; i < len(reply); i += page {

@@ -50,18 +50,17 @@ func buildIdleImage(ctx context.Context, lab *pods.Lab) error {
 // shapeRow is the idle cost of oomhero next to one app holding 30% of its
 // limit with procs-1 idle children.
 type shapeRow struct {
-	source     string
-	procs      int
-	limit      string
-	startCPU   time.Duration // CPU time from the container's start until the app was watched with all its children
-	startTook  time.Duration
-	cpuPct     []float64 // one per window
-	rssKiB     uint64
-	hwmKiB     uint64
-	load       string
-	window     time.Duration
-	seenProcs  int
-	rescanNote string
+	source    string
+	procs     int
+	limit     string
+	startCPU  time.Duration // CPU time from the container's start until the app was watched with all its children
+	startTook time.Duration
+	cpuPct    []float64 // one per window
+	rssKiB    uint64
+	hwmKiB    uint64
+	load      string
+	window    time.Duration
+	seenProcs int
 }
 
 // idleShape measures oomhero (source src) next to one app that holds 30% of
