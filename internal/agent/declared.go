@@ -21,8 +21,20 @@ type declState struct {
 	pids      []int            // the container's PIDs when it was read
 	main      discover.Process // the main process when it was read
 	decl      declare.Declaration
-	said      map[string]bool // bad values logged ("NAME=value")
+	said      map[string]bool // said once: bad values ("NAME=value"), "truncated"
 	unreadErr string          // last "cannot read" said
+}
+
+// once reports whether key is said for the first time for this container.
+func (ds *declState) once(key string) bool {
+	if ds.said == nil {
+		ds.said = map[string]bool{}
+	}
+	if ds.said[key] {
+		return false
+	}
+	ds.said[key] = true
+	return true
 }
 
 // cfgOf returns the configuration of container t (the sidecar's when it
@@ -66,7 +78,7 @@ func (a *Agent) declare(t *tracked, g *discover.Group) bool {
 		d, err = declare.Read(a.Config.Proc, p.PID)
 		if err == nil || errors.Is(err, declare.ErrTruncated) {
 			from, found = p, true
-			if err != nil {
+			if err != nil && ds.once("truncated") {
 				a.Log.Warn("container environment read in part", "container", t.Name, "pid", p.PID, "error", err)
 			}
 			break
@@ -91,15 +103,10 @@ func (a *Agent) declare(t *tracked, g *discover.Group) bool {
 	wasOff := ds.decl.Off
 	ds.read, ds.from, ds.decl = true, from, d
 	cfg, errs := d.Apply(a.Config)
-	if ds.said == nil {
-		ds.said = map[string]bool{}
-	}
 	for _, e := range append(slices.Clone(d.Errors), errs...) {
-		key := e.Name + "=" + e.Value
-		if ds.said[key] {
+		if !ds.once(e.Name + "=" + e.Value) {
 			continue
 		}
-		ds.said[key] = true
 		a.Log.Warn("bad declaration ignored; the sidecar's value applies", "container", t.Name, "pid", from.PID,
 			"variable", e.Name, "value", e.Value, "accepted", e.Accepted)
 	}
