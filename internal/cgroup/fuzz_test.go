@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -341,6 +342,49 @@ func FuzzParsePressure(f *testing.F) {
 		got, err := ParsePressure([]byte(fuzzPSI(want)))
 		if err != nil || got != want {
 			t.Fatalf("pressure %+v read back as %+v, %v", want, got, err)
+		}
+	})
+}
+
+// FuzzHierarchicalLimit reads hierarchical_memory_limit from a v1
+// memory.stat: the figure of its line, ErrNoLimit at or above the
+// "unlimited" mark, an error otherwise.
+func FuzzHierarchicalLimit(f *testing.F) {
+	f.Add([]byte(fuzzV1Stat(1, 2)), uint64(268435456))
+	f.Add([]byte("hierarchical_memory_limit 268435456\n"), uint64(math.MaxUint64))
+	for _, s := range []string{"", "hierarchical_memory_limit\n", "hierarchical_memory_limit -1\n", "hierarchical_memsw_limit 5\n",
+		"hierarchical_memory_limit 4611686018427387903\n", "hierarchical_memory_limit 1\nhierarchical_memory_limit 2\n"} {
+		f.Add([]byte(s), uint64(0))
+	}
+	d := f.TempDir()
+	f.Fuzz(func(t *testing.T, b []byte, n uint64) {
+		read := func(b []byte) (uint64, error) {
+			fuzzWrite(t, filepath.Join(d, "memory.stat"), b)
+			return HierarchicalLimit(fake(t, d))
+		}
+		got, err := read(b)
+		want := fuzzKeyValues(b, "hierarchical_memory_limit")
+		switch {
+		case err == nil:
+			if len(want) == 0 || got != want[len(want)-1] || got >= v1Unlimited {
+				t.Fatalf("HierarchicalLimit(%q) = %d, the file says %v", b, got, want)
+			}
+		case errors.Is(err, watch.ErrNoLimit):
+			if len(want) == 0 || want[len(want)-1] < v1Unlimited {
+				t.Fatalf("HierarchicalLimit(%q): ErrNoLimit, the file says %v", b, want)
+			}
+		case !errors.Is(err, ErrParse) && !errors.Is(err, safefs.ErrTooBig):
+			t.Fatalf("HierarchicalLimit(%q): error %v wraps neither ErrParse nor ErrTooBig", b, err)
+		}
+		// Round trip: the kernel's memory.stat with the limit set.
+		text := strings.Replace(fuzzV1Stat(1, 2), "hierarchical_memory_limit 9223372036854771712", "hierarchical_memory_limit "+strconv.FormatUint(n, 10), 1)
+		got, err = read([]byte(text))
+		if n >= v1Unlimited {
+			if !errors.Is(err, watch.ErrNoLimit) {
+				t.Fatalf("hierarchical_memory_limit %d: want ErrNoLimit, got %d, %v", n, got, err)
+			}
+		} else if err != nil || got != n {
+			t.Fatalf("hierarchical_memory_limit %d read back as %d, %v", n, got, err)
 		}
 	})
 }
