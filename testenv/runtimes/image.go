@@ -498,6 +498,16 @@ func (s ImageSpec) Build(ctx context.Context, lab *pods.Lab, dir string) (string
 	if _, err := lab.Podman(ctx, args...); err != nil {
 		return "", fmt.Errorf("image %s: %w", s.Name, err)
 	}
+	// Older builds of this image (other hashes) go; one still in use by a
+	// running pod stays (podman refuses).
+	repo := "localhost/oomhero-rt-" + s.Name
+	if out, err := lab.Podman(ctx, "images", "--format", "{{.Repository}}:{{.Tag}}", repo); err == nil {
+		for _, old := range strings.Fields(string(out)) {
+			if strings.HasPrefix(old, repo+":") && old != tag {
+				lab.Podman(ctx, "rmi", old)
+			}
+		}
+	}
 	return tag, nil
 }
 

@@ -102,7 +102,7 @@ func javac(ctx context.Context, dir string, srcs ...string) ([]File, error) {
 	}
 	bin := filepath.Join(JavaHome, "bin", "javac")
 	if _, err := os.Stat(bin); err != nil {
-		return nil, fmt.Errorf("javac: %w (package openjdk-17-jdk-headless, testenv/install-deps)", err)
+		return nil, fmt.Errorf("javac is not installed (package openjdk-17-jdk-headless, testenv/install-deps): %w", err)
 	}
 	if b, err := exec.CommandContext(ctx, bin, append([]string{"-d", out}, srcs...)...).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("javac %s: %w: %s", strings.Join(srcs, " "), err, b)
