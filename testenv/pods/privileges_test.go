@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -113,17 +114,53 @@ var privRows = []privRow{
 		want: map[string]string{"app-root": wantNoSource}},
 }
 
-// ofContainer returns the entries with message msg about the container
-// oomhero named name (names are prefixes of each other: testapp,
-// testapp@<id>).
-func ofContainer(es []Entry, msg, name string) []Entry {
-	var out []Entry
+var procRoot = regexp.MustCompile(`^/proc/(\d+)/root/`)
+
+// judgeCell fills a cell from oomhero's log. The container is known by its
+// id (in the cgroup path) in "container watched"; its later lines by
+// oomhero's pid of it (the directory /proc/<pid>/root/...) and every name
+// oomhero gave it: the name follows the main process, first runc's init
+// when oomhero scans before the exec, then the image's program.
+func judgeCell(c *privCell, es []Entry, id string) {
+	pid := ""
+	names := map[string]bool{}
+	for _, w := range Select(es, "container watched", id) {
+		c.watched = true
+		names[w.Str("container")] = true
+		if m := procRoot.FindStringSubmatch(w.Str("dir")); m != nil {
+			pid = m[1]
+		}
+		lim, _ := w.Uint("limit_bytes")
+		c.limit = c.limit || lim == 64<<20
+		c.oomVia = w.Str("oom_kills")
+	}
+	if nw := Select(es, "container not watched", id); len(nw) > 0 {
+		c.notWatched = nw[0].Str("reason")
+	}
+	c.oomReported = len(Select(es, "oom kill", id)) > 0
 	for _, e := range es {
-		if e.Msg == msg && e.Str("container") == name {
-			out = append(out, e)
+		if pid != "" && e.Str("pid") == pid && e.Str("container") != "" {
+			names[e.Str("container")] = true
 		}
 	}
-	return out
+	for _, e := range es {
+		if !names[e.Str("container")] {
+			continue
+		}
+		switch e.Msg {
+		case "signal sent":
+			// Permission is the question here, not latency: a signal the
+			// kernel accepted counts even when the app died before logging
+			// it (load on this machine can delay oomhero past the kill).
+			c.warning = c.warning || e.Str("level") == "warning"
+			c.critical = c.critical || e.Str("level") == "critical"
+		case "signal failed":
+			c.signalErr = e.Str("error")
+		case "container limit changed":
+			lim, _ := e.Uint("to_bytes")
+			c.limit = c.limit || lim == 64<<20
+		}
+	}
 }
 
 func appNames(apps []privApp) []string {
@@ -452,27 +489,7 @@ func runPrivRow(ctx context.Context, l *Lab, row privRow) (res privResult) {
 		res.logs[c.app] = alog
 		c.warning = strings.Contains(alog, "event=signal signal=SIGUSR1")
 		c.critical = strings.Contains(alog, "event=signal signal=SIGUSR2")
-		if w := Select(es, "container watched", id); len(w) > 0 {
-			c.watched = true
-			cname := w[0].Str("container")
-			if f := ofContainer(es, "signal failed", cname); len(f) > 0 {
-				c.signalErr = f[0].Str("error")
-			}
-			// Permission is the question here, not latency: a signal the
-			// kernel accepted counts even when the app died before logging
-			// it (load on this machine can delay oomhero past the kill).
-			for _, sent := range ofContainer(es, "signal sent", cname) {
-				c.warning = c.warning || sent.Str("level") == "warning"
-				c.critical = c.critical || sent.Str("level") == "critical"
-			}
-			lim, _ := w[0].Uint("limit_bytes")
-			c.limit = lim == 64<<20
-			c.oomVia = w[0].Str("oom_kills")
-		}
-		if nw := Select(es, "container not watched", id); len(nw) > 0 {
-			c.notWatched = nw[0].Str("reason")
-		}
-		c.oomReported = len(Select(es, "oom kill", id)) > 0
+		judgeCell(c, es, id)
 	}
 	return res
 }

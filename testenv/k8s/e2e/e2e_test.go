@@ -415,7 +415,11 @@ func sidecarStory(t *testing.T, pod, manifest, source string) {
 	d := mustKubectl(t, "describe", "pod", pod)
 	_, events, _ := strings.Cut(d, "\nEvents:")
 	for _, line := range strings.Split(events, "\n") {
-		if strings.Contains(line, "Unhealthy") && (strings.Contains(line, "oomhero") || strings.Contains(line, "errored")) {
+		// A readiness probe refused before oomhero listens (the kubelet
+		// probes at once; under load oomhero binds the port a few hundred
+		// ms later) only delays readiness, which is what it is for.
+		startup := strings.Contains(line, "Readiness probe failed") && strings.Contains(line, "connect: connection refused")
+		if strings.Contains(line, "Unhealthy") && (strings.Contains(line, "oomhero") || strings.Contains(line, "errored")) && !startup {
 			t.Errorf("a probe of oomhero failed: %s", strings.TrimSpace(line))
 		}
 	}

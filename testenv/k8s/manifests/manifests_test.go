@@ -157,7 +157,7 @@ func env(c *corev1.Container) map[string]corev1.EnvVar {
 
 func TestEveryManifestDecodesStrictly(t *testing.T) {
 	objs := all(t)
-	for _, f := range []string{"pod.yaml", "sidecar.yaml", "native-sidecar.yaml", "sidecar-bpf.yaml", "rbac.yaml", "kustomization.yaml"} {
+	for _, f := range []string{"pod.yaml", "sidecar.yaml", "native-sidecar.yaml", "sidecar-bpf.yaml", "sidecar-nonroot.yaml", "rbac.yaml", "kustomization.yaml"} {
 		if len(objs[f]) == 0 {
 			t.Errorf("deploy/%s missing or empty", f)
 		}
@@ -199,14 +199,24 @@ func TestSeedPod(t *testing.T) {
 	if o.SecurityContext == nil || o.SecurityContext.Privileged == nil || !*o.SecurityContext.Privileged {
 		t.Error("oomhero is not privileged as in the seed")
 	}
+	// Kept as the seed's example, and said so where a reader looks first.
+	b, err := os.ReadFile(filepath.Join(deployDir, "pod.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(b), "# The seed's example Pod") || !strings.Contains(string(b), "NOT the recommended") {
+		t.Error("pod.yaml's header does not mark it as the seed's example, not the recommended setup")
+	}
 }
 
 func TestSidecars(t *testing.T) {
 	objs := all(t)
+	// The least each variant needs, as measured (README, "Privileges").
 	caps := map[string][]corev1.Capability{
-		"sidecar.yaml":        {"SYS_PTRACE", "KILL"},
-		"native-sidecar.yaml": {"SYS_PTRACE", "KILL"},
-		"sidecar-bpf.yaml":    {"BPF", "PERFMON", "SYS_PTRACE", "KILL"},
+		"sidecar.yaml":         {"SYS_PTRACE", "KILL"},
+		"native-sidecar.yaml":  {"SYS_PTRACE", "KILL"},
+		"sidecar-bpf.yaml":     {"BPF", "PERFMON", "SYS_PTRACE", "KILL"},
+		"sidecar-nonroot.yaml": nil,
 	}
 	for file, wantCaps := range caps {
 		t.Run(file, func(t *testing.T) {
@@ -308,15 +318,7 @@ func TestSidecars(t *testing.T) {
 			if o.Resources.Limits.Memory().IsZero() {
 				t.Error("oomhero has no memory limit")
 			}
-			if file == "sidecar-bpf.yaml" {
-				ok := false
-				for _, m := range o.VolumeMounts {
-					ok = ok || (m.MountPath == "/sys/kernel/btf" && m.ReadOnly)
-				}
-				if !ok {
-					t.Error("/sys/kernel/btf not mounted read-only")
-				}
-			}
+			hardened(t, p, o.Name, file == "sidecar-nonroot.yaml")
 		})
 	}
 }
@@ -360,6 +362,112 @@ func TestKustomization(t *testing.T) {
 	for _, r := range k.Resources {
 		if len(objs[r]) == 0 {
 			t.Errorf("kustomization resource %s is not a manifest in deploy/", r)
+		}
+	}
+}
+
+// hardened checks what every recommended pod has: seccomp RuntimeDefault,
+// read-only root filesystems and no privilege escalation in every container,
+// no hostPath, the service-account token mounted into oomhero's container
+// alone (pod automount off, a projected token with the CA and namespace),
+// and for nonRoot every container running as a non-root UID.
+func hardened(t *testing.T, p *corev1.Pod, oomhero string, nonRoot bool) {
+	t.Helper()
+	psc := p.Spec.SecurityContext
+	if p.Spec.AutomountServiceAccountToken == nil || *p.Spec.AutomountServiceAccountToken {
+		t.Error("automountServiceAccountToken is not false: every container would get the token")
+	}
+	tokenVolume := ""
+	for _, v := range p.Spec.Volumes {
+		if v.HostPath != nil {
+			t.Errorf("volume %s is a hostPath", v.Name)
+		}
+		if v.Projected == nil {
+			continue
+		}
+		var token, ca, ns bool
+		for _, src := range v.Projected.Sources {
+			token = token || (src.ServiceAccountToken != nil && src.ServiceAccountToken.Path == "token")
+			if src.ConfigMap != nil && src.ConfigMap.Name == "kube-root-ca.crt" {
+				for _, it := range src.ConfigMap.Items {
+					ca = ca || (it.Key == "ca.crt" && it.Path == "ca.crt")
+				}
+			}
+			if src.DownwardAPI != nil {
+				for _, it := range src.DownwardAPI.Items {
+					ns = ns || (it.Path == "namespace" && it.FieldRef != nil && it.FieldRef.FieldPath == "metadata.namespace")
+				}
+			}
+		}
+		if token {
+			if !ca || !ns {
+				t.Errorf("projected volume %s has the token but not ca.crt (%v) and namespace (%v)", v.Name, ca, ns)
+			}
+			tokenVolume = v.Name
+		}
+	}
+	if tokenVolume == "" {
+		t.Error("no projected service-account token volume (oomhero needs it for Events)")
+	}
+	for _, c := range append(slices.Clone(p.Spec.InitContainers), p.Spec.Containers...) {
+		sc := c.SecurityContext
+		if sc == nil {
+			t.Errorf("container %s: no securityContext", c.Name)
+			continue
+		}
+		if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+			t.Errorf("container %s: readOnlyRootFilesystem is not true", c.Name)
+		}
+		if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+			t.Errorf("container %s: allowPrivilegeEscalation is not false", c.Name)
+		}
+		if sc.Privileged != nil && *sc.Privileged {
+			t.Errorf("container %s: privileged", c.Name)
+		}
+		seccomp := sc.SeccompProfile
+		if seccomp == nil && psc != nil {
+			seccomp = psc.SeccompProfile
+		}
+		if seccomp == nil || seccomp.Type != corev1.SeccompProfileTypeRuntimeDefault {
+			t.Errorf("container %s: seccomp profile %+v, want RuntimeDefault", c.Name, seccomp)
+		}
+		tokenMounted := false
+		for _, m := range c.VolumeMounts {
+			if m.Name == tokenVolume {
+				tokenMounted = true
+				if m.MountPath != "/var/run/secrets/kubernetes.io/serviceaccount" || !m.ReadOnly {
+					t.Errorf("container %s: token mounted at %s (read-only %v), want read-only at the service account's path", c.Name, m.MountPath, m.ReadOnly)
+				}
+			}
+		}
+		if tokenMounted != (c.Name == oomhero) {
+			t.Errorf("container %s: token mounted %v, want it in %s alone", c.Name, tokenMounted, oomhero)
+		}
+		if nonRoot {
+			runAsNonRoot, uid := sc.RunAsNonRoot, sc.RunAsUser
+			if psc != nil && runAsNonRoot == nil {
+				runAsNonRoot = psc.RunAsNonRoot
+			}
+			if psc != nil && uid == nil {
+				uid = psc.RunAsUser
+			}
+			if runAsNonRoot == nil || !*runAsNonRoot || uid == nil || *uid == 0 {
+				t.Errorf("container %s: runAsNonRoot %v runAsUser %v, want a non-root UID", c.Name, runAsNonRoot, uid)
+			}
+		}
+	}
+	if nonRoot {
+		// One UID for all: the kernel's same-UID rule is what lets oomhero in.
+		uids := map[int64]bool{}
+		for _, c := range append(slices.Clone(p.Spec.InitContainers), p.Spec.Containers...) {
+			if c.SecurityContext != nil && c.SecurityContext.RunAsUser != nil {
+				uids[*c.SecurityContext.RunAsUser] = true
+			} else if psc != nil && psc.RunAsUser != nil {
+				uids[*psc.RunAsUser] = true
+			}
+		}
+		if len(uids) != 1 {
+			t.Errorf("containers run as UIDs %v, want one UID for all", uids)
 		}
 	}
 }
