@@ -467,3 +467,50 @@ func TestNonRootSidecar(t *testing.T) {
 		t.Errorf("capabilities added: %s", out)
 	}
 }
+
+// TestPodSecurityLevels finds the strictest Pod Security Standard under which
+// the API server admits each manifest of deploy/ (server-side dry run in a
+// namespace enforcing that level). sidecar-nonroot.yaml must pass
+// "restricted"; the capabilities the others need (SYS_PTRACE, BPF, PERFMON)
+// are outside "baseline", so they need a namespace at "privileged".
+func TestPodSecurityLevels(t *testing.T) {
+	needCluster(t)
+	t.Parallel()
+	want := map[string]string{
+		"sidecar-nonroot.yaml": "restricted",
+		"sidecar.yaml":         "privileged",
+		"native-sidecar.yaml":  "privileged",
+		"sidecar-bpf.yaml":     "privileged",
+		"pod.yaml":             "privileged",
+	}
+	admitted := map[string]string{}
+	for _, level := range []string{"restricted", "baseline"} {
+		ns := fmt.Sprintf("oomhero-pss-%s-%d", level, os.Getpid())
+		mustKubectl(t, "create", "namespace", ns)
+		t.Cleanup(func() { kubectl(t, "delete", "namespace", ns, "--wait=false") })
+		mustKubectl(t, "label", "namespace", ns, "pod-security.kubernetes.io/enforce="+level)
+		mustKubectl(t, "create", "serviceaccount", "oomhero", "-n", ns)
+		for f := range want {
+			if admitted[f] != "" {
+				continue
+			}
+			out, err := kubectl(t, "apply", "--dry-run=server", "-n", ns, "-f", filepath.Join(deployDir, f))
+			switch {
+			case err == nil:
+				admitted[f] = level
+			case !strings.Contains(err.Error(), "violates PodSecurity"):
+				t.Errorf("%s at %s: %v %s", f, level, err, out)
+			}
+		}
+	}
+	for f, w := range want {
+		got := admitted[f]
+		if got == "" {
+			got = "privileged"
+		}
+		t.Logf("%s: admitted at %s", f, got)
+		if got != w {
+			t.Errorf("%s admitted at Pod Security level %s, want %s", f, got, w)
+		}
+	}
+}
