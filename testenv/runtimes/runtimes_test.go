@@ -647,6 +647,12 @@ func harms(r *Result) []string {
 		return out
 	}
 	key := func(p Proc) string { return fmt.Sprintf("%d/%d", p.HostPID, p.Start) }
+	// Transient: a zombie or an exiting process (empty command line), the
+	// runc init of a `podman exec` (the health checks), the exec'd client.
+	transient := regexp.MustCompile(`^$|^runc|^/usr/lib/postgresql/15/bin/psql`)
+	ignored := func(p Proc) bool {
+		return transient.MatchString(p.Cmdline) || r.Case.Ignore != nil && r.Case.Ignore.MatchString(p.Cmdline)
+	}
 	after := map[string]bool{}
 	for _, p := range r.After {
 		after[key(p)] = true
@@ -654,12 +660,12 @@ func harms(r *Result) []string {
 	before := map[string]bool{}
 	for _, p := range r.Before {
 		before[key(p)] = true
-		if !after[key(p)] && !(r.Case.Ignore != nil && r.Case.Ignore.MatchString(p.Cmdline)) {
+		if !after[key(p)] && !ignored(p) {
 			out = append(out, "process gone: "+p.String())
 		}
 	}
 	for _, p := range r.After {
-		if !before[key(p)] && !(r.Case.Ignore != nil && r.Case.Ignore.MatchString(p.Cmdline)) {
+		if !before[key(p)] && !ignored(p) {
 			out = append(out, "new process: "+p.String())
 		}
 	}
