@@ -84,8 +84,10 @@ func (a *Agent) declare(t *tracked, g *discover.Group) bool {
 			break
 		}
 	}
+	if ds.main != main {
+		t.ep.runtimes = nil // an exec keeps PID and start time: identify again
+	}
 	ds.main, ds.pids = main, g.PIDs()
-	t.ep.runtimes = nil // an exec keeps PID and start time: identify again
 	if !found {
 		if err != nil && ds.unreadErr != err.Error() {
 			ds.unreadErr = err.Error()
