@@ -290,16 +290,15 @@ func procCreds(pid int) (string, error) {
 
 // privCell is what one app got from oomhero.
 type privCell struct {
-	app, creds            string
-	watched, limit        bool
-	notWatched            string
-	warning, critical     bool
-	signalErr             string
-	oomReported           bool
-	oomVia                string // kernel notification or polled every ...
-	cgroupMount           string // ro or rw: the app's memory cgroup mount
-	exitCode              int
-	appLogTail, skipError string
+	app, creds        string
+	watched, limit    bool
+	notWatched        string
+	warning, critical bool
+	signalErr         string
+	oomReported       bool
+	oomVia            string // kernel notification or polled every ...
+	cgroupMount       string // ro or rw: the app's memory cgroup mount
+	exitCode          int
 }
 
 // outcome classifies a cell. The OOM-kill report is recorded, not judged:
