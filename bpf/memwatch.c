@@ -12,7 +12,7 @@
  * direct-mapped array of watched cgroups; an unwatched id leaves at once.
  * A watched cgroup's metric (pages) is compared with its two thresholds; a
  * change of level is submitted to the ring buffer, and so
- * are progress events while at or above the lower threshold, at least gap_ns
+ * are progress events while usage is at or above the lower threshold, at least gap_ns
  * apart and only after `step` pages of change of usage or of new anonymous
  * (tp_btf) or charged (fexit) pages. A page-cache-heavy cgroup sitting at its
  * limit therefore submits nothing on tp_btf, while anonymous growth under a
@@ -191,7 +191,11 @@ static __always_inline void judge(struct watch_state *w, __u64 id, __u64 usage,
 		submit(id, now, usage, max, level, level > old ? KIND_UP : KIND_DOWN);
 		return;
 	}
-	if (level == LEVEL_OK)
+	/* Progress while usage is at or above the lower threshold, whatever
+	 * the metric says: where the offset is not followed (fexit) or was
+	 * seeded stale, reclaim can raise the metric under a flat usage, and
+	 * the charges that cause it are what reports it. */
+	if (level == LEVEL_OK && usage < w->lo)
 		return;
 	if (added)
 		w->acc += added;

@@ -93,7 +93,7 @@ type target struct {
 	t      watch.Target
 	r      *cgroup.Reader
 	lo     uint64 // lower threshold, bytes of the metric
-	above  bool   // last known metric >= lo
+	above  bool   // last known metric (usage on fexit) >= lo
 	last   time.Time
 	broken error // last read error, until the next Update
 	polled bool  // not in the kernel's maps (they are full): read every PollInterval
@@ -615,7 +615,14 @@ func (s *Source) demote(t *target, err error) error {
 func (s *Source) send(ctx context.Context, out chan<- watch.Reading, t *target, rd watch.Reading, origin string, kernelTs uint64) error {
 	rd.ID = t.t.ID
 	rd.Origin = origin
-	t.above = rd.Value(t.t.Metric) >= t.lo
+	// Polled while at or above the lower threshold: by the metric where
+	// the program follows the offset, by usage on charge-only attach
+	// points, where the metric can rise unseen (file pages activated).
+	if s.l.attach == ChargeFexit {
+		t.above = rd.Usage >= t.lo
+	} else {
+		t.above = rd.Value(t.t.Metric) >= t.lo
+	}
 	if kernelTs != 0 {
 		if now := monoNow(); now > kernelTs {
 			rd.Latency = time.Duration(now - kernelTs)
