@@ -3,6 +3,10 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -39,7 +43,7 @@ type procKey struct {
 // episode is what is said or learned once per episode (from leaving ok
 // until back at ok).
 type episode struct {
-	runtimes map[procKey]runtimes.Runtime
+	runtimes map[procKey]identified
 	said     map[string]bool
 	// refused is why a level's signal was refused, for the OOM-kill report.
 	refused [3]string
@@ -73,10 +77,14 @@ func signalVar(l watch.Level) string {
 }
 
 // identify returns the runtime of process p, identified once per episode.
+// An exec keeps the PID and start time, so the cached answer holds only
+// while the process's command (/proc/<pid>/comm, one small read) is the
+// one it was identified with.
 func (a *Agent) identify(t *tracked, p discover.Process) runtimes.Runtime {
 	k := procKey{p.PID, p.Start}
-	if rt, ok := t.ep.runtimes[k]; ok {
-		return rt
+	comm := readComm(a.Config.Proc, p.PID)
+	if c, ok := t.ep.runtimes[k]; ok && c.comm == comm {
+		return c.rt
 	}
 	id := a.Identify
 	if id == nil {
@@ -84,10 +92,28 @@ func (a *Agent) identify(t *tracked, p discover.Process) runtimes.Runtime {
 	}
 	rt := id(a.Config.Proc, p.PID)
 	if t.ep.runtimes == nil {
-		t.ep.runtimes = map[procKey]runtimes.Runtime{}
+		t.ep.runtimes = map[procKey]identified{}
 	}
-	t.ep.runtimes[k] = rt
+	t.ep.runtimes[k] = identified{rt, comm}
 	return rt
+}
+
+// identified is a runtime and the command it was identified under.
+type identified struct {
+	rt   runtimes.Runtime
+	comm string
+}
+
+// readComm reads /proc/<pid>/comm ("" when it cannot be read).
+func readComm(proc string, pid int) string {
+	f, err := os.Open(filepath.Join(proc, strconv.Itoa(pid), "comm"))
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	var buf [64]byte
+	n, _ := f.Read(buf[:])
+	return strings.TrimSpace(string(buf[:n]))
 }
 
 // identifyTargets identifies the runtimes of the processes that would get

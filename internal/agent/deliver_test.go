@@ -2,6 +2,8 @@ package agent
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -9,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/oomhero/oomhero/internal/config"
 	"github.com/oomhero/oomhero/internal/discover"
 	"github.com/oomhero/oomhero/internal/oomwatch"
 	"github.com/oomhero/oomhero/internal/runtimes"
@@ -159,5 +162,36 @@ func TestKillReportSaysTheSignalWasRefused(t *testing.T) {
 	out := h.logs.String()
 	if !strings.Contains(out, `why="no process could take the warning signal (--targets handlers); the critical signal was refused: SIGUSR2 crashes the JVM (SR_handler) (runtime hotspot)"`) {
 		t.Fatalf("OOM-kill report does not say why:\n%s", out)
+	}
+}
+
+// TestIdentifyAgainAfterExec: a process identified as a shell that execs a
+// JVM (same PID, same start time) is identified again: its comm changed.
+func TestIdentifyAgainAfterExec(t *testing.T) {
+	proc := t.TempDir()
+	write := func(comm string) {
+		os.MkdirAll(filepath.Join(proc, "10"), 0o755)
+		os.WriteFile(filepath.Join(proc, "10", "comm"), []byte(comm+"\n"), 0o644)
+	}
+	calls := 0
+	a := &Agent{Config: &config.Config{Proc: proc}, Identify: func(_ string, pid int) runtimes.Runtime {
+		calls++
+		if readComm(proc, pid) == "java" {
+			return runtimes.Runtime{Name: "hotspot"}
+		}
+		return runtimes.Runtime{Name: "shell"}
+	}}
+	tr := &tracked{}
+	p := discover.Process{PID: 10, Start: 5, Comm: "sh"}
+	write("sh")
+	if rt := a.identify(tr, p); rt.Name != "shell" {
+		t.Fatal(rt)
+	}
+	if rt := a.identify(tr, p); rt.Name != "shell" || calls != 1 {
+		t.Fatalf("%v after %d calls: want the cached answer", rt, calls)
+	}
+	write("java") // exec
+	if rt := a.identify(tr, p); rt.Name != "hotspot" || calls != 2 {
+		t.Fatalf("%v after %d calls: want identified again after the exec", rt, calls)
 	}
 }
