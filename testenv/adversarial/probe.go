@@ -279,8 +279,10 @@ func CheckLog(log, format string, secrets ...string) []string {
 		if !utf8.ValidString(line) {
 			add(n, "is not valid UTF-8", line)
 		}
-		if i := strings.IndexFunc(line, func(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) }); i >= 0 {
-			add(n, fmt.Sprintf("holds control character %q", line[i:i+1]), line)
+		isControl := func(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) }
+		if i := strings.IndexFunc(line, isControl); i >= 0 {
+			r, _ := utf8.DecodeRuneInString(line[i:])
+			add(n, fmt.Sprintf("holds control character %U", r), line)
 		}
 		switch format {
 		case "text":
