@@ -73,6 +73,8 @@ type Agent struct {
 	byPath     map[string]*tracked
 	byID       map[uint64]*tracked
 	notWatched map[string]string // path -> reason said
+	late       chan func()       // results of slow reads, applied in the loop (bounded.go)
+	done       chan struct{}     // closed when Run returns
 }
 
 type tracked struct {
@@ -130,6 +132,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.byPath, a.byID, a.notWatched = map[string]*tracked{}, map[uint64]*tracked{}, map[string]string{}
 
+	a.late, a.done = make(chan func(), 16), make(chan struct{})
+	defer close(a.done)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	readings := make(chan watch.Reading, 64)
@@ -202,6 +206,8 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.kill(k)
 		case r := <-a.Notifier.Results():
 			a.notified(r)
+		case f := <-a.late:
+			f()
 		case <-cooldown.C:
 			for _, d := range a.policy.Tick(a.now()) {
 				if t := a.byID[d.ID]; t != nil {

@@ -17,6 +17,7 @@ import (
 // declState is the declaration of one container and where it came from.
 type declState struct {
 	read      bool
+	pending   bool             // a read is out (bounded.go)
 	from      discover.Process // process it was read from
 	pids      []int            // the container's PIDs when it was read
 	main      discover.Process // the main process when it was read
@@ -55,47 +56,93 @@ func (t *tracked) consented(l watch.Level) bool {
 	return t.ds.decl.WarningSignal.Declared
 }
 
+// declRead is the result of reading a container's environment.
+type declRead struct {
+	d     declare.Declaration
+	from  discover.Process
+	found bool
+	err   error // the last error (of the last process tried)
+	part  error // ErrTruncated: read in part
+}
+
+// readDeclaration reads the declaration from the first process of order
+// whose environment can be read (it runs off the agent's loop: see
+// bounded.go).
+func readDeclaration(proc string, self int, order []discover.Process) declRead {
+	var r declRead
+	for i, p := range order {
+		if i > 0 && p.PID == order[0].PID || p.PID == self {
+			continue
+		}
+		d, err := declare.Read(proc, p.PID)
+		if err == nil || errors.Is(err, declare.ErrTruncated) {
+			r.d, r.from, r.found, r.part = d, p, true, err
+			return r
+		}
+		r.err = err
+	}
+	return r
+}
+
 // declare (re)reads container t's declaration when its main process or its
 // processes changed since the last read, and applies it. It reports whether
-// the thresholds or repeat policy changed (the policy and source must be told).
+// the thresholds or repeat policy changed (the policy and source must be
+// told). A read that takes longer than probeWait (the process is in memory
+// reclaim) is applied when it comes, and the policy and source are told
+// then; meanwhile the previous declaration (or the sidecar's configuration)
+// applies.
 func (a *Agent) declare(t *tracked, g *discover.Group) bool {
 	ds := &t.ds
 	main := g.Main()
-	if ds.read && ds.main == main && slices.Equal(ds.pids, g.PIDs()) {
+	if ds.pending || ds.read && ds.main == main && slices.Equal(ds.pids, g.PIDs()) {
 		return false
-	}
-	// The main process first; the others when it cannot be read (exiting,
-	// or a zombie: its environment is gone).
-	order := append([]discover.Process{main}, g.Procs...)
-	var d declare.Declaration
-	var from discover.Process
-	var err error
-	found := false
-	for i, p := range order {
-		if i > 0 && p.PID == main.PID || p.PID == a.Self {
-			continue
-		}
-		d, err = declare.Read(a.Config.Proc, p.PID)
-		if err == nil || errors.Is(err, declare.ErrTruncated) {
-			from, found = p, true
-			if err != nil && ds.once("truncated") {
-				a.Log.Warn("container environment read in part", "container", t.Name, "pid", p.PID, "error", err)
-			}
-			break
-		}
 	}
 	if ds.main != main {
 		t.ep.runtimes = nil // an exec keeps PID and start time: identify again
 	}
 	ds.main, ds.pids = main, g.PIDs()
-	if !found {
-		if err != nil && ds.unreadErr != err.Error() {
-			ds.unreadErr = err.Error()
+	// The main process first; the others when it cannot be read (exiting,
+	// or a zombie: its environment is gone).
+	order := append([]discover.Process{main}, g.Procs...)
+	proc, self := a.Config.Proc, a.Self
+	ds.pending = true
+	changed, inline := false, true
+	if !bounded(a, func() declRead { return readDeclaration(proc, self, order) }, func(r declRead) {
+		ds.pending = false
+		if a.byID[t.ID] != t {
+			return // forgotten meanwhile
+		}
+		c := a.applyDeclaration(t, r)
+		if inline {
+			changed = c
+		} else if c {
+			a.policy.Set(t.ID, a.thresholds(t))
+			a.Source.Update(a.targets())
+		}
+	}) && ds.once("slow") {
+		a.Log.Warn("reading the container's environment is slow (its process may be in memory reclaim); its declaration applies when the read ends",
+			"container", t.Name, "pid", main.PID)
+	}
+	inline = false
+	return changed
+}
+
+// applyDeclaration applies what readDeclaration found and reports whether
+// the thresholds or repeat policy changed.
+func (a *Agent) applyDeclaration(t *tracked, r declRead) bool {
+	ds := &t.ds
+	if !r.found {
+		if r.err != nil && ds.unreadErr != r.err.Error() {
+			ds.unreadErr = r.err.Error()
 			a.Log.Warn("cannot read the container's declaration; the sidecar's configuration applies",
-				"container", t.Name, "pid", main.PID, "error", err)
+				"container", t.Name, "pid", ds.main.PID, "error", r.err)
 		}
 		return false
 	}
+	if r.part != nil && ds.once("truncated") {
+		a.Log.Warn("container environment read in part", "container", t.Name, "pid", r.from.PID, "error", r.part)
+	}
+	d, from := r.d, r.from
 	ds.unreadErr = ""
 	first := !ds.read
 	if ds.read && ds.decl.Equal(&d) {

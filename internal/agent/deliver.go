@@ -44,6 +44,7 @@ type procKey struct {
 // until back at ok).
 type episode struct {
 	runtimes map[procKey]identified
+	pending  map[procKey]bool // identification under way (bounded.go)
 	said     map[string]bool
 	// refused is why a level's signal was refused, for the OOM-kill report.
 	refused [3]string
@@ -76,26 +77,45 @@ func signalVar(l watch.Level) string {
 	return declare.WarningSignal
 }
 
-// identify returns the runtime of process p, identified once per episode.
-// An exec keeps the PID and start time, so the cached answer holds only
-// while the process's command (/proc/<pid>/comm, one small read) is the
-// one it was identified with.
-func (a *Agent) identify(t *tracked, p discover.Process) runtimes.Runtime {
+// identify returns the runtime of process p, identified once per episode,
+// and false while it is not known yet. An exec keeps the PID and start
+// time, so the cached answer holds only while the process's command
+// (/proc/<pid>/comm, one small read) is the one it was identified with.
+// Identification reads the process's memory map: when that takes longer
+// than probeWait (the process is in memory reclaim), the answer is stored
+// when it comes (bounded.go).
+func (a *Agent) identify(t *tracked, p discover.Process) (runtimes.Runtime, bool) {
 	k := procKey{p.PID, p.Start}
 	comm := readComm(a.Config.Proc, p.PID)
 	if c, ok := t.ep.runtimes[k]; ok && c.comm == comm {
-		return c.rt
+		return c.rt, true
+	}
+	if t.ep.pending[k] {
+		return runtimes.Runtime{}, false
 	}
 	id := a.Identify
 	if id == nil {
 		id = runtimes.Identify
 	}
-	rt := id(a.Config.Proc, p.PID)
-	if t.ep.runtimes == nil {
-		t.ep.runtimes = map[procKey]identified{}
+	if t.ep.pending == nil {
+		t.ep.pending = map[procKey]bool{}
 	}
-	t.ep.runtimes[k] = identified{rt, comm}
-	return rt
+	t.ep.pending[k] = true
+	ep := &t.ep
+	var out runtimes.Runtime
+	proc := a.Config.Proc
+	ok := bounded(a, func() runtimes.Runtime { return id(proc, p.PID) }, func(rt runtimes.Runtime) {
+		if a.byID[t.ID] != t || ep.pending == nil || !ep.pending[k] {
+			return // forgotten, or a new episode began meanwhile
+		}
+		delete(ep.pending, k)
+		if ep.runtimes == nil {
+			ep.runtimes = map[procKey]identified{}
+		}
+		ep.runtimes[k] = identified{rt, comm}
+		out = rt
+	})
+	return out, ok
 }
 
 // identified is a runtime and the command it was identified under.
@@ -149,13 +169,25 @@ func runtimeName(rt runtimes.Runtime) string {
 }
 
 // vet decides whether sig may go to process p of container t at level l,
-// by the runtime safety table, consent and --allow. It logs what is said
-// once per episode.
-func (a *Agent) vet(t *tracked, p discover.Process, l watch.Level, sig unix.Signal) bool {
-	rt := a.identify(t, p)
-	eff := a.effectOf(rt, sig)
+// by the runtime safety table, consent and --allow: "" to send, or the
+// result to report instead ("refused", or "unidentified" while the
+// process's runtime is not known yet). It logs what is said once per
+// episode.
+func (a *Agent) vet(t *tracked, p discover.Process, l watch.Level, sig unix.Signal) string {
 	sigName := config.SignalName(sig)
 	key := fmt.Sprintf("%d/%d/%d", p.PID, p.Start, sig)
+	rt, known := a.identify(t, p)
+	if !known {
+		// Not sent: it could be a runtime the table refuses. A process
+		// this slow to read is stuck in the kernel and would not act on
+		// a signal now anyway; a later decision tries again.
+		if t.ep.once("unidentified/" + key) {
+			a.Log.Warn("signal held: the process's runtime is not identified yet (reading its memory map is slow: it may be in memory reclaim)",
+				"pid", p.PID, "command", p.Comm, "container", t.Name, "level", l.String(), "signal", sigName)
+		}
+		return "unidentified"
+	}
+	eff := a.effectOf(rt, sig)
 	attrs := func(extra ...any) []any {
 		return append([]any{"pid", p.PID, "command", p.Comm, "container", t.Name, "level", l.String(), "signal", sigName,
 			"runtime", runtimeName(rt), "version", rt.Version, "effect", eff.What, "evidence", rt.Evidence}, extra...)
@@ -168,13 +200,13 @@ func (a *Agent) vet(t *tracked, p discover.Process, l watch.Level, sig unix.Sign
 				a.Log.Warn("signal sent by the container's declaration although the runtime would be harmed",
 					attrs("declared", signalVar(l)+"="+sigName)...)
 			}
-			return true
+			return ""
 		case a.Config.Allowed(rt.Name, sig):
 			if t.ep.once("allow/" + key) {
 				a.Log.Warn("signal sent, allowed by --allow although the runtime would be harmed",
 					attrs("allow", rt.Name+":"+sigName)...)
 			}
-			return true
+			return ""
 		}
 		t.ep.refused[l] = fmt.Sprintf("the %s signal was refused: %s %s (runtime %s)", l, sigName, eff.What, runtimeName(rt))
 		if t.ep.once("refused/" + key) {
@@ -182,13 +214,13 @@ func (a *Agent) vet(t *tracked, p discover.Process, l watch.Level, sig unix.Sign
 				"opt_in", fmt.Sprintf("declare %s=%s on the container, or run oomhero with --allow %s:%s", signalVar(l), sigName, rt.Name, sigName),
 				"source", eff.Source)...)
 		}
-		return false
+		return "refused"
 	case runtimes.Dropped:
 		if t.ep.once("dropped/" + key) {
 			a.Log.Info("signal sent, but the runtime will likely drop it unless the program asked for it", attrs()...)
 		}
 	}
-	return true
+	return ""
 }
 
 // deliver acts on one decision to signal level l (the level before was
@@ -271,8 +303,8 @@ func (a *Agent) signal(t *tracked, l watch.Level, rd watch.Reading) {
 	}
 	now := a.now()
 	for _, p := range procs {
-		if !a.vet(t, p, l, sig) {
-			a.Observer.Signal(a.target(t), l, p.PID, "refused")
+		if result := a.vet(t, p, l, sig); result != "" {
+			a.Observer.Signal(a.target(t), l, p.PID, result)
 			continue
 		}
 		err := a.Sender.Send(p.PID, p.Start, sig)

@@ -182,16 +182,72 @@ func TestIdentifyAgainAfterExec(t *testing.T) {
 		return runtimes.Runtime{Name: "shell"}
 	}}
 	tr := &tracked{}
+	a.byID = map[uint64]*tracked{0: tr}
 	p := discover.Process{PID: 10, Start: 5, Comm: "sh"}
 	write("sh")
-	if rt := a.identify(tr, p); rt.Name != "shell" {
+	if rt, _ := a.identify(tr, p); rt.Name != "shell" {
 		t.Fatal(rt)
 	}
-	if rt := a.identify(tr, p); rt.Name != "shell" || calls != 1 {
+	if rt, _ := a.identify(tr, p); rt.Name != "shell" || calls != 1 {
 		t.Fatalf("%v after %d calls: want the cached answer", rt, calls)
 	}
 	write("java") // exec
-	if rt := a.identify(tr, p); rt.Name != "hotspot" || calls != 2 {
+	if rt, _ := a.identify(tr, p); rt.Name != "hotspot" || calls != 2 {
 		t.Fatalf("%v after %d calls: want identified again after the exec", rt, calls)
 	}
+}
+
+// TestSlowIdentificationDoesNotBlockTheLoop: Identify stuck (the process's
+// memory map is locked while it reclaims memory) holds the signal but not
+// the agent: other containers are signalled at once; once the answer comes
+// the next decision uses it.
+func TestSlowIdentificationDoesNotBlockTheLoop(t *testing.T) {
+	proc := t.TempDir()
+	usr := uint64(1<<(unix.SIGUSR1-1) | 1<<(unix.SIGUSR2-1))
+	for _, pid := range []int{10, 20} {
+		status(t, proc, pid, usr)
+		environ(t, proc, pid, "PATH=/bin")
+	}
+	groups := map[string]*discover.Group{
+		"/stuck": {Path: "/stuck", Version: watch.V1, Procs: []discover.Process{{PID: 10, Comm: "stuck"}}},
+		"/other": {Path: "/other", Version: watch.V1, Procs: []discover.Process{{PID: 20, Comm: "other"}}},
+	}
+	res := fakeResolver{byPath: map[string]watch.Container{
+		"/stuck": {ID: 1, Path: "/stuck", Limit: 1000, Version: watch.V1},
+		"/other": {ID: 2, Path: "/other", Limit: 1000, Version: watch.V1},
+	}}
+	release := make(chan struct{})
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	h := startAgent(t, []string{"--cooldown", "1h"}, proc, fakeScanner{groups}, res, func(a *Agent) {
+		a.Identify = func(_ string, pid int) runtimes.Runtime {
+			if pid == 10 {
+				<-release
+			}
+			return runtimes.Runtime{Name: "go"}
+		}
+		a.Now = func() time.Time { return time.Unix(0, clock.Load()) }
+	})
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	})
+	<-h.src.updated
+	start := time.Now()
+	h.feed(1, 800) // warning: identification of pid 10 hangs
+	h.feed(2, 800)
+	h.waitLog(`msg="signal sent" pid=20`)
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("another container waited %v behind a stuck identification", d)
+	}
+	h.waitLog(`msg="signal held: the process's runtime is not identified yet`)
+	close(release)
+	time.Sleep(50 * time.Millisecond) // the late answer is applied in the loop
+	clock.Add(int64(2 * time.Hour))
+	h.feed(1, 810) // warning again (cooldown passed): now known, sent
+	h.waitLog(`msg="signal sent" pid=10`)
+	h.stop()
 }
