@@ -114,20 +114,22 @@ func TestNextInterval(t *testing.T) {
 }
 
 // fakeClock runs on a monotonic time the test advances and a wall time the
-// test steps independently. Its single timer fires when the test advances
-// past its deadline.
+// test steps independently. Its single timer fires when the test says so;
+// the test waits for each Reset (a new arming) before it fires, so no fire
+// is lost to the drain in Reset.
 type fakeClock struct {
-	mu     sync.Mutex
-	mono   time.Duration
-	offset time.Duration // wall = base + mono + offset
-	base   time.Time
-	stamps []time.Duration // mono at every Now call (one per reading)
-	c      chan time.Time
-	armed  chan time.Duration // the deadline of every Reset
+	mu       sync.Mutex
+	mono     time.Duration
+	offset   time.Duration // wall = base + mono + offset
+	base     time.Time
+	stamps   []time.Duration // mono at every Now call (one per reading)
+	c        chan time.Time
+	deadline time.Duration // of the last Reset
+	seq      int           // Resets so far
 }
 
 func newFakeClock() *fakeClock {
-	return &fakeClock{base: time.Date(2026, 3, 29, 1, 0, 0, 0, time.UTC), c: make(chan time.Time, 1), armed: make(chan time.Duration, 1024)}
+	return &fakeClock{base: time.Date(2026, 3, 29, 1, 0, 0, 0, time.UTC), c: make(chan time.Time, 1)}
 }
 
 func (f *fakeClock) Now() time.Time {
@@ -136,9 +138,9 @@ func (f *fakeClock) Now() time.Time {
 	f.stamps = append(f.stamps, f.mono)
 	return f.base.Add(f.mono + f.offset).Round(0) // no monotonic reading: wall only
 }
-func (f *fakeClock) Mono() time.Duration          { f.mu.Lock(); defer f.mu.Unlock(); return f.mono }
+func (f *fakeClock) Mono() time.Duration { f.mu.Lock(); defer f.mu.Unlock(); return f.mono }
 func (f *fakeClock) NewTimer(time.Duration) Timer { return f }
-func (f *fakeClock) C() <-chan time.Time          { return f.c }
+func (f *fakeClock) C() <-chan time.Time           { return f.c }
 func (f *fakeClock) Stop()                        {}
 func (f *fakeClock) Reset(d time.Duration) {
 	select { // no stale value after Reset, as time.Timer
@@ -146,10 +148,28 @@ func (f *fakeClock) Reset(d time.Duration) {
 	default:
 	}
 	f.mu.Lock()
-	at := f.mono + d
+	f.deadline, f.seq = f.mono+d, f.seq+1
 	f.mu.Unlock()
-	f.armed <- at
 }
+
+// armed waits until the loop armed its timer more than seen times and
+// returns the count and the deadline.
+func (f *fakeClock) armed(t *testing.T, seen int) (int, time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Microsecond) {
+		f.mu.Lock()
+		seq, at := f.seq, f.deadline
+		f.mu.Unlock()
+		if seq > seen {
+			return seq, at
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the poll loop armed no timer for 10 s (after %d)", seen)
+		}
+	}
+}
+
+func (f *fakeClock) stamped() int { f.mu.Lock(); defer f.mu.Unlock(); return len(f.stamps) }
 
 // fire moves the monotonic clock to at (never back) and fires the timer.
 func (f *fakeClock) fire(at time.Duration) {
@@ -166,6 +186,20 @@ func (f *fakeClock) stepWall(d time.Duration) {
 	f.mu.Lock()
 	f.offset += d
 	f.mu.Unlock()
+}
+
+// start runs s on clk with target tg: it waits for the loop to arm its
+// timer with nothing to poll, then hands it the target (polled at once),
+// so the test drives every later turn. It returns the arming count.
+func start(t *testing.T, s *Source, clk *fakeClock, tg watch.Target, out chan watch.Reading) (context.CancelFunc, chan error, int) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, out) }()
+	seq, _ := clk.armed(t, 0)
+	s.Update([]watch.Target{tg})
+	seq, _ = clk.armed(t, seq) // the Update taken, the first poll done
+	return cancel, done, seq
 }
 
 func v2Dir(t *testing.T, current, inactiveFile uint64) string {
@@ -202,15 +236,12 @@ func TestWallClockStepsMissNoPoll(t *testing.T) {
 	// 800 of 1000 bytes, warning at 850: close enough that every poll reads
 	// memory.stat and is reported, and flat, so polls are relaxed.
 	dir := v2Dir(t, 800, 0)
-	s.Update([]watch.Target{{Container: watch.Container{ID: 1, Dir: watch.CgroupDir{Root: dir}, Version: watch.V2, Limit: 1000}, Warn: 850, Crit: 950, Metric: watch.WorkingSet}})
-	ctx, cancel := context.WithCancel(context.Background())
 	out := make(chan watch.Reading, 1024)
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx, out) }()
+	cancel, done, seq := start(t, s, clk, watch.Target{Container: watch.Container{ID: 1, Dir: watch.CgroupDir{Root: dir}, Version: watch.V2, Limit: 1000}, Warn: 850, Crit: 950, Metric: watch.WorkingSet}, out)
 
 	const span = 3 * time.Second
 	for steppedBack, steppedFwd := false, false; ; {
-		at := <-clk.armed
+		_, at := clk.armed(t, seq-1)
 		if at > span {
 			break
 		}
@@ -223,6 +254,7 @@ func TestWallClockStepsMissNoPoll(t *testing.T) {
 			steppedFwd = true
 		}
 		clk.fire(at)
+		seq, _ = clk.armed(t, seq)
 	}
 	cancel()
 	if err := <-done; err != nil {
@@ -242,10 +274,9 @@ func TestWallClockStepsMissNoPoll(t *testing.T) {
 	if len(stamps) != len(walls) {
 		t.Fatalf("%d readings, %d clock reads: the test's bookkeeping is off", len(walls), len(stamps))
 	}
-	// A first poll within an interval (at once, or at the first timer if
-	// the test's clock ran ahead), one after the shortest interval, then one
-	// on every grid point up to the span: never a gap above the interval.
-	if len(stamps) < int(span/interval) || stamps[0] > interval || stamps[len(stamps)-1] < span-interval {
+	// A first poll at once, one after the shortest interval, then one on
+	// every grid point up to the span: never a gap above the interval.
+	if len(stamps) != 2+int(span/interval) || stamps[0] != 0 || stamps[1] != 2*ms {
 		t.Errorf("%d polls in %v of monotonic time, at %v", len(stamps), span, stamps)
 	}
 	for i := 1; i < len(stamps); i++ {
@@ -271,31 +302,33 @@ func TestWallClockStepsMissNoPoll(t *testing.T) {
 func TestProgressStopsWhenStuck(t *testing.T) {
 	clk := newFakeClock()
 	s := NewWithClock(100*ms, 2*ms, clk)
-	s.Update([]watch.Target{{Container: watch.Container{ID: 1, Dir: watch.CgroupDir{Root: v2Dir(t, 800, 0)}, Version: watch.V2, Limit: 1000}, Warn: 850, Crit: 950}})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	out := make(chan watch.Reading, 1)
-	go s.Run(ctx, out)
-	at := <-clk.armed // first turn: nothing polled yet (the Update is taken next)
+	cancel, _, seq := start(t, s, clk, watch.Target{Container: watch.Container{ID: 1, Dir: watch.CgroupDir{Root: v2Dir(t, 800, 0)}, Version: watch.V2, Limit: 1000}, Warn: 850, Crit: 950}, out)
+	defer cancel()
+	// The first reading fills out; fire once more: the second poll's
+	// reading is stamped (right before its send), and the send blocks.
+	_, at := clk.armed(t, seq-1)
 	clk.fire(at)
-	// Keep firing while the loop turns; it blocks once out is full.
-	for turned := true; turned; {
-		select {
-		case at := <-clk.armed:
-			clk.fire(at)
-		case <-time.After(200 * ms):
-			turned = false
+	for deadline := time.Now().Add(10 * time.Second); clk.stamped() < 2; time.Sleep(100 * time.Microsecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no second poll")
 		}
 	}
+	time.Sleep(10 * ms) // let it reach the send
 	if d := s.SinceProgress(); d != 0 {
 		t.Errorf("SinceProgress right after the last turn = %v, want 0", d)
 	}
 	clk.fire(clk.Mono() + 30*time.Second)
+	time.Sleep(10 * ms)
 	if d := s.SinceProgress(); d != 30*time.Second {
 		t.Errorf("SinceProgress of a stuck loop = %v, want 30s", d)
 	}
-	<-out // unblock: the pending reading goes out, the loop waits for its timer
-	clk.fire(<-clk.armed)
+	clk.mu.Lock()
+	seq = clk.seq // the loop has not armed since it blocked
+	clk.mu.Unlock()
+	<-out // unblock: the pending reading goes out, the loop arms its timer
+	_, at = clk.armed(t, seq)
+	clk.fire(at) // and turns
 	for deadline := time.Now().Add(5 * time.Second); s.SinceProgress() != 0; time.Sleep(ms) {
 		if time.Now().After(deadline) {
 			t.Fatal("no beat after the loop was unblocked")
