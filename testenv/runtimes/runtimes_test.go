@@ -198,6 +198,7 @@ type Result struct {
 	Peak       float64  // highest working set seen, percent of the limit
 	Critical   bool     // oomhero reached critical for the app
 	Found      []string // the case's Files found in the container
+	States     string   // the containers' states at the end, for diagnostics
 }
 
 func env(kv ...string) []pods.EnvVar {
@@ -350,7 +351,11 @@ func TestRuntimes(t *testing.T) {
 				t.Logf("logs in %s", dir)
 			}
 			if err != nil {
-				t.Fatalf("%s: %v", c.Name, err)
+				states := ""
+				if r != nil {
+					states = "\ncontainers: " + strings.ReplaceAll(strings.TrimSpace(r.States), "\n", "; ")
+				}
+				t.Fatalf("%s: %v%s", c.Name, err, states)
 			}
 			check(t, r)
 		})
@@ -396,6 +401,7 @@ func runCase(ctx context.Context, t *testing.T, l *pods.Lab, image string, c Cas
 			r.OomheroLog = out
 			r.Oomhero = pods.ParseOomheroLog(out)
 		}
+		r.States = run.States(lctx)
 	}()
 	if r.Main, err = run.State(ctx, "app"); err != nil {
 		return r, err
