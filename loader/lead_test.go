@@ -148,9 +148,17 @@ func testUsageLeads(t *testing.T, a AttachPoint, dir string, bound, kernelBound 
 				if err != nil {
 					t.Fatal(err)
 				}
-				rd, i := r.wait(t, n, 2*time.Second, name+": working set at "+th.what, func(rd watch.Reading) bool {
+				first, _ := r.wait(t, n, 2*time.Second, name+": working set at "+th.what, func(rd watch.Reading) bool {
 					return rd.ID == c.ID && rd.WorkingSet() >= th.at
 				})
+				// The BPF path is what is measured; a poll may come first
+				// where the test process stalls (a TCG VM on a busy host).
+				rd, i := r.wait(t, n, 2*time.Second, name+": working set at "+th.what+" from a BPF event", func(rd watch.Reading) bool {
+					return rd.ID == c.ID && rd.WorkingSet() >= th.at && rd.Origin == OriginBPF
+				})
+				if first.Origin != OriginBPF {
+					t.Logf("%s: %s crossing first seen by %q", name, th.what, first.Origin)
+				}
 				r.mu.Lock()
 				got := r.recvAt[i]
 				r.mu.Unlock()
@@ -186,9 +194,6 @@ func testUsageLeads(t *testing.T, a AttachPoint, dir string, bound, kernelBound 
 				behind := late - rd.Latency // the record behind the reading
 				t.Logf("%s: %s crossing reported %s after the working set crossed (its record %s, first up record %s, read %s; origin %s, working set %d KiB over, usage %d KiB)",
 					name, th.what, late, behind, kernel, read, rd.Origin, (rd.WorkingSet()-th.at)>>10, rd.Usage>>10)
-				if rd.Origin != OriginBPF {
-					t.Errorf("%s: %s crossing reported by %q, want bpf", name, th.what, rd.Origin)
-				}
 				switch {
 				case !found:
 					t.Errorf("%s: no kernel record of the %s level during the paced growth", name, th.what)
