@@ -42,10 +42,13 @@ func loadBaseline(path string) (*baseline, error) {
 	return &bl, nil
 }
 
-// measured is one figure of this run, with the range of its repeats.
+// measured is one figure of this run, with the range of its repeats. key
+// names it in the baseline; label, when not empty, adds what the baseline
+// does not distinguish (the source of a reaction row).
 type measured struct {
 	key           string
 	value, lo, hi float64
+	label         string
 }
 
 // printRatios prints measured/baseline for every measured figure the
@@ -60,9 +63,13 @@ func printRatios(w io.Writer, bl *baseline, ms []measured) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "figure\tnow (median, range)\tbaseline\tratio\t\t")
 	for _, m := range ms {
+		name := m.key
+		if m.label != "" {
+			name += " (" + m.label + ")"
+		}
 		f, ok := byKey[m.key]
 		if !ok {
-			fmt.Fprintf(tw, "%s\t%.3g (%.3g..%.3g)\tnew\t-\t\t\n", m.key, m.value, m.lo, m.hi)
+			fmt.Fprintf(tw, "%s\t%.3g (%.3g..%.3g)\tnew\t-\t\t\n", name, m.value, m.lo, m.hi)
 			continue
 		}
 		lo, hi := f.Low, f.High
@@ -79,7 +86,7 @@ func printRatios(w io.Writer, bl *baseline, ms []measured) {
 		if f.Low != 0 || f.High != 0 {
 			base += fmt.Sprintf(" (%.3g..%.3g)", f.Low, f.High)
 		}
-		fmt.Fprintf(tw, "%s\t%.3g (%.3g..%.3g)\t%s\t%.2f\t%s\t\n", m.key, m.value, m.lo, m.hi, base, m.value/f.Value, note)
+		fmt.Fprintf(tw, "%s\t%.3g (%.3g..%.3g)\t%s\t%.2f\t%s\t\n", name, m.value, m.lo, m.hi, base, m.value/f.Value, note)
 	}
 	tw.Flush()
 }

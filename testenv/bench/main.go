@@ -201,9 +201,9 @@ func printShapes(w *os.File, rows []shapeRow) []measured {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%.3f%% (%.3f..%.3f)\t%d x %v\t%v in %v\t%.1f MiB\t%.1f MiB\t%s\t\n", r.source, r.seenProcs, r.limit,
 			med, lo, hi, len(r.cpuPct), r.window, r.startCPU.Round(time.Millisecond), r.startTook.Round(time.Second),
 			float64(r.rssKiB)/1024, float64(r.hwmKiB)/1024, r.load)
-		ms = append(ms, measured{fmt.Sprintf("idle app with %d processes at 30%%, %s: CPU %% of one core", r.procs, r.source), med, lo, hi},
+		ms = append(ms, measured{fmt.Sprintf("idle app with %d processes at 30%%, %s: CPU %% of one core", r.procs, r.source), med, lo, hi, ""},
 			measured{fmt.Sprintf("idle app with %d processes at 30%%, %s: RSS MiB", r.procs, r.source),
-				float64(r.rssKiB) / 1024, float64(r.rssKiB) / 1024, float64(r.rssKiB) / 1024})
+				float64(r.rssKiB) / 1024, float64(r.rssKiB) / 1024, float64(r.rssKiB) / 1024, ""})
 	}
 	tw.Flush()
 	return ms
@@ -478,7 +478,7 @@ func printTables(w *os.File, lrows []latencyRow, irows []idleRow, runs int) []me
 			fmtDur(percentile(d, 50)), fmtDur(percentile(d, 90)), fmtDur(percentile(d, 99)), fmtDur(mx), r.missed, kill)
 		if len(d) > 0 {
 			ms = append(ms, measured{fmt.Sprintf("reaction %s %s p50 ms", r.rate, r.level),
-				float64(percentile(d, 50)) / 1e6, float64(d[0]) / 1e6, float64(mx) / 1e6})
+				float64(percentile(d, 50)) / 1e6, float64(d[0]) / 1e6, float64(mx) / 1e6, r.source})
 		}
 	}
 	tw.Flush()
@@ -493,7 +493,7 @@ func printTables(w *os.File, lrows []latencyRow, irows []idleRow, runs int) []me
 		fmt.Fprintf(tw, "%s\t%v\t%.3f%%\t%.1f MiB\t%.1f MiB\t%.1f\t\n", r.source, r.window.Round(time.Second), r.cpuPct,
 			float64(r.rssKiB)/1024, float64(r.hwmKiB)/1024, r.linesPerMin)
 		ms = append(ms, measured{fmt.Sprintf("idle %d containers/%d processes, %s: CPU %% of one core", r.containers, r.procs, r.source),
-			r.cpuPct, r.cpuPct, r.cpuPct})
+			r.cpuPct, r.cpuPct, r.cpuPct, ""})
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "load average after the idle window: %s\n", loadavg())
