@@ -23,6 +23,7 @@ type figure struct {
 	Value float64 `json:"value"`
 	Low   float64 `json:"low,omitempty"`
 	High  float64 `json:"high,omitempty"`
+	Note  string  `json:"note,omitempty"`
 }
 
 func loadBaseline(path string) (*baseline, error) {
