@@ -71,7 +71,7 @@ k8s-down: ## stop the local Kubernetes and remove what it left
 	testenv/k8s/scripts/down.sh
 
 .PHONY: demo-k8s
-demo-k8s: ## the seed's story on the local real Kubernetes
+demo-k8s: deps ## the seed's story on the local real Kubernetes (installs what is missing first), with a chart of the app's memory
 	testenv/k8s/scripts/demo.sh
 
 .PHONY: image
@@ -81,7 +81,7 @@ image: build ## build localhost/oomhero:dev and the test app's image (podman, FR
 	CONTAINERS_CONF=$(CURDIR)/testenv/pods/containers.conf podman build -t localhost/oomhero-testapp:dev -f testenv/app/Dockerfile bin/testapp-ctx
 
 .PHONY: demo
-demo: ## run the seed's bloat pod with oomhero as real pods and show the signals arrive
+demo: deps ## run the seed's bloat pod with oomhero as real pods (installs what is missing first) and draw the memory, thresholds, signals and OOM kill
 	$(GO) run ./testenv/pods/cmd/demo
 
 .PHONY: bench

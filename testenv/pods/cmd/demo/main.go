@@ -90,7 +90,8 @@ func run() error {
 				Image:      pods.OomheroImage,
 				Args:       sourceArgs(*source),
 				Privileged: true,
-				Env:        []pods.EnvVar{{Name: "WARNING", Value: "65"}, {Name: "CRITICAL", Value: "90"}},
+				Env: []pods.EnvVar{{Name: "WARNING", Value: strconv.Itoa(warnPct)},
+					{Name: "CRITICAL", Value: strconv.Itoa(critPct)}},
 			},
 		},
 	}
@@ -141,6 +142,14 @@ func run() error {
 	}
 	limit, _ := lg.Start.Uint("limit")
 	fmt.Println()
+	fmt.Println("demo: what happened")
+	pic, cerr := chart(lg, limit, warnPct, critPct, st.ExitCode == 137, 60, 15)
+	if cerr != nil {
+		fmt.Fprintln(os.Stderr, "demo:", cerr)
+	} else {
+		fmt.Print(pic)
+	}
+	fmt.Println()
 	fmt.Println("demo: summary")
 	for _, s := range lg.Signals {
 		fmt.Printf("  bloat received %s at %.1f%% of its limit (working set %d MiB)\n",
@@ -160,6 +169,9 @@ func run() error {
 	}
 	return nil
 }
+
+// The demo's thresholds, percent of the memory limit.
+const warnPct, critPct = 65, 90
 
 func sourceArgs(s string) []string {
 	if s == "" {
