@@ -78,6 +78,11 @@ type entry struct {
 	Process
 	path    string
 	version watch.CgroupVersion
+	// young is how many more scans reread this process every time: a
+	// container's first process execs shortly after it appears (the
+	// runtime's init, "runc:[2:INIT]", becomes the application), and its
+	// name must follow within a scan, not revalidateEvery scans later.
+	young int
 }
 
 // Skip is a process a scan left out because its files could not be read or
@@ -95,8 +100,9 @@ type Skip struct {
 const revalidateEvery = 10
 
 // Scanner scans a procfs mount. It remembers the processes it has seen, so a
-// scan reads only the procfs directory, the files of new processes and a
-// tenth of the known ones (revalidateEvery). A Scanner is not safe for
+// scan reads only the procfs directory, the files of new processes (during
+// their first revalidateEvery scans: they may still exec) and a tenth of the
+// known ones (revalidateEvery). A Scanner is not safe for
 // concurrent use.
 type Scanner struct {
 	root     string
@@ -281,7 +287,7 @@ func (s *Scanner) Scan() (map[string]*Group, error) {
 		}
 		seen[pid] = true
 		e, ok := s.known[pid]
-		if !ok || pid%revalidateEvery == s.scans%revalidateEvery {
+		if !ok || e.young > 0 || pid%revalidateEvery == s.scans%revalidateEvery {
 			ne, err := s.read(pid)
 			if err != nil {
 				delete(s.known, pid)
@@ -292,6 +298,10 @@ func (s *Scanner) Scan() (map[string]*Group, error) {
 				continue
 			}
 			delete(s.bad, pid)
+			ne.young = revalidateEvery
+			if ok && ne.Start == e.Start {
+				ne.young = max(e.young-1, 0)
+			}
 			e = ne
 			s.known[pid] = e
 		}

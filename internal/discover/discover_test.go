@@ -193,3 +193,42 @@ func TestName(t *testing.T) {
 		}
 	}
 }
+
+// A container's first process execs after discovery met it (runc's init
+// becomes the application): the next scan names the new command, whatever
+// the PID's turn in the revalidation.
+func TestScanFollowsExec(t *testing.T) {
+	f := newFake(t)
+	f.proc(50, 0, "oomhero", "4:memory:/pod/oomhero\n0::/\n")
+	f.proc(13, 0, "runc:[2:INIT]", "4:memory:/pod/app\n0::/pod/app\n")
+	s, err := NewScanner(f.root, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	comm := func() string {
+		t.Helper()
+		groups, err := s.Scan()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return groups["/pod/app"].Main().Comm
+	}
+	if c := comm(); c != "runc:[2:INIT]" {
+		t.Fatalf("first scan: comm %q", c)
+	}
+	f.proc(13, 0, "testapp", "4:memory:/pod/app\n0::/pod/app\n") // exec: same PID and start time
+	if c := comm(); c != "testapp" {
+		t.Errorf("scan after the exec: comm %q, want testapp", c)
+	}
+	// Past its young scans a process is reread once in revalidateEvery.
+	for range revalidateEvery + 1 {
+		comm()
+	}
+	f.proc(13, 0, "renamed", "4:memory:/pod/app\n0::/pod/app\n")
+	n := 0
+	for comm() != "renamed" {
+		if n++; n > revalidateEvery {
+			t.Fatalf("a rename not seen within %d scans", revalidateEvery)
+		}
+	}
+}
