@@ -86,6 +86,7 @@ var cases = []Case{
 	{Name: "flap", Attack: "flap", Args: []string{"-mib", "40", "-hold", "300ms"}},
 	{Name: "names-churn", Attack: "names-churn", Args: []string{"-mib", "48"}},
 	{Name: "big-environ", Attack: "big-environ", Args: []string{"-mib", "48"}},
+	{Name: "exec-storm", Attack: "exec-storm", Args: []string{"-mib", "8"}},
 	// Notifications off the pod: declared URLs (loopback only by default)
 	// that lead to the host by a redirect, userinfo, an IPv4-mapped address
 	// or directly; a loopback sink proves notifications are sent at all.
@@ -394,6 +395,9 @@ func runCase(t *testing.T, l *pods.Lab, c Case) {
 			t.Errorf("tear down: %v", err)
 		}
 		o.elapsed = time.Since(start)
+		if t.Failed() && len(o.failures) == 0 {
+			o.failures = append(o.failures, "the case did not run to its end (see the test log)")
+		}
 		line := fmt.Sprintf("%-16s %s", c.Name, o)
 		t.Log("outcome: " + line)
 		outMu.Lock()

@@ -44,6 +44,9 @@
 //	big-environ    re-runs itself with a 1.5 MiB environment: junk variables
 //	               and malformed OOMHERO_* declarations (invalid UTF-8,
 //	               control characters, 100 KiB values, 5,000-digit numbers)
+//	exec-storm     re-executes itself every 20 ms with the 1.5 MiB
+//	               environment of big-environ and a new malformed
+//	               OOMHERO_WARNING each time (declarations are re-read on exec)
 //	hold           holds -mib MiB (for declarations set by the pod, e.g. an
 //	               OOMHERO_NOTIFY_URL pointing off the pod)
 //	redirect       holds -mib MiB and answers every request on -listen with
@@ -163,6 +166,15 @@ func run(args []string) error {
 			return syscall.Exec("/proc/self/exe", append([]string{"hostile"}, args...), bigEnviron())
 		}
 		touch(o.mib)
+	case "exec-storm":
+		gen, _ := strconv.Atoi(os.Getenv("HOSTILE_GEN"))
+		if gen == 0 {
+			logf("event=ready attack=exec-storm pid=%d", os.Getpid())
+		}
+		touch(o.mib)
+		time.Sleep(20 * time.Millisecond)
+		env := append(bigEnviron(), fmt.Sprintf("HOSTILE_GEN=%d", gen+1), fmt.Sprintf("OOMHERO_WARNING=%d\xff%d", gen, gen))
+		return syscall.Exec("/proc/self/exe", append([]string{"hostile"}, args...), env)
 	case "hold":
 		touch(o.mib)
 	case "redirect", "sink":
@@ -281,7 +293,13 @@ func churnNames() {
 // malformed declarations and junk, about 1.5 MiB in all (under the kernel's
 // limits: 128 KiB per string, a quarter of the stack for all).
 func bigEnviron() []string {
-	env := append(os.Environ(), "HOSTILE_BIG=1",
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "OOMHERO") && !strings.HasPrefix(kv, "JUNK") && !strings.HasPrefix(kv, "HOSTILE_") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, "HOSTILE_BIG=1",
 		"OOMHERO_WARNING=\xff\xfe\nlevel=ERROR msg=forged",
 		"OOMHERO_CRITICAL="+strings.Repeat("9", 5000),
 		"OOMHERO_WARNING_SIGNAL=SIG\x1b[31mKILL\x7f",
