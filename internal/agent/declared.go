@@ -105,9 +105,13 @@ func (a *Agent) declare(t *tracked, g *discover.Group) bool {
 	// or a zombie: its environment is gone).
 	order := append([]discover.Process{main}, g.Procs...)
 	proc, self := a.Config.Proc, a.Self
+	read := a.readDecl
+	if read == nil {
+		read = readDeclaration
+	}
 	ds.pending = true
 	changed, inline := false, true
-	if !bounded(a, func() declRead { return readDeclaration(proc, self, order) }, func(r declRead) {
+	if !bounded(a, func() declRead { return read(proc, self, order) }, func(r declRead) {
 		ds.pending = false
 		if a.byID[t.ID] != t {
 			return // forgotten meanwhile
@@ -125,6 +129,27 @@ func (a *Agent) declare(t *tracked, g *discover.Group) bool {
 	}
 	inline = false
 	return changed
+}
+
+// applyName names the container as it declared (OOMHERO_NAME: the pod
+// spec's container name, which a sidecar cannot learn otherwise), unless
+// another watched container already has that name.
+func (a *Agent) applyName(t *tracked, name string) {
+	if name == "" || name == t.Name {
+		return
+	}
+	for _, o := range a.byID {
+		if o != t && o.Name == name {
+			if t.ds.once("name " + name) {
+				a.Log.Warn("declared name already taken; the command's name stays", "container", t.Name,
+					"variable", declare.Name, "value", name, "taken_by", o.Path)
+			}
+			return
+		}
+	}
+	a.Log.Info("container named as declared", "container", name, "was", t.Name, "variable", declare.Name)
+	a.Observer.Forget(a.target(t))
+	t.Name = name
 }
 
 // applyDeclaration applies what readDeclaration found and reports whether
@@ -169,6 +194,7 @@ func (a *Agent) applyDeclaration(t *tracked, r declRead) bool {
 			"warning_signal", config.SignalName(cfg.WarningSignal), "critical_signal", config.SignalName(cfg.CriticalSignal),
 			"targets", string(cfg.Targets), "repeat", string(cfg.Repeat), "cooldown", cfg.Cooldown, "notify_url", cfg.NotifyURL)
 	}
+	a.applyName(t, d.Name)
 	old := a.cfgOf(t)
 	t.cfg = cfg
 	return old.Warning != cfg.Warning || old.Critical != cfg.Critical || old.Cooldown != cfg.Cooldown || old.Repeat != cfg.Repeat

@@ -71,8 +71,9 @@ func (a *Agent) rescan() error {
 		}
 		delete(a.notWatched, path)
 		if t != nil && t.ID == c.ID {
-			if c.Name = a.uniqueName(c.Name, g); t.Name != c.Name && !strings.HasPrefix(t.Name, g.Main().Comm+"@") {
-				// The main process exec'ed (runtime init -> application).
+			if c.Name = a.uniqueName(c.Name, g); t.ds.decl.Name == "" && t.Name != c.Name && !strings.HasPrefix(t.Name, g.Main().Comm+"@") {
+				// The main process exec'ed (runtime init -> application);
+				// a declared name (OOMHERO_NAME) stays.
 				a.Observer.Forget(a.target(t))
 				t.Name = c.Name
 			}

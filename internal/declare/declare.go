@@ -14,6 +14,14 @@
 //	OOMHERO_NOTIFY_URL=http://127.0.0.1:8080/oomhero
 //	OOMHERO_REPEAT=once                cooldown or once
 //	OOMHERO_COOLDOWN=1s
+//	OOMHERO_NAME=bloat                 the container's name in logs, metrics and events
+//
+// OOMHERO_NAME exists because a sidecar cannot learn its pod-mates'
+// container names without the Kubernetes API (the Downward API gives a
+// container its own pod's fields, never another container's name): a pod
+// spec that sets it to the container's own name (a DNS-1123 label, as
+// Kubernetes requires of container names) makes oomhero say "bloat" where
+// it would otherwise say the main process's command.
 //
 // Parse is pure (environ bytes in, Declaration out); Read reads
 // /proc/<pid>/environ with a bounded read. A bad value is an Error for that
@@ -55,10 +63,11 @@ const (
 	NotifyURL      = "OOMHERO_NOTIFY_URL"
 	Repeat         = "OOMHERO_REPEAT"
 	Cooldown       = "OOMHERO_COOLDOWN"
+	Name           = "OOMHERO_NAME"
 )
 
 // Names lists every variable a container may declare.
-var Names = []string{Off, Warning, Critical, WarningSignal, CriticalSignal, Targets, NotifyURL, Repeat, Cooldown}
+var Names = []string{Off, Warning, Critical, WarningSignal, CriticalSignal, Targets, NotifyURL, Repeat, Cooldown, Name}
 
 // Signal is a declared signal: Declared tells whether the variable was set
 // (with a valid value); Sig 0 is "none".
@@ -76,6 +85,7 @@ type Declaration struct {
 	NotifyURL                     string         // "": not declared
 	Repeat                        config.Repeat  // "": not declared
 	Cooldown                      time.Duration  // 0: not declared
+	Name                          string         // "": not declared
 	// Set lists the valid declarations as NAME=value, in the order of Names.
 	Set []string
 	// Errors lists the variables with a bad value (their option is left
@@ -189,8 +199,27 @@ func (d *Declaration) set(name, v string) (err error) {
 		d.Repeat, err = config.ParseRepeat(v)
 	case Cooldown:
 		d.Cooldown, err = config.ParseCooldown(v)
+	case Name:
+		if !isDNSLabel(v) {
+			return errors.New("a Kubernetes container name: at most 63 of a-z, 0-9 and '-', starting and ending with a letter or digit")
+		}
+		d.Name = v
 	}
 	return err
+}
+
+// isDNSLabel reports whether s is an RFC 1123 label, the form Kubernetes
+// requires of a container name.
+func isDNSLabel(s string) bool {
+	if len(s) == 0 || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // clip shortens a value for a log line.

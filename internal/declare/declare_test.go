@@ -22,13 +22,13 @@ func TestParseEverything(t *testing.T) {
 	d := Parse(env("PATH=/usr/bin", "OOMHERO=off", "OOMHERO_WARNING=65", "OOMHERO_CRITICAL= 80% ",
 		"OOMHERO_WARNING_SIGNAL=usr1", "OOMHERO_CRITICAL_SIGNAL=none", "OOMHERO_TARGETS=Largest",
 		"OOMHERO_NOTIFY_URL=http://127.0.0.1:8080/oomhero", "OOMHERO_REPEAT=once", "OOMHERO_COOLDOWN=5",
-		"OOMHEROIC=1"))
+		"OOMHERO_NAME=bloat", "OOMHEROIC=1"))
 	if len(d.Errors) != 0 {
 		t.Fatalf("errors: %v", d.Errors)
 	}
 	if !d.Off || d.Warning != 65 || d.Critical != 80 || d.WarningSignal != (Signal{unix.SIGUSR1, true}) ||
 		d.CriticalSignal != (Signal{0, true}) || d.Targets != config.Largest || d.NotifyURL != "http://127.0.0.1:8080/oomhero" ||
-		d.Repeat != config.Once || d.Cooldown != 5*time.Second {
+		d.Repeat != config.Once || d.Cooldown != 5*time.Second || d.Name != "bloat" {
 		t.Fatalf("%+v", d)
 	}
 	if len(d.Set) != len(Names) || d.Set[0] != "OOMHERO=off" || d.Set[2] != "OOMHERO_CRITICAL=80%" {
@@ -234,4 +234,20 @@ func longEntry(in []byte) bool {
 		}
 	}
 	return false
+}
+
+// OOMHERO_NAME takes a Kubernetes container name (an RFC 1123 label) and
+// nothing else: it becomes a log field and a metric label.
+func TestParseName(t *testing.T) {
+	for _, ok := range []string{"bloat", "app-1", "a", strings.Repeat("x", 63)} {
+		if d := Parse(env(Name + "=" + ok)); d.Name != ok || len(d.Errors) != 0 {
+			t.Errorf("%q: name %q, errors %v", ok, d.Name, d.Errors)
+		}
+	}
+	for _, bad := range []string{"Bloat", "-app", "app-", "a_b", "a.b", "a b", "x\x1b[31m", strings.Repeat("x", 64)} {
+		d := Parse(env(Name + "=" + bad))
+		if d.Name != "" || len(d.Errors) != 1 || d.Errors[0].Name != Name {
+			t.Errorf("%q: name %q, errors %v; want one error naming %s", bad, d.Name, d.Errors, Name)
+		}
+	}
 }
