@@ -5,8 +5,12 @@
 // and a hostile container (testenv/hostile) that attacks oomhero as root in
 // its own, unprivileged container: forged process names, fake cgroup trees
 // in a chroot with FIFOs, links to /dev/zero, to the other container's file
-// and to a host file, 1 TiB sparse files, deep trees, a process storm, the
-// HTTP port taken, a container restarting in a loop.
+// and to a host file, 1 TiB sparse files, deep trees, a process storm, an
+// exec storm, malformed declarations in a 1.5 MiB environment, notification
+// URLs leading off the pod, the HTTP port taken, a container restarting in
+// a loop. The cases and what each hostile container does are the cases
+// table of adversarial_test.go and the doc of testenv/hostile; README's
+// "Attacks tried" has the outcomes.
 //
 // Every case asserts, over the whole case:
 //
