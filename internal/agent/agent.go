@@ -72,9 +72,10 @@ type Agent struct {
 	policy     *policy.Policy
 	byPath     map[string]*tracked
 	byID       map[uint64]*tracked
-	notWatched map[string]string // path -> reason said
-	late       chan func()       // results of slow reads, applied in the loop (bounded.go)
-	done       chan struct{}     // closed when Run returns
+	notWatched map[string]string                                              // path -> reason said
+	late       chan func()                                                    // results of slow reads, applied in the loop (bounded.go)
+	readDecl   func(proc string, self int, order []discover.Process) declRead // readDeclaration; tests replace it
+	done       chan struct{}                                                  // closed when Run returns
 }
 
 type tracked struct {

@@ -215,3 +215,40 @@ func TestDeclarationFollowsExec(t *testing.T) {
 		t.Fatalf("declaration not re-read after the processes changed:\n%s", h.logs.String())
 	}
 }
+
+// TestSlowDeclarationAppliedLate: the environment read hangs (the process
+// reclaims memory): the container is watched with the sidecar's thresholds
+// at once, and the declaration applies, with the source told, when the read
+// ends.
+func TestSlowDeclarationAppliedLate(t *testing.T) {
+	proc := t.TempDir()
+	status(t, proc, 10, 0)
+	environ(t, proc, 10, "OOMHERO_WARNING=40")
+	groups := map[string]*discover.Group{"/a": {Path: "/a", Version: watch.V1, Procs: []discover.Process{{PID: 10, Comm: "app"}}}}
+	res := fakeResolver{byPath: map[string]watch.Container{"/a": {ID: 1, Path: "/a", Limit: 1000, Version: watch.V1}}}
+	release := make(chan struct{})
+	h := startAgent(t, nil, proc, fakeScanner{groups}, res, func(a *Agent) {
+		a.readDecl = func(proc string, self int, order []discover.Process) declRead {
+			<-release
+			return readDeclaration(proc, self, order)
+		}
+	})
+	start := time.Now()
+	if tg := <-h.src.updated; tg[0].Warn != 750 {
+		t.Fatalf("before the read ends: %+v", tg)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("first scan took %v", d)
+	}
+	h.waitLog(`msg="reading the container's environment is slow`)
+	close(release)
+	select {
+	case tg := <-h.src.updated:
+		if tg[0].Warn != 400 {
+			t.Fatalf("after the read: %+v", tg)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("late declaration not applied:\n%s", h.logs.String())
+	}
+	h.waitLog(`msg="container declaration" container=app pid=10 command=app declared="OOMHERO_WARNING=40"`)
+}
