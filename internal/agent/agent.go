@@ -120,6 +120,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.Observer = NopObserver{}
 	}
 	a.policy = policy.New(a.Config.Cooldown)
+	if u := a.Config.NotifyURL; u != "" {
+		if err := notify.Check(u, a.Config.NotifyRemote); err != nil {
+			a.Log.Warn("--notify-url will be refused", "url", u, "error", err)
+		}
+	}
 	for _, al := range a.Config.Allow {
 		if !slices.Contains(runtimes.Names(), al.Runtime) {
 			a.Log.Warn("--allow names a runtime the safety table does not know: it has no effect",

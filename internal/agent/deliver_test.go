@@ -139,8 +139,9 @@ func TestRuntimeSafetyRefusalConsentAllowOnce(t *testing.T) {
 }
 
 func TestAllowUnknownRuntimeIsSaid(t *testing.T) {
-	h := startAgent(t, []string{"--allow", "nosuch:SIGUSR1,node:SIGUSR2"}, t.TempDir(), fakeScanner{map[string]*discover.Group{}}, fakeResolver{}, nil)
+	h := startAgent(t, []string{"--allow", "nosuch:SIGUSR1,node:SIGUSR2", "--notify-url", "http://10.0.0.1/x"}, t.TempDir(), fakeScanner{map[string]*discover.Group{}}, fakeResolver{}, nil)
 	h.waitLog(`msg="--allow names a runtime the safety table does not know: it has no effect" allow=nosuch:SIGUSR1`)
+	h.waitLog(`msg="--notify-url will be refused" url=http://10.0.0.1/x`)
 	h.stop()
 	if strings.Contains(h.logs.String(), "allow=node:SIGUSR2") {
 		t.Errorf("a known runtime was reported unknown:\n%s", h.logs.String())
