@@ -22,13 +22,21 @@ deps: ## install the Debian packages the tests need (root)
 	testenv/install-deps
 
 .PHONY: test
-test: deps lint test-unit fuzz check-generate test-privileged test-e2e test-adversarial test-runtimes test-vm test-k8s ## install what is missing, run everything
+test: deps lint test-unit test-monitoring fuzz check-generate test-privileged test-e2e test-adversarial test-runtimes test-vm test-k8s ## install what is missing, run everything
 	@echo "make test: all suites passed"
 
 .PHONY: test-unit
 test-unit: ## unit and fixture tests, with the race detector (needs cgo: gcc)
 	CGO_ENABLED=1 $(GO) test -race -count=1 ./internal/... ./fallback/... ./cmd/... ./examples/... ./testenv/app/...
 	cd testenv/k8s && CGO_ENABLED=1 $(GO) test -race -count=1 ./manifests/...
+
+.PHONY: test-monitoring
+test-monitoring: ## promtool check rules and promtool test rules on deploy/monitoring (promtool: Debian package prometheus; missing fails under CI=true)
+	@if ! command -v promtool >/dev/null; then \
+		if [ "$$CI" = true ]; then echo "test-monitoring: promtool not found (testenv/install-deps installs the Debian package prometheus)" >&2; exit 1; fi; \
+		echo "test-monitoring: promtool not found, skipped (make deps installs it)"; exit 0; \
+	fi; \
+	promtool check rules deploy/monitoring/oomhero-rules.yaml && cd deploy/monitoring && promtool test rules oomhero-rules_test.yaml
 
 .PHONY: fuzz
 fuzz: ## every native Go fuzz target (FuzzXxx) of both modules, FUZZTIME each (5s; less past FUZZBUDGET=120 s in all); failing inputs land in testdata/fuzz
