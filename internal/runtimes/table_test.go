@@ -97,7 +97,7 @@ func TestEffectOf(t *testing.T) {
 		{Runtime{Name: "nginx", Role: "master"}, unix.SIGUSR1, Harmful, "reopens"},
 		{Runtime{Name: "nginx", Role: "worker"}, unix.SIGUSR2, Dropped, "ignoring"},
 		{Runtime{Name: "php-fpm", Role: "master"}, unix.SIGUSR2, Harmful, "reload"},
-		{Runtime{Name: "php-fpm", Role: "pool"}, unix.SIGUSR1, Safe, "default action"},
+		{Runtime{Name: "php-fpm", Role: "pool"}, unix.SIGUSR1, Harmful, "worker exits"},
 		{Runtime{Name: "httpd", Role: "parent"}, unix.SIGUSR1, Harmful, "graceful restart"},
 		{Runtime{Name: "httpd", Role: "child", Options: "mpm=event"}, unix.SIGUSR1, Dropped, "blocked"},
 		{Runtime{Name: "httpd", Role: "child", Options: "mpm=prefork"}, unix.SIGUSR1, Harmful, "prefork"},
