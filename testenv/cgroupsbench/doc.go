@@ -8,7 +8,7 @@
 // containerd/cgroups. Run as root on a host with the v1 memory controller:
 //
 //	cd testenv/cgroupsbench && go test -bench . -benchmem
-//	./size-rss.sh
+//	go test -run TestSidecarSizeRSS -v .
 //
 // README.md ("Dependencies") records the figures and the decision.
 package cgroupsbench
