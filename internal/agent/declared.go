@@ -159,8 +159,18 @@ func (a *Agent) applyDeclaration(t *tracked, r declRead) bool {
 	if !r.found {
 		if r.err != nil && ds.unreadErr != r.err.Error() {
 			ds.unreadErr = r.err.Error()
-			a.Log.Warn("cannot read the container's declaration; the sidecar's configuration applies",
-				"container", t.Name, "pid", ds.main.PID, "error", r.err)
+			applies := "the sidecar's configuration applies"
+			if ds.read {
+				applies = "the declaration read earlier still applies"
+			}
+			if errors.Is(r.err, declare.ErrRewritten) {
+				a.Log.Warn("cannot read the container's declaration: its processes wrote their process title over their environment; "+applies,
+					"container", t.Name, "pid", ds.main.PID, "command", ds.main.Comm,
+					"hint", "start the server through a wrapper that keeps its environment (sh -c, tini), or opt in on the sidecar with --allow")
+			} else {
+				a.Log.Warn("cannot read the container's declaration; "+applies,
+					"container", t.Name, "pid", ds.main.PID, "error", r.err)
+			}
 		}
 		return false
 	}

@@ -306,12 +306,15 @@ func Read(proc string, pid int) (Declaration, error) {
 		return Declaration{}, err
 	}
 	defer f.Close()
-	kept, total, err := scan(f)
+	kept, total, eq, err := scanEnv(f)
 	if err != nil && !errors.Is(err, ErrTruncated) {
 		return Declaration{}, fmt.Errorf("read %s: %w", f.Name(), err)
 	}
 	if total == 0 {
 		return Declaration{}, fmt.Errorf("%s: %w", f.Name(), ErrEmpty)
+	}
+	if !eq {
+		return Declaration{}, fmt.Errorf("%s: %w", f.Name(), ErrRewritten)
 	}
 	d := Parse(kept)
 	if err != nil {
@@ -320,15 +323,30 @@ func Read(proc string, pid int) (Declaration, error) {
 	return d, err
 }
 
+// ErrRewritten is returned for an environment with no NAME=value entry at
+// all: the process wrote its process title over it (nginx, php-fpm and
+// PostgreSQL do, through setproctitle-like code), so what it was started
+// with cannot be read any more.
+var ErrRewritten = errors.New("no NAME=value entry: the process rewrote its environment (process title)")
+
 // scan reads r in chunks and keeps the OOMHERO entries, NUL-terminated.
 // An entry that is not complete when the read ends (truncated) is dropped.
 func scan(r io.Reader) (kept []byte, total int, err error) {
+	kept, total, _, err = scanEnv(r)
+	return kept, total, err
+}
+
+// scanEnv is scan that also tells whether any entry had a '='.
+func scanEnv(r io.Reader) (kept []byte, total int, eq bool, err error) {
 	buf := make([]byte, ReadChunk)
 	var cur []byte // the current entry, while it may be ours
 	skipping := false
 	for total < MaxEnviron {
 		n, rerr := r.Read(buf[:min(len(buf), MaxEnviron-total)])
 		total += n
+		if !eq && bytes.IndexByte(buf[:n], '=') >= 0 {
+			eq = true
+		}
 		for _, b := range buf[:n] {
 			if b == 0 {
 				if !skipping && len(cur) > 0 {
@@ -347,11 +365,11 @@ func scan(r io.Reader) (kept []byte, total int, err error) {
 			}
 		}
 		if rerr == io.EOF || (n == 0 && rerr == nil) {
-			return kept, total, nil
+			return kept, total, eq, nil
 		}
 		if rerr != nil {
-			return kept, total, rerr
+			return kept, total, eq, rerr
 		}
 	}
-	return kept, total, ErrTruncated
+	return kept, total, eq, ErrTruncated
 }

@@ -162,7 +162,14 @@ func TestReadRealProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	d, err := Read("/proc", cmd.Process.Pid)
+	// Until the child has exec'ed, its environment is empty (ErrEmpty).
+	var d Declaration
+	var err error
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if d, err = Read("/proc", cmd.Process.Pid); !errors.Is(err, ErrEmpty) {
+			break
+		}
+	}
 	if err != nil || d.Warning != 42 || d.Targets != config.Main {
 		t.Fatalf("%+v %v", d, err)
 	}
@@ -249,5 +256,26 @@ func TestParseName(t *testing.T) {
 		if d.Name != "" || len(d.Errors) != 1 || d.Errors[0].Name != Name {
 			t.Errorf("%q: name %q, errors %v; want one error naming %s", bad, d.Name, d.Errors, Name)
 		}
+	}
+}
+
+func TestReadRewritten(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "9"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// nginx's master after ngx_setproctitle: the title over argv and environ.
+	title := append([]byte("nginx: master process /usr/sbin/nginx -g daemon off;"), make([]byte, 300)...)
+	if err := os.WriteFile(filepath.Join(dir, "9", "environ"), title, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Read(dir, 9); !errors.Is(err, ErrRewritten) {
+		t.Fatalf("Read of a process title = %v, want ErrRewritten", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "9", "environ"), []byte("PATH=/bin\x00OOMHERO_WARNING=60\x00"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := Read(dir, 9); err != nil || d.Empty() {
+		t.Fatalf("Read of a real environment = %+v, %v", d, err)
 	}
 }
