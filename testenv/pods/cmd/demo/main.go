@@ -2,9 +2,13 @@
 // kube play): a container leaking memory (with /healthz and a liveness
 // probe, 256Mi limit) next to oomhero with WARNING=65 and CRITICAL=90. It
 // builds both images, follows both logs, shows the warning and critical
-// signals arriving in the app, and tears the pod down (also on Ctrl-C).
+// signals arriving in the app, tears the pod down (also on Ctrl-C), and
+// draws what happened from the app's own samples: its working set as percent
+// of the limit over time, the two thresholds, each signal's arrival and the
+// OOM kill (chart.go), then a summary.
 //
 //	go run ./testenv/pods/cmd/demo [-rate 10] [-source auto|bpf|cgroupfs] [-no-build]
+//	go run ./testenv/pods/cmd/demo -chart APP.log [-killed]   (make demo-k8s)
 //
 // Needs root, podman and runc (see testenv/pods).
 package main
@@ -41,7 +45,20 @@ func run() error {
 	source := flag.String("source", "", "oomhero --source (empty: oomhero's default)")
 	noBuild := flag.Bool("no-build", false, "use the images already built")
 	timeout := flag.Duration("timeout", 2*time.Minute, "give up after this long")
+	chartOf := flag.String("chart", "", "no pods: draw the chart and summary of this app log (make demo-k8s), then exit")
+	killed := flag.Bool("killed", false, "with -chart: the app was OOM-killed")
 	flag.Parse()
+	if *chartOf != "" {
+		b, err := os.ReadFile(*chartOf)
+		if err != nil {
+			return err
+		}
+		outcome := "bloat was not OOM-killed"
+		if *killed {
+			outcome = "bloat was OOM-killed (Kubernetes: lastState.terminated.reason OOMKilled)"
+		}
+		return report(string(b), *killed, outcome)
+	}
 
 	if err := pods.Check(); err != nil {
 		return err
@@ -136,14 +153,24 @@ func run() error {
 	}
 
 	// Summary.
-	lg, perr := applog.ParseLog(strings.NewReader(appLog.String()))
-	if perr != nil {
-		return perr
+	how := "exited"
+	if st.ExitCode == 137 {
+		how = "was killed (exit 137: the kernel's OOM killer; podman reports OOMKilled=false here)"
+	}
+	return report(appLog.String(), st.ExitCode == 137, fmt.Sprintf("bloat %s with code %d", how, st.ExitCode))
+}
+
+// report draws the chart of the app's log and prints the summary; the
+// outcome line closes it. Both signals must have arrived.
+func report(appLog string, killed bool, outcome string) error {
+	lg, err := applog.ParseLog(strings.NewReader(appLog))
+	if err != nil {
+		return err
 	}
 	limit, _ := lg.Start.Uint("limit")
 	fmt.Println()
 	fmt.Println("demo: what happened")
-	pic, cerr := chart(lg, limit, warnPct, critPct, st.ExitCode == 137, 60, 15)
+	pic, cerr := chart(lg, limit, warnPct, critPct, killed, 60, 15)
 	if cerr != nil {
 		fmt.Fprintln(os.Stderr, "demo:", cerr)
 	} else {
@@ -159,11 +186,7 @@ func run() error {
 		last := lg.Signals[len(lg.Signals)-1]
 		fmt.Printf("  last signal %v before bloat's last sample\n", (lg.Samples[n-1].Mono - last.Mono).Round(time.Millisecond))
 	}
-	how := "exited"
-	if st.ExitCode == 137 {
-		how = "was killed (exit 137: the kernel's OOM killer; podman reports OOMKilled=false here)"
-	}
-	fmt.Printf("  bloat %s with code %d\n", how, st.ExitCode)
+	fmt.Println("  " + outcome)
 	if len(lg.SignalsNamed("SIGUSR1")) == 0 || len(lg.SignalsNamed("SIGUSR2")) == 0 {
 		return errors.New("bloat did not receive both the warning and the critical signal")
 	}
