@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -96,6 +97,16 @@ type Config struct {
 	Events                bool
 	Realtime              bool // BPF ring reader at SCHED_FIFO
 	Version               bool
+
+	// DryRun: everything runs, but signals and notifications are logged
+	// and counted instead of sent.
+	DryRun bool
+	// IncludeContainer and ExcludeContainer select containers by the name
+	// oomhero gives them; IncludeCommand and ExcludeCommand select the
+	// processes that may be signalled by their command (/proc/<pid>/comm).
+	// nil: no pattern. An exclude wins over an include.
+	IncludeContainer, ExcludeContainer *regexp.Regexp
+	IncludeCommand, ExcludeCommand     *regexp.Regexp
 }
 
 // Error is a configuration error: which variable, which value, what is accepted.
@@ -117,7 +128,22 @@ type option struct {
 	usage   string
 	set     func(c *Config, v string) error
 	flagVal *string
+	// boolean: the flag alone means true (--dry-run); --dry-run=false
+	// also works.
+	boolean bool
 }
+
+// boolFlag is a string flag that may be given without a value.
+type boolFlag struct{ p *string }
+
+func (b boolFlag) String() string {
+	if b.p == nil {
+		return ""
+	}
+	return *b.p
+}
+func (b boolFlag) Set(v string) error { *b.p = v; return nil }
+func (b boolFlag) IsBoolFlag() bool   { return true }
 
 func (o *option) env() string {
 	return "OOMHERO_" + strings.ToUpper(strings.ReplaceAll(o.name, "-", "_"))
@@ -221,6 +247,16 @@ func options(c *Config) []*option {
 			set: func(c *Config, v string) error { c.CgroupRoot = v; return nil }},
 		{name: "cgroup-match", def: "", usage: "watch only containers whose cgroup path contains this string (empty: all)",
 			set: func(c *Config, v string) error { c.CgroupMatch = v; return nil }},
+		{name: "dry-run", def: "false", boolean: true, usage: "try before you trust: discovery, sources, policy, runtime safety and target choice all run, but each signal and HTTP notification is logged (\"signal not sent (dry run)\") and counted as result dry_run instead of sent; a container may declare OOMHERO_DRY_RUN=true or false for itself",
+			set: func(c *Config, v string) (err error) { c.DryRun, err = ParseBool(v); return }},
+		{name: "include-container", def: "", usage: "watch only containers whose name (as oomhero logs it) matches this regular expression (Go RE2, unanchored; empty: all)",
+			set: func(c *Config, v string) (err error) { c.IncludeContainer, err = ParsePattern(v); return }},
+		{name: "exclude-container", def: "", usage: "never signal nor report containers whose name matches this regular expression (Go RE2, unanchored; wins over --include-container)",
+			set: func(c *Config, v string) (err error) { c.ExcludeContainer, err = ParsePattern(v); return }},
+		{name: "include-command", def: "", usage: "signal only processes whose command (/proc/<pid>/comm) matches this regular expression (Go RE2, unanchored; empty: all)",
+			set: func(c *Config, v string) (err error) { c.IncludeCommand, err = ParsePattern(v); return }},
+		{name: "exclude-command", def: "", usage: "never signal processes whose command matches this regular expression (Go RE2, unanchored; wins over --include-command)",
+			set: func(c *Config, v string) (err error) { c.ExcludeCommand, err = ParsePattern(v); return }},
 		{name: "log-format", def: "text", usage: "log format: text or json",
 			set: func(c *Config, v string) error {
 				switch v = strings.ToLower(v); v {
@@ -315,6 +351,58 @@ func ParseTargets(v string) (Targets, error) {
 		return t, nil
 	}
 	return "", errors.New(TargetsAccepted)
+}
+
+// BoolAccepted is what a boolean option accepts.
+const BoolAccepted = "true or false (1, t, T, TRUE, True, 0, f, F, FALSE, False)"
+
+// ParseBool parses a boolean option as strconv.ParseBool does.
+func ParseBool(v string) (bool, error) {
+	b, err := strconv.ParseBool(strings.TrimSpace(v))
+	if err != nil {
+		return false, errors.New(BoolAccepted)
+	}
+	return b, nil
+}
+
+// ParsePattern compiles a selection pattern: a Go RE2 regular expression
+// (https://github.com/google/re2/wiki/Syntax), unanchored; "" is no pattern
+// (nil).
+func ParsePattern(v string) (*regexp.Regexp, error) {
+	if v == "" {
+		return nil, nil
+	}
+	re, err := regexp.Compile(v)
+	if err != nil {
+		return nil, fmt.Errorf("a Go RE2 regular expression (%v)", err)
+	}
+	return re, nil
+}
+
+// selected applies an include and an exclude pattern to s: the exclude
+// wins; no include means everything is included. why says which pattern
+// decided a "no".
+func selected(s string, include, exclude *regexp.Regexp, incName, exName string) (ok bool, why string) {
+	if exclude != nil && exclude.MatchString(s) {
+		return false, fmt.Sprintf("matches %s %q", exName, exclude.String())
+	}
+	if include != nil && !include.MatchString(s) {
+		return false, fmt.Sprintf("does not match %s %q", incName, include.String())
+	}
+	return true, ""
+}
+
+// ContainerSelected reports whether the container named name is selected by
+// --include-container and --exclude-container, and when it is not, why.
+func (c *Config) ContainerSelected(name string) (bool, string) {
+	return selected(name, c.IncludeContainer, c.ExcludeContainer, "--include-container", "--exclude-container")
+}
+
+// CommandSelected reports whether a process whose command is comm may be
+// signalled by --include-command and --exclude-command, and when it may
+// not, why.
+func (c *Config) CommandSelected(comm string) (bool, string) {
+	return selected(comm, c.IncludeCommand, c.ExcludeCommand, "--include-command", "--exclude-command")
 }
 
 // ParseRepeat parses a repeat policy, in any case.
@@ -460,7 +548,13 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 		if def == "" {
 			def = `""`
 		}
-		fs.StringVar(o.flagVal, o.name, "\x00", fmt.Sprintf("%s\n(env %s; default %s)", o.usage, envs, def))
+		usage := fmt.Sprintf("%s\n(env %s; default %s)", o.usage, envs, def)
+		if o.boolean {
+			*o.flagVal = "\x00"
+			fs.Var(boolFlag{o.flagVal}, o.name, usage)
+			continue
+		}
+		fs.StringVar(o.flagVal, o.name, "\x00", usage)
 	}
 	fs.BoolVar(&c.Version, "version", false, "print the version and exit")
 	fs.Usage = func() {
@@ -469,8 +563,10 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 			"signal, then a critical signal, as use crosses two percentages of the limit.\n\n"+
 			"An application container may set, in its own environment, OOMHERO=off or\n"+
 			"OOMHERO_WARNING, _CRITICAL, _WARNING_SIGNAL, _CRITICAL_SIGNAL, _TARGETS,\n"+
-			"_NOTIFY_URL, _REPEAT, _COOLDOWN: they apply to that container only, and a\n"+
-			"declared signal is sent even to a runtime handler the safety table refuses.\n\n"+
+			"_NOTIFY_URL, _REPEAT, _COOLDOWN, _NAME, _DRY_RUN: they apply to that container\n"+
+			"only, and a declared signal is sent even to a runtime handler the safety\n"+
+			"table refuses.\n\n"+
+			"New to oomhero? Start with --dry-run: it logs each signal it would send.\n\n"+
 			"Usage: oomhero [options]\n\nOptions (a flag wins over its environment variables):\n")
 		fs.VisitAll(func(f *flag.Flag) {
 			fmt.Fprintf(out, "  --%s\n", f.Name)
@@ -550,9 +646,21 @@ func (c *Config) LogValue() slog.Value {
 		slog.String("proc", c.Proc),
 		slog.String("cgroup_root", c.CgroupRoot),
 		slog.String("cgroup_match", c.CgroupMatch),
+		slog.Bool("dry_run", c.DryRun),
+		slog.String("include_container", patternString(c.IncludeContainer)),
+		slog.String("exclude_container", patternString(c.ExcludeContainer)),
+		slog.String("include_command", patternString(c.IncludeCommand)),
+		slog.String("exclude_command", patternString(c.ExcludeCommand)),
 		slog.String("listen", c.Listen),
 		slog.String("health_socket", c.HealthSocket),
 		slog.Bool("realtime", c.Realtime),
 		slog.Bool("events", c.Events),
 	)
+}
+
+func patternString(re *regexp.Regexp) string {
+	if re == nil {
+		return ""
+	}
+	return re.String()
 }

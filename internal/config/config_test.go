@@ -161,3 +161,80 @@ func TestDeliveryOptionErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestSelectionAndDryRun(t *testing.T) {
+	c, err := Parse([]string{"--dry-run", "--include-container", "^(bloat|web)", "--exclude-container", "-canary$",
+		"--exclude-command", `^(sh|bash)$`}, env(map[string]string{"OOMHERO_INCLUDE_COMMAND": "java|node"}), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.DryRun {
+		t.Fatal("--dry-run not set")
+	}
+	for _, tc := range []struct {
+		name string
+		ok   bool
+		why  string
+	}{
+		{"bloat", true, ""},
+		{"web@4242", true, ""},
+		{"bloat-canary", false, `matches --exclude-container "-canary$"`}, // exclude wins over include
+		{"redis", false, `does not match --include-container "^(bloat|web)"`},
+		{"", false, "does not match"},
+	} {
+		ok, why := c.ContainerSelected(tc.name)
+		if ok != tc.ok || !strings.Contains(why, tc.why) {
+			t.Errorf("container %q: %v %q, want %v %q", tc.name, ok, why, tc.ok, tc.why)
+		}
+	}
+	for _, tc := range []struct {
+		comm string
+		ok   bool
+	}{{"java", true}, {"node", true}, {"nodejs", true}, {"sh", false}, {"bash", false}, {"python3", false}} {
+		if ok, _ := c.CommandSelected(tc.comm); ok != tc.ok {
+			t.Errorf("command %q: %v, want %v", tc.comm, ok, tc.ok)
+		}
+	}
+	// Exclude wins even when the include names the same thing.
+	c, err = Parse([]string{"--include-command", "^java$", "--exclude-command", "^java$"}, env(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, why := c.CommandSelected("java"); ok || !strings.Contains(why, "--exclude-command") {
+		t.Fatalf("java: %v %q", ok, why)
+	}
+	// No patterns: everything is selected, dry run is off.
+	c, _ = Parse(nil, env(nil), &bytes.Buffer{})
+	if ok, _ := c.ContainerSelected("anything"); !ok || c.DryRun {
+		t.Fatalf("defaults: selected %v, dry run %v", ok, c.DryRun)
+	}
+	if ok, _ := c.CommandSelected(""); !ok {
+		t.Fatal("defaults: command not selected")
+	}
+	c, _ = Parse(nil, env(map[string]string{"OOMHERO_DRY_RUN": "1"}), &bytes.Buffer{})
+	if !c.DryRun {
+		t.Fatal("OOMHERO_DRY_RUN=1 not applied")
+	}
+}
+
+func TestSelectionErrors(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		args []string
+		name string
+	}{
+		{args: []string{"--include-container", "(bloat"}, name: "--include-container"},
+		{args: []string{"--exclude-container", "a**"}, name: "--exclude-container"},
+		{env: map[string]string{"OOMHERO_INCLUDE_COMMAND": `\p{Nope}`}, name: "OOMHERO_INCLUDE_COMMAND"},
+		{env: map[string]string{"OOMHERO_EXCLUDE_COMMAND": "(?<name>x)y["}, name: "OOMHERO_EXCLUDE_COMMAND"},
+		{env: map[string]string{"OOMHERO_EXCLUDE_CONTAINER": `(a)\1`}, name: "OOMHERO_EXCLUDE_CONTAINER"}, // backreference: not RE2
+		{env: map[string]string{"OOMHERO_DRY_RUN": "yes"}, name: "OOMHERO_DRY_RUN"},
+		{args: []string{"--dry-run=sometimes"}, name: "--dry-run"},
+	} {
+		_, err := Parse(tc.args, env(tc.env), &bytes.Buffer{})
+		var ce *Error
+		if !errors.As(err, &ce) || ce.Name != tc.name || ce.Accepted == "" {
+			t.Errorf("%v %v: want error naming %s, got %v", tc.env, tc.args, tc.name, err)
+		}
+	}
+}

@@ -15,6 +15,8 @@
 //	OOMHERO_REPEAT=once                cooldown or once
 //	OOMHERO_COOLDOWN=1s
 //	OOMHERO_NAME=bloat                 the container's name in logs, metrics and events
+//	OOMHERO_DRY_RUN=true               log and count signals and notifications, send none
+//	                                   (false: send them although the sidecar runs --dry-run)
 //
 // OOMHERO_NAME exists because a sidecar cannot learn its pod-mates'
 // container names without the Kubernetes API (the Downward API gives a
@@ -64,10 +66,11 @@ const (
 	Repeat         = "OOMHERO_REPEAT"
 	Cooldown       = "OOMHERO_COOLDOWN"
 	Name           = "OOMHERO_NAME"
+	DryRun         = "OOMHERO_DRY_RUN"
 )
 
 // Names lists every variable a container may declare.
-var Names = []string{Off, Warning, Critical, WarningSignal, CriticalSignal, Targets, NotifyURL, Repeat, Cooldown, Name}
+var Names = []string{Off, Warning, Critical, WarningSignal, CriticalSignal, Targets, NotifyURL, Repeat, Cooldown, Name, DryRun}
 
 // Signal is a declared signal: Declared tells whether the variable was set
 // (with a valid value); Sig 0 is "none".
@@ -86,6 +89,7 @@ type Declaration struct {
 	Repeat                        config.Repeat  // "": not declared
 	Cooldown                      time.Duration  // 0: not declared
 	Name                          string         // "": not declared
+	DryRun                        *bool          // nil: not declared
 	// Set lists the valid declarations as NAME=value, in the order of Names.
 	Set []string
 	// Errors lists the variables with a bad value (their option is left
@@ -204,6 +208,11 @@ func (d *Declaration) set(name, v string) (err error) {
 			return errors.New("a Kubernetes container name: at most 63 of a-z, 0-9 and '-', starting and ending with a letter or digit")
 		}
 		d.Name = v
+	case DryRun:
+		var b bool
+		if b, err = config.ParseBool(v); err == nil {
+			d.DryRun = &b
+		}
 	}
 	return err
 }
@@ -273,6 +282,9 @@ func (d *Declaration) Apply(base *config.Config) (*config.Config, []*config.Erro
 	}
 	if d.Cooldown > 0 {
 		c.Cooldown = d.Cooldown
+	}
+	if d.DryRun != nil {
+		c.DryRun = *d.DryRun
 	}
 	return &c, errs
 }

@@ -22,13 +22,14 @@ func TestParseEverything(t *testing.T) {
 	d := Parse(env("PATH=/usr/bin", "OOMHERO=off", "OOMHERO_WARNING=65", "OOMHERO_CRITICAL= 80% ",
 		"OOMHERO_WARNING_SIGNAL=usr1", "OOMHERO_CRITICAL_SIGNAL=none", "OOMHERO_TARGETS=Largest",
 		"OOMHERO_NOTIFY_URL=http://127.0.0.1:8080/oomhero", "OOMHERO_REPEAT=once", "OOMHERO_COOLDOWN=5",
-		"OOMHERO_NAME=bloat", "OOMHEROIC=1"))
+		"OOMHERO_NAME=bloat", "OOMHERO_DRY_RUN=true", "OOMHEROIC=1"))
 	if len(d.Errors) != 0 {
 		t.Fatalf("errors: %v", d.Errors)
 	}
 	if !d.Off || d.Warning != 65 || d.Critical != 80 || d.WarningSignal != (Signal{unix.SIGUSR1, true}) ||
 		d.CriticalSignal != (Signal{0, true}) || d.Targets != config.Largest || d.NotifyURL != "http://127.0.0.1:8080/oomhero" ||
-		d.Repeat != config.Once || d.Cooldown != 5*time.Second || d.Name != "bloat" {
+		d.Repeat != config.Once || d.Cooldown != 5*time.Second || d.Name != "bloat" ||
+		d.DryRun == nil || !*d.DryRun {
 		t.Fatalf("%+v", d)
 	}
 	if len(d.Set) != len(Names) || d.Set[0] != "OOMHERO=off" || d.Set[2] != "OOMHERO_CRITICAL=80%" {
@@ -277,5 +278,32 @@ func TestReadRewritten(t *testing.T) {
 	}
 	if d, err := Read(dir, 9); err != nil || d.Empty() {
 		t.Fatalf("Read of a real environment = %+v, %v", d, err)
+	}
+}
+
+func TestDryRunDeclared(t *testing.T) {
+	base := &config.Config{Warning: 75, Critical: 90, DryRun: true}
+	for _, tc := range []struct {
+		in      string
+		want    bool
+		errName string
+	}{
+		{"OOMHERO_DRY_RUN=false", false, ""}, // opts the container in while the sidecar tries
+		{"OOMHERO_DRY_RUN=TRUE", true, ""},
+		{"OOMHERO_DRY_RUN=maybe", true, DryRun}, // bad: the sidecar's value
+		{"HOME=/", true, ""},
+	} {
+		d := Parse(env(tc.in))
+		c, _ := d.Apply(base)
+		if c.DryRun != tc.want {
+			t.Errorf("%s: dry run %v, want %v", tc.in, c.DryRun, tc.want)
+		}
+		if tc.errName != "" && (len(d.Errors) != 1 || d.Errors[0].Name != tc.errName || d.Errors[0].Accepted != config.BoolAccepted) {
+			t.Errorf("%s: errors %v", tc.in, d.Errors)
+		}
+	}
+	c, _ := (&Declaration{}).Apply(&config.Config{})
+	if c.DryRun {
+		t.Error("nothing declared must keep the sidecar's dry-run off")
 	}
 }
