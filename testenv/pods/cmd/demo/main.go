@@ -101,6 +101,8 @@ func run() error {
 				Memory:   "256Mi",
 				CPU:      "250m",
 				Liveness: &pods.Probe{Path: "/healthz", Port: 8080, PeriodSeconds: 3, FailureThreshold: 1},
+				// The spec's name, declared (a sidecar cannot learn it).
+				Env: []pods.EnvVar{{Name: "OOMHERO_NAME", Value: "bloat"}},
 			},
 			{
 				Name:       "oomhero",
