@@ -87,6 +87,10 @@ var cases = []Case{
 	{Name: "names-churn", Attack: "names-churn", Args: []string{"-mib", "48"}},
 	{Name: "big-environ", Attack: "big-environ", Args: []string{"-mib", "48"}},
 	{Name: "exec-storm", Attack: "exec-storm", Args: []string{"-mib", "8"}},
+	// The victim's name (its command, testapp) declared by the hostile
+	// container, and a name forging a log line.
+	{Name: "name-steal", Attack: "hold", Args: []string{"-mib", "48"}, Env: declare("OOMHERO_NAME", "testapp"),
+		Extra: []Extra{{Args: []string{"-attack", "hold", "-mib", "48"}, Env: declare("OOMHERO_NAME", "x\nlevel=ERROR msg=forged \xff")}}},
 	// Notifications off the pod: declared URLs (loopback only by default)
 	// that lead to the host by a redirect, userinfo, an IPv4-mapped address
 	// or directly; a loopback sink proves notifications are sent at all.
@@ -735,6 +739,13 @@ func runCase(t *testing.T, l *pods.Lab, c Case) {
 		for _, pr := range probs {
 			t.Log("  " + pr)
 		}
+	}
+	if logFormat == "json" {
+		var names []string
+		for _, e := range pods.Select(pods.ParseOomheroLog(olog), "container watched", victim.ID) {
+			names = append(names, e.Str("container"))
+		}
+		t.Logf("the victim's container was watched as %q", names)
 	}
 	if hs, err := p.State(ctx, "hostile"); err == nil {
 		o.hostileStatus = fmt.Sprintf("%s/%d", hs.Status, hs.Restarts)
