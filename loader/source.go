@@ -651,6 +651,8 @@ func (s *Source) checkLost(ctx context.Context, out chan<- watch.Reading) error 
 	s.lostSeen = lost
 	s.lostTotal.Store(lost)
 	s.resyncs.Add(1)
+	// A lost record may have been a process event: rescan too.
+	s.procEvent()
 	for _, t := range s.targets {
 		if t.broken != nil {
 			continue
