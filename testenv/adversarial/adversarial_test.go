@@ -85,6 +85,7 @@ var cases = []Case{
 	{Name: "port", Attack: "port", Args: []string{"-hold", "10s"}, PortHold: 10 * time.Second},
 	{Name: "flap", Attack: "flap", Args: []string{"-mib", "40", "-hold", "300ms"}},
 	{Name: "names-churn", Attack: "names-churn", Args: []string{"-mib", "48"}},
+	{Name: "names-flap", Attack: "flap", Args: []string{"-mib", "48", "-hold", "1500ms", "-churn"}},
 	{Name: "big-environ", Attack: "big-environ", Args: []string{"-mib", "48"}},
 	{Name: "exec-storm", Attack: "exec-storm", Args: []string{"-mib", "8"}},
 	// The victim's name (its command, testapp) declared by the hostile

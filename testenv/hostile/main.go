@@ -37,7 +37,8 @@
 //	               -storm-parallel allows
 //	port           binds -port before oomhero starts and holds it for -hold
 //	flap           touches -mib MiB, then exits with status 1 after -hold
-//	               (with restartPolicy Always: a container restarting in a loop)
+//	               (with restartPolicy Always: a container restarting in a loop);
+//	               with -churn it renames itself every 20 ms meanwhile
 //	names-churn    renames itself (comm) to a new random name every 20 ms,
 //	               holding -mib MiB: one new metric label per name unless
 //	               oomhero bounds them
@@ -111,6 +112,7 @@ type options struct {
 	listen   string
 	redirect string
 	probe    string
+	churn    bool
 }
 
 func run(args []string) error {
@@ -126,6 +128,7 @@ func run(args []string) error {
 	fs.IntVar(&o.parallel, "storm-parallel", 8, "storm: processes alive at once")
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:8099", "redirect, sink: address to serve")
 	fs.StringVar(&o.redirect, "redirect-to", "", "redirect: where to send every request")
+	fs.BoolVar(&o.churn, "churn", false, "flap: rename itself every 20 ms too")
 	fs.StringVar(&o.probe, "probe", "", "GET this URL once at start and log the outcome (shows a listener is reachable from the pod)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -203,6 +206,9 @@ func run(args []string) error {
 		logf("event=bound addr=%s hold=%s", ln.Addr(), o.hold)
 		time.AfterFunc(o.hold, func() { ln.Close(); logf("event=released addr=%s", o.port) })
 	case "flap":
+		if o.churn {
+			go churnNames()
+		}
 		touch(o.mib)
 		logf("event=ready attack=flap")
 		time.Sleep(o.hold)
