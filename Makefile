@@ -52,9 +52,9 @@ test-e2e: ## real-pod suite (podman kube play), with the cgroupfs source, then t
 	OOMHERO_E2E_SOURCE=bpf OOMHERO_E2E_NO_BUILD=1 $(GO) test -count=1 -timeout 20m -v ./testenv/pods/... 2>&1 | tee /tmp/oomhero-e2e-bpf.log | grep -E '^(\s*--- |=== RUN|PASS|FAIL|ok|panic)' ; test $${PIPESTATUS[0]} -eq 0
 
 .PHONY: test-adversarial
-test-adversarial: ## hostile containers next to a leaking victim and the sidecar (podman pods, 11 cases at a time)
+test-adversarial: ## hostile containers next to a leaking victim and the sidecar (podman pods, 13 cases at a time)
 	$(GO) test -count=1 ./testenv/hostile/...
-	$(GO) test -count=1 -parallel 11 -timeout 15m -v ./testenv/adversarial/... 2>&1 | tee /tmp/oomhero-adversarial.log | grep -E '^(\s*--- |=== RUN|PASS|FAIL|ok|panic)|outcome: ' ; test $${PIPESTATUS[0]} -eq 0
+	$(GO) test -count=1 -parallel 13 -timeout 15m -v ./testenv/adversarial/... 2>&1 | tee /tmp/oomhero-adversarial.log | grep -E '^(\s*--- |=== RUN|PASS|FAIL|ok|panic)|outcome: ' ; test $${PIPESTATUS[0]} -eq 0
 
 .PHONY: test-runtimes
 test-runtimes: ## real runtimes from Debian packages (JVM, node, PostgreSQL, nginx, httpd, php-fpm, redis, python) in pods next to oomhero

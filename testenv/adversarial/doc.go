@@ -41,9 +41,9 @@
 //
 // Requirements: root, podman and runc (testenv/install-deps); the tests
 // skip without them, and fail instead when CI=true. Cases run in parallel
-// (go test -parallel; `make test-adversarial` runs 11 at a time).
+// (go test -parallel; `make test-adversarial` runs 13 at a time).
 //
-//	go test -count=1 -parallel 11 -v ./testenv/adversarial/
+//	go test -count=1 -parallel 13 -v ./testenv/adversarial/
 //
 // Environment:
 //
