@@ -175,9 +175,9 @@ func TestDeclarationFollowsExec(t *testing.T) {
 	proc := t.TempDir()
 	usr := uint64(1<<(unix.SIGUSR1-1) | 1<<(unix.SIGUSR2-1))
 	status(t, proc, 10, usr)
-	environ(t, proc, 10, "_LIBCONTAINER_INITPIPE=3") // the runtime's init, before exec
+	environ(t, proc, 10, "HOME=/") // a wrapper, before it execs the application
 	sc := &lockedScanner{groups: map[string]*discover.Group{
-		"/a": {Path: "/a", Version: watch.V1, Procs: []discover.Process{{PID: 10, Comm: "runc:[2:INIT]"}}},
+		"/a": {Path: "/a", Version: watch.V1, Procs: []discover.Process{{PID: 10, Comm: "sh"}}},
 	}}
 	res := fakeResolver{byPath: map[string]watch.Container{"/a": {ID: 1, Path: "/a", Limit: 1000, Version: watch.V1}}}
 	h := startAgent(t, []string{"--rescan", "10ms"}, proc, sc, res, nil)

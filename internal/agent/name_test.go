@@ -21,9 +21,16 @@ func TestDeclaredName(t *testing.T) {
 	}}
 	res := fakeResolver{byPath: map[string]watch.Container{"/a": {ID: 1, Path: "/a", Limit: 1000, Version: watch.V1}}}
 	h := startAgent(t, []string{"--rescan", "10ms"}, proc, sc, res, nil)
-	<-h.src.updated
+	// The runtime's init is not watched yet (its root and limit are not
+	// the container's until it exec's).
+	select {
+	case tg := <-h.src.updated:
+		t.Fatalf("runc init watched before its exec: %+v", tg)
+	case <-time.After(100 * time.Millisecond):
+	}
 	environ(t, proc, 10, "OOMHERO_NAME=bloat")
 	sc.set("/a", &discover.Group{Path: "/a", Version: watch.V1, Procs: []discover.Process{{PID: 10, Comm: "testapp"}}})
+	<-h.src.updated
 	waitLog := func(want string) {
 		t.Helper()
 		for deadline := time.Now().Add(5 * time.Second); !strings.Contains(h.logs.String(), want); {

@@ -32,6 +32,13 @@ func (a *Agent) rescan() error {
 			continue
 		}
 		t := a.byPath[path]
+		if t == nil && starting(g) {
+			// The runtime's init has not exec'ed the application yet: its
+			// root may still be the node's, and the runtime sets the
+			// limit only after it (runc: manager.Set after procReady).
+			// Resolved at the first rescan after the exec.
+			continue
+		}
 		if t != nil && t.scans < resolveEvery && slices.Equal(t.PIDs, g.PIDs()) && t.comm == g.Main().Comm {
 			t.scans++
 			t.group = g
@@ -76,6 +83,9 @@ func (a *Agent) rescan() error {
 				// a declared name (OOMHERO_NAME) stays.
 				a.Observer.Forget(a.target(t))
 				t.Name = c.Name
+				if a.reselect(t) {
+					changed = true
+				}
 			}
 			t.group, t.PIDs, t.scans, t.comm = g, c.PIDs, 0, g.Main().Comm
 			redeclared := a.declare(t, g)
@@ -103,6 +113,7 @@ func (a *Agent) rescan() error {
 			psiNote = "unavailable: " + err.Error()
 		}
 		a.declare(t, g)
+		a.reselect(t)
 		a.topAttrs(t) // the baseline of "grew" at the first level change
 		t.top.line = ""
 		th := a.thresholds(t)
@@ -121,6 +132,9 @@ func (a *Agent) rescan() error {
 				oomNote = fmt.Sprintf("polled every %v", oomwatch.PollInterval)
 				t.oomSeen, _ = a.oomCount(c.ID)
 			}
+		}
+		if t.excluded {
+			continue // said by reselect
 		}
 		a.Log.Info("container watched", "container", c.Name, "cgroup", path, "cgroup_id", c.ID,
 			"version", c.Version.String(), "dir", c.Dir, "limit_bytes", c.Limit,
@@ -179,7 +193,9 @@ func (a *Agent) forget(t *tracked) {
 func (a *Agent) targets() []watch.Target {
 	out := make([]watch.Target, 0, len(a.byID))
 	for _, id := range slices.Sorted(maps.Keys(a.byID)) {
-		out = append(out, a.target(a.byID[id]))
+		if t := a.byID[id]; !t.excluded {
+			out = append(out, a.target(t))
+		}
 	}
 	return out
 }
@@ -187,4 +203,17 @@ func (a *Agent) targets() []watch.Target {
 func (a *Agent) target(t *tracked) watch.Target {
 	th := a.thresholds(t)
 	return watch.Target{Container: t.Container, Warn: th.Warn, Crit: th.Crit, Metric: a.Config.Metric}
+}
+
+// starting reports whether every process of g is still a container
+// runtime's init stage (runc names them "runc:[0:PARENT]", "runc:[1:CHILD]",
+// "runc:[2:INIT]"). A container that names itself so only delays its own
+// watching until it execs or its processes change.
+func starting(g *discover.Group) bool {
+	for _, p := range g.Procs {
+		if !strings.HasPrefix(p.Comm, "runc:[") {
+			return false
+		}
+	}
+	return len(g.Procs) > 0
 }
