@@ -23,7 +23,8 @@ FUZZTIME=${FUZZTIME:-5s}
 # Minimising a failing input is bounded too (Go's default is a minute).
 MINIMIZE=${FUZZMINIMIZETIME:-10s}
 only=${1:-.}
-modules=(. testenv/k8s)
+# The project's modules (testenv/k8s/cluster only wraps the Kubernetes build).
+modules=(. testenv/k8s testenv/cgroupsbench)
 
 # packages prints the import paths of a module's packages whose test files
 # declare a fuzz target (a cheap filter: `go test -list` runs each test
