@@ -138,9 +138,9 @@ func (f *fakeClock) Now() time.Time {
 	f.stamps = append(f.stamps, f.mono)
 	return f.base.Add(f.mono + f.offset).Round(0) // no monotonic reading: wall only
 }
-func (f *fakeClock) Mono() time.Duration { f.mu.Lock(); defer f.mu.Unlock(); return f.mono }
+func (f *fakeClock) Mono() time.Duration          { f.mu.Lock(); defer f.mu.Unlock(); return f.mono }
 func (f *fakeClock) NewTimer(time.Duration) Timer { return f }
-func (f *fakeClock) C() <-chan time.Time           { return f.c }
+func (f *fakeClock) C() <-chan time.Time          { return f.c }
 func (f *fakeClock) Stop()                        {}
 func (f *fakeClock) Reset(d time.Duration) {
 	select { // no stale value after Reset, as time.Timer
