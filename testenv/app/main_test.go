@@ -30,8 +30,7 @@ func build(t *testing.T) string {
 
 // lines streams the app's events.
 type lines struct {
-	ch  chan applog.Line
-	all []string
+	ch chan applog.Line
 }
 
 func start(t *testing.T, bin string, args ...string) (*exec.Cmd, *lines) {

@@ -398,12 +398,12 @@ func TestChildrenSurvive(t *testing.T) {
 		{Name: "app", Image: AppImage, Args: []string{"-mode", "hold", "-rate", "50", "-percent", "75", "-children", "3"}, Memory: "256Mi"},
 		OomheroContainer(OomheroImage, SourceFromEnv(), env("WARNING", "65", "CRITICAL", "90")...),
 	}})
-	alog, err := r.WaitLog(ctx, "app", func(s string) bool { return strings.Count(s, "signal=SIGUSR1") >= 1 })
-	if err != nil {
+	if _, err := r.WaitLog(ctx, "app", func(s string) bool { return strings.Count(s, "signal=SIGUSR1") >= 1 }); err != nil {
 		t.Fatalf("no warning: %v", err)
 	}
 	time.Sleep(3500 * time.Millisecond) // cooldown repeats
-	if alog, err = r.Logs(ctx, "app"); err != nil {
+	alog, err := r.Logs(ctx, "app")
+	if err != nil {
 		t.Fatal(err)
 	}
 	olog, err := r.Logs(ctx, "oomhero")
@@ -466,14 +466,14 @@ func TestNoLimit(t *testing.T) {
 	if _, err := r.WaitLog(ctx, "limited", func(s string) bool { return strings.Contains(s, "signal=SIGUSR1") }); err != nil {
 		t.Fatalf("the limited neighbour got no warning: %v", err)
 	}
-	olog, err := r.WaitLog(ctx, "oomhero", func(s string) bool {
+	if _, err := r.WaitLog(ctx, "oomhero", func(s string) bool {
 		return len(Select(ParseOomheroLog(s), "container not watched", "")) > 0
-	})
-	if err != nil {
+	}); err != nil {
 		t.Fatalf("oomhero never logged \"container not watched\": %v", err)
 	}
 	time.Sleep(2 * time.Second)
-	if olog, err = r.Logs(ctx, "oomhero"); err != nil {
+	olog, err := r.Logs(ctx, "oomhero")
+	if err != nil {
 		t.Fatal(err)
 	}
 	es := ParseOomheroLog(olog)
