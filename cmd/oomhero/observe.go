@@ -51,6 +51,8 @@ func (o *metricsObserver) Signal(t watch.Target, l watch.Level, _ int, result st
 		o.m.Signal(t.Name, l, metrics.ResultError)
 	case "refused":
 		o.m.Signal(t.Name, l, metrics.ResultRefused)
+	case "dry_run":
+		o.m.Signal(t.Name, l, metrics.ResultDryRun)
 	}
 }
 

@@ -97,6 +97,9 @@ type tracked struct {
 	ep       episode     // said and learned this episode
 	top      topSnapshot // processes' memory at the last level change
 	oomSeen  uint64      // the OOM-kill counter as last reported (or when watched)
+
+	excluded bool         // by --include-container/--exclude-container (select.go)
+	drySent  [3]time.Time // last signal logged instead of sent (dry run), per level
 }
 
 // resolveEvery is how many rescans may reuse a known container's cgroup
@@ -120,6 +123,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.Observer = NopObserver{}
 	}
 	a.policy = policy.New(a.Config.Cooldown)
+	if a.Config.DryRun {
+		a.Log.Warn("DRY RUN: oomhero sends no signal and no notification; each one it would send is logged (\"signal not sent (dry run)\") and counted as result dry_run",
+			"dry_run", true, "opt_in", "a container that declares OOMHERO_DRY_RUN=false gets its signals")
+	}
 	if u := a.Config.NotifyURL; u != "" {
 		if err := notify.Check(u, a.Config.NotifyRemote); err != nil {
 			a.Log.Warn("--notify-url will be refused", "url", u, "error", err)

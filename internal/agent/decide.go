@@ -34,7 +34,7 @@ func percent(v, limit uint64) float64 {
 
 func (a *Agent) reading(rd watch.Reading) {
 	t := a.byID[rd.ID]
-	if t == nil {
+	if t == nil || t.excluded {
 		return
 	}
 	if rd.Err != nil {
@@ -73,7 +73,7 @@ func (a *Agent) reading(rd watch.Reading) {
 // readPressure refreshes a container's memory pressure and, when a pressure
 // trigger is set, lets it raise (or release) the level.
 func (a *Agent) readPressure(t *tracked) {
-	if t.psi == nil {
+	if t.psi == nil || t.excluded {
 		return
 	}
 	p, err := t.psi.Read()

@@ -150,6 +150,9 @@ func (a *Agent) applyName(t *tracked, name string) {
 	a.Log.Info("container named as declared", "container", name, "was", t.Name, "variable", declare.Name)
 	a.Observer.Forget(a.target(t))
 	t.Name = name
+	if a.reselect(t) {
+		a.Source.Update(a.targets())
+	}
 }
 
 // applyDeclaration applies what readDeclaration found and reports whether
@@ -202,7 +205,8 @@ func (a *Agent) applyDeclaration(t *tracked, r declRead) bool {
 		a.Log.Info("container declaration", "container", t.Name, "pid", from.PID, "command", from.Comm,
 			"declared", strings.Join(d.Set, " "), "warning_percent", cfg.Warning, "critical_percent", cfg.Critical,
 			"warning_signal", config.SignalName(cfg.WarningSignal), "critical_signal", config.SignalName(cfg.CriticalSignal),
-			"targets", string(cfg.Targets), "repeat", string(cfg.Repeat), "cooldown", cfg.Cooldown, "notify_url", cfg.NotifyURL)
+			"targets", string(cfg.Targets), "repeat", string(cfg.Repeat), "cooldown", cfg.Cooldown, "notify_url", cfg.NotifyURL,
+			"dry_run", cfg.DryRun)
 	}
 	a.applyName(t, d.Name)
 	old := a.cfgOf(t)

@@ -189,6 +189,9 @@ func (a *Agent) vet(t *tracked, p discover.Process, l watch.Level, sig unix.Sign
 	}
 	eff := a.effectOf(rt, sig)
 	attrs := func(extra ...any) []any {
+		if a.dryRun(t) {
+			extra = append(extra, "dry_run", true)
+		}
 		return append([]any{"pid", p.PID, "command", p.Comm, "container", t.Name, "level", l.String(), "signal", sigName,
 			"runtime", runtimeName(rt), "version", rt.Version, "effect", eff.What, "evidence", rt.Evidence}, extra...)
 	}
@@ -228,7 +231,7 @@ func (a *Agent) vet(t *tracked, p discover.Process, l watch.Level, sig unix.Sign
 // signal. Nothing goes to a container that opted out or was just
 // OOM-killed.
 func (a *Agent) deliver(t *tracked, l, from watch.Level, rd watch.Reading) {
-	if t.ds.decl.Off {
+	if t.ds.decl.Off || t.excluded {
 		return
 	}
 	if !t.oomAt.IsZero() && a.now().Sub(t.oomAt) < afterOOM {
@@ -251,6 +254,15 @@ func (a *Agent) notify(t *tracked, l, from watch.Level, rd watch.Reading) {
 	if t.psi != nil {
 		some, full := t.pressure.Some.Avg10, t.pressure.Full.Avg10
 		p.PressureSomeAvg10, p.PressureFullAvg10 = &some, &full
+	}
+	if a.dryRun(t) {
+		// What the notifier would say, without a request.
+		r := notify.Result{Key: t.ID, Container: t.Name, Level: p.Level, URL: url, Outcome: notify.DryRun}
+		if err := notify.Check(url, a.Config.NotifyRemote); err != nil {
+			r.Outcome, r.Err = notify.Refused, err
+		}
+		a.notified(r)
+		return
 	}
 	a.Notifier.Notify(t.ID, url, p)
 }
@@ -291,7 +303,6 @@ func (a *Agent) signal(t *tracked, l watch.Level, rd watch.Reading) {
 		return
 	}
 	procs := a.chooseTargets(t, sig)
-	value := rd.Value(a.Config.Metric)
 	if len(procs) == 0 {
 		if !t.noTarget[l] {
 			t.noTarget[l] = true
@@ -307,15 +318,18 @@ func (a *Agent) signal(t *tracked, l watch.Level, rd watch.Reading) {
 			a.Observer.Signal(a.target(t), l, p.PID, result)
 			continue
 		}
+		if a.dryRun(t) {
+			t.drySent[l] = now
+			a.Log.Info("signal not sent (dry run)", a.signalAttrs(t, p, l, config.SignalName(sig), rd)...)
+			a.Observer.Signal(a.target(t), l, p.PID, resultDryRun)
+			continue
+		}
 		err := a.Sender.Send(p.PID, p.Start, sig)
 		result := "sent"
 		switch {
 		case err == nil:
 			t.sent[l] = now
-			a.Log.Info("signal sent", append([]any{"pid", p.PID, "command", p.Comm, "container", t.Name, "level", l.String(),
-				"signal", config.SignalName(sig), "percent", percent(value, t.Limit),
-				"working_set_bytes", rd.WorkingSet(), "usage_bytes", rd.Usage, "limit_bytes", t.Limit},
-				t.pressureAttrs()...)...)
+			a.Log.Info("signal sent", a.signalAttrs(t, p, l, config.SignalName(sig), rd)...)
 		case errors.Is(err, signals.ErrGone):
 			result = "gone"
 			a.Log.Debug("process gone before the signal", "pid", p.PID, "container", t.Name)
@@ -344,7 +358,7 @@ func (a *Agent) chooseTargets(t *tracked, sig unix.Signal) []discover.Process {
 	}
 	var out []discover.Process
 	for _, p := range cand {
-		if p.PID == 1 || p.PID == a.Self {
+		if p.PID == 1 || p.PID == a.Self || !a.commandSelected(t, p) {
 			continue
 		}
 		if mode == config.Handlers || mode == config.Largest {

@@ -19,8 +19,9 @@ type Observer interface {
 	Scanned(targets []watch.Target)
 	Reading(t watch.Target, rd watch.Reading, level watch.Level)
 	LevelChanged(t watch.Target, from, to watch.Level, rd watch.Reading)
-	// Signal reports one signal: result is "sent", "gone", "error" or
-	// "refused" (the runtime safety table, see deliver.go).
+	// Signal reports one signal: result is "sent", "gone", "error",
+	// "refused" (the runtime safety table, see deliver.go) or "dry_run"
+	// (logged, not sent: select.go).
 	Signal(t watch.Target, level watch.Level, pid int, result string)
 	NoTarget(t watch.Target, level watch.Level)
 	// Notification reports one HTTP notification: result is one of
@@ -95,6 +96,10 @@ func (a *Agent) kill(k oomwatch.Kill) {
 	}
 	t.oomAt = k.Time
 	t.oomSeen = max(t.oomSeen, k.Total)
+	if t.excluded {
+		a.Log.Debug("oom kill in an excluded container", "container", t.Name, "kills", k.Kills)
+		return
+	}
 	attrs := []any{"container", t.Name, "cgroup", t.Path, "kills", k.Kills, "oom_kill_total", k.Total,
 		"limit_bytes", t.Limit}
 	if t.hasLast {
@@ -118,6 +123,8 @@ func (a *Agent) kill(k oomwatch.Kill) {
 		switch {
 		case t.ds.decl.Off:
 			w = "the container opted out (OOMHERO=off)"
+		case !t.drySent[l].IsZero():
+			w = fmt.Sprintf("dry run: the %s signal was logged %v before it, not sent", l, k.Time.Sub(t.drySent[l]).Round(time.Millisecond))
 		case a.sigFor(t, l) == 0:
 			w = fmt.Sprintf("the %s signal is none", l)
 		case t.ep.refused[l] != "":

@@ -27,6 +27,9 @@ const (
 	// table calls its effect on the target's runtime harmful and neither the
 	// container (declaration) nor the operator (--allow) opted in.
 	ResultRefused = "refused"
+	// ResultDryRun counts a signal logged instead of sent (--dry-run, or a
+	// container's OOMHERO_DRY_RUN=true).
+	ResultDryRun = "dry_run"
 )
 
 // Options configures New.
@@ -117,7 +120,7 @@ func New(o Options) *Metrics {
 		}, cl),
 		signals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "signals_total",
-			Help: "Signals oomhero sent or tried to send, by level and result (sent, error, no_target, refused).",
+			Help: "Signals oomhero sent or tried to send, by level and result (sent, error, no_target, refused, dry_run).",
 		}, []string{"pod", "container", "level", "result"}),
 		notifications: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "notifications_total",
