@@ -136,7 +136,7 @@ func (a *Agent) rescan() error {
 		if t.excluded {
 			continue // said by reselect
 		}
-		a.Log.Info("container watched", "container", c.Name, "cgroup", path, "cgroup_id", c.ID,
+		a.Log.Info("container watched", "container", t.Name, "cgroup", path, "cgroup_id", c.ID,
 			"version", c.Version.String(), "dir", c.Dir, "limit_bytes", c.Limit,
 			"warning_bytes", th.Warn, "critical_bytes", th.Crit, "pids", len(c.PIDs), "oom_kills", oomNote, "pressure", psiNote)
 	}
