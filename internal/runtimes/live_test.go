@@ -143,11 +143,12 @@ func caught(pid int, sig unix.Signal) bool {
 // agreesWithTable checks every row that applies to rt against what the kernel
 // says of pid's handlers: a Safe row means no handler, a row that says SIG_IGN
 // means ignored, any other row means a handler is installed.
-func agreesWithTable(t *testing.T, pid int, rt Runtime) {
+func agreesWithTable(t tb, pid int, rt Runtime) {
 	t.Helper()
 	m, err := sigMasks(pid)
 	if err != nil {
 		t.Fatalf("pid %d: %v", pid, err)
+		return // a recorder does not stop the goroutine
 	}
 	// A signal this test process was started with ignored (nohup, a background
 	// job) is ignored in its children too, and runtimes leave it so: such rows
@@ -155,6 +156,7 @@ func agreesWithTable(t *testing.T, pid int, rt Runtime) {
 	self, err := sigMasks(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
+		return
 	}
 	names := map[string]bool{rt.Name: true, baseOf[rt.Name]: true}
 	checked := 0
@@ -583,14 +585,54 @@ func checkTree(t *testing.T, pid int, name string, wantRoles ...string) {
 		}
 		return true
 	})
-	for _, p := range append([]int{pid}, children(pid)...) {
-		rt := Identify("/proc", p)
-		if rt.Name != name {
-			t.Errorf("pid %d: Identify = %#v, want %s", p, rt, name)
-			continue
+	// A child that has just started may not have installed (or blocked)
+	// every signal yet (apache's event children block SIGUSR1 once their
+	// threads run): the tree must agree with the table within a few
+	// seconds, and what disagrees last is reported.
+	var last *recorder
+	agrees := func() bool {
+		last = &recorder{}
+		for _, p := range append([]int{pid}, children(pid)...) {
+			rt := Identify("/proc", p)
+			if rt.Name != name {
+				last.Errorf("pid %d: Identify = %#v, want %s", p, rt, name)
+				continue
+			}
+			agreesWithTable(last, p, rt)
 		}
-		agreesWithTable(t, p, rt)
+		return len(last.errs) == 0
 	}
+	for deadline := time.Now().Add(10 * time.Second); !agrees() && time.Now().Before(deadline); {
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, l := range last.logs {
+		t.Log(l)
+	}
+	for _, e := range last.errs {
+		t.Error(e)
+	}
+}
+
+// tb is what agreesWithTable needs of a *testing.T.
+type tb interface {
+	Helper()
+	Errorf(format string, args ...any)
+	Fatalf(format string, args ...any)
+	Fatal(args ...any)
+	Logf(format string, args ...any)
+}
+
+// recorder is a tb that keeps what it is told, for checks that are retried.
+type recorder struct{ errs, logs []string }
+
+func (r *recorder) Helper() {}
+func (r *recorder) Errorf(format string, args ...any) {
+	r.errs = append(r.errs, fmt.Sprintf(format, args...))
+}
+func (r *recorder) Fatalf(format string, args ...any) { r.Errorf(format, args...) }
+func (r *recorder) Fatal(args ...any)                 { r.errs = append(r.errs, fmt.Sprint(args...)) }
+func (r *recorder) Logf(format string, args ...any) {
+	r.logs = append(r.logs, fmt.Sprintf(format, args...))
 }
 
 // signalAndLog sends sig to pid and waits for want in the log file.
