@@ -63,3 +63,33 @@ func TestQuietDuringOOMKill(t *testing.T) {
 		})
 	}
 }
+
+// TestKillReportedWhenTheContainerIsGone: a container whose only process
+// was OOM-killed leaves procfs before a polled counter is read again; the
+// last read when it is forgotten still reports the kill, once.
+func TestKillReportedWhenTheContainerIsGone(t *testing.T) {
+	proc := t.TempDir()
+	status(t, proc, 10, uint64(1<<(unix.SIGUSR1-1)|1<<(unix.SIGUSR2-1)))
+	environ(t, proc, 10, "PATH=/bin")
+	sc := &lockedScanner{groups: map[string]*discover.Group{
+		"/a": {Path: "/a", Version: watch.V1, Procs: []discover.Process{{PID: 10, Comm: "app"}}},
+	}}
+	res := fakeResolver{byPath: map[string]watch.Container{"/a": {ID: 1, Path: "/a", Limit: 1000, Version: watch.V1}}}
+	var counter atomic.Uint64
+	h := startAgent(t, []string{"--rescan", "10ms"}, proc, sc, res, func(a *Agent) {
+		a.OOMCount = func(id uint64) (uint64, error) { return counter.Load(), nil }
+	})
+	<-h.src.updated
+	h.feed(1, 950)
+	h.waitLog(`msg="signal sent" pid=10 command=app container=app level=critical`)
+	counter.Store(1)
+	sc.mu.Lock()
+	delete(sc.groups, "/a") // the killed process left procfs
+	sc.mu.Unlock()
+	h.waitLog(`msg="oom kill" container=app cgroup=/a kills=1 oom_kill_total=1`)
+	h.waitLog(`msg="container gone" container=app`)
+	h.stop()
+	if n := strings.Count(h.logs.String(), `msg="oom kill"`); n != 1 {
+		t.Fatalf("%d oom kill lines, want 1\n%s", n, h.logs.String())
+	}
+}

@@ -180,6 +180,13 @@ func (a *Agent) forget(t *tracked) {
 	if t.psi != nil {
 		t.psi.Close()
 	}
+	// A container whose only process was just OOM-killed is gone from
+	// procfs before a polled OOM-kill counter is read again (and an exit
+	// seen by the BPF source rescans at once): read the counter one last
+	// time, so the kill is still reported.
+	if c, err := a.oomCount(t.ID); err == nil && c > t.oomSeen {
+		a.kill(oomwatch.Kill{ID: t.ID, Kills: c - t.oomSeen, Total: c, Time: a.now()})
+	}
 	if a.OOM != nil {
 		a.OOM.Remove(t.ID)
 	}
