@@ -195,18 +195,22 @@ func (a *Agent) vet(t *tracked, p discover.Process, l watch.Level, sig unix.Sign
 		return append([]any{"pid", p.PID, "command", p.Comm, "container", t.Name, "level", l.String(), "signal", sigName,
 			"runtime", runtimeName(rt), "version", rt.Version, "effect", eff.What, "evidence", rt.Evidence}, extra...)
 	}
+	sent := "signal sent"
+	if a.dryRun(t) {
+		sent = "signal would be sent (dry run)"
+	}
 	switch eff.Harm {
 	case runtimes.Harmful:
 		switch {
 		case t.consented(l):
 			if t.ep.once("consent/" + key) {
-				a.Log.Warn("signal sent by the container's declaration although the runtime would be harmed",
+				a.Log.Warn(sent+" by the container's declaration although the runtime would be harmed",
 					attrs("declared", signalVar(l)+"="+sigName)...)
 			}
 			return ""
 		case a.Config.Allowed(rt.Name, sig):
 			if t.ep.once("allow/" + key) {
-				a.Log.Warn("signal sent, allowed by --allow although the runtime would be harmed",
+				a.Log.Warn(sent+", allowed by --allow although the runtime would be harmed",
 					attrs("allow", rt.Name+":"+sigName)...)
 			}
 			return ""
@@ -220,7 +224,7 @@ func (a *Agent) vet(t *tracked, p discover.Process, l watch.Level, sig unix.Sign
 		return "refused"
 	case runtimes.Dropped:
 		if t.ep.once("dropped/" + key) {
-			a.Log.Info("signal sent, but the runtime will likely drop it unless the program asked for it", attrs()...)
+			a.Log.Info(sent+", but the runtime will likely drop it unless the program asked for it", attrs()...)
 		}
 	}
 	return ""
