@@ -73,6 +73,7 @@ type Agent struct {
 	byPath     map[string]*tracked
 	byID       map[uint64]*tracked
 	notWatched map[string]string                                              // path -> reason said
+	names      nameBook                                                       // names each cgroup path used (names.go)
 	late       chan func()                                                    // results of slow reads, applied in the loop (bounded.go)
 	readDecl   func(proc string, self int, order []discover.Process) declRead // readDeclaration; tests replace it
 	done       chan struct{}                                                  // closed when Run returns

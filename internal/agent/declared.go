@@ -8,6 +8,7 @@ import (
 	"github.com/oomhero/oomhero/internal/config"
 	"github.com/oomhero/oomhero/internal/declare"
 	"github.com/oomhero/oomhero/internal/discover"
+	"github.com/oomhero/oomhero/internal/safename"
 	"github.com/oomhero/oomhero/internal/watch"
 )
 
@@ -147,6 +148,9 @@ func (a *Agent) applyName(t *tracked, name string) {
 			return
 		}
 	}
+	if a.boundName(t.Path, name) != name {
+		return // renamed too often (names.go)
+	}
 	a.Log.Info("container named as declared", "container", name, "was", t.Name, "variable", declare.Name)
 	a.Observer.Forget(a.target(t))
 	t.Name = name
@@ -195,7 +199,7 @@ func (a *Agent) applyDeclaration(t *tracked, r declRead) bool {
 			continue
 		}
 		a.Log.Warn("bad declaration ignored; the sidecar's value applies", "container", t.Name, "pid", from.PID,
-			"variable", e.Name, "value", e.Value, "accepted", e.Accepted)
+			"variable", safename.Clean(e.Name), "value", safename.Clean(e.Value), "accepted", e.Accepted)
 	}
 	if d.Off && !wasOff {
 		a.Log.Info("container opted out: no signal and no notification (OOMHERO=off); still watched",

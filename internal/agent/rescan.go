@@ -78,7 +78,7 @@ func (a *Agent) rescan() error {
 		}
 		delete(a.notWatched, path)
 		if t != nil && t.ID == c.ID {
-			if c.Name = a.uniqueName(c.Name, g); t.ds.decl.Name == "" && t.Name != c.Name && !strings.HasPrefix(t.Name, g.Main().Comm+"@") {
+			if c.Name = a.boundName(path, a.uniqueName(c.Name, g)); t.ds.decl.Name == "" && t.Name != c.Name && !strings.HasPrefix(t.Name, g.Main().Comm+"@") {
 				// The main process exec'ed (runtime init -> application);
 				// a declared name (OOMHERO_NAME) stays.
 				a.Observer.Forget(a.target(t))
@@ -103,7 +103,7 @@ func (a *Agent) rescan() error {
 		if t != nil {
 			a.forget(t) // same path, new cgroup (container restarted)
 		}
-		c.Name = a.uniqueName(c.Name, g)
+		c.Name = a.boundName(path, a.uniqueName(c.Name, g))
 		t = &tracked{Container: c, group: g, comm: g.Main().Comm}
 		a.byPath[path], a.byID[c.ID] = t, t
 		psiNote := "unavailable"

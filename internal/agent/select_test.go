@@ -44,7 +44,9 @@ func (o *recordingObserver) Scanned(ts []watch.Target) {
 		o.scanned[t.Name] = true
 	}
 }
-func (o *recordingObserver) Reading(t watch.Target, _ watch.Reading, _ watch.Level) { o.add(t.Name, "reading") }
+func (o *recordingObserver) Reading(t watch.Target, _ watch.Reading, _ watch.Level) {
+	o.add(t.Name, "reading")
+}
 func (o *recordingObserver) LevelChanged(t watch.Target, _, to watch.Level, _ watch.Reading) {
 	o.add(t.Name, "level "+to.String())
 }
