@@ -238,15 +238,7 @@ func (p *Pod) Down() error {
 	if os.Getenv("OOMHERO_E2E_KEEP") == "1" {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if _, err := p.lab.Podman(ctx, "pod", "rm", "-f", "-t", "0", p.Spec.Name); err != nil {
-		if strings.Contains(err.Error(), "no such pod") || strings.Contains(err.Error(), "no pod with name") {
-			return nil
-		}
-		return fmt.Errorf("tear down %s: %w", p.Spec.Name, err)
-	}
-	return nil
+	return p.lab.RemovePod(p.Spec.Name)
 }
 
 // BuildHostileImage builds the attacker's image under tag.

@@ -191,13 +191,30 @@ func (r *Running) Down() error {
 		r.Lab.logf("keeping pod %s (OOMHERO_E2E_KEEP=1)", r.Pod.Name)
 		return nil
 	}
+	return r.Lab.RemovePod(r.Pod.Name)
+}
+
+// RemovePod removes pod name and all its containers, with a fresh context.
+// A pod that is already gone is not an error. podman can refuse while a
+// container of the pod is between two states (one restarting in a loop:
+// "container not running"), so a refusal is tried again, up to 3 times in
+// all.
+func (l *Lab) RemovePod(name string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := r.Lab.Podman(ctx, "pod", "rm", "-f", "-t", "0", r.Pod.Name); err != nil {
+	var err error
+	for try := 1; try <= 3; try++ {
+		if _, err = l.Podman(ctx, "pod", "rm", "-f", "-t", "0", name); err == nil {
+			return nil
+		}
 		if strings.Contains(err.Error(), "no such pod") || strings.Contains(err.Error(), "no pod with name") {
 			return nil
 		}
-		return fmt.Errorf("tear down %s: %w", r.Pod.Name, err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("tear down %s: %w", name, err)
+		case <-time.After(time.Second):
+		}
 	}
-	return nil
+	return fmt.Errorf("tear down %s: %w", name, err)
 }
