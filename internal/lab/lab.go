@@ -111,22 +111,25 @@ func (c *Cgroup) Remove() error {
 	return fmt.Errorf("remove cgroup: %w", err)
 }
 
-// Leaker is a child process in a cgroup that allocates on command.
-type Leaker struct {
-	cmd *exec.Cmd
-	in  io.WriteCloser
-	out *bufio.Reader
+// SelfChild is the running binary started again with env=1 set, moved
+// into a cgroup directory before it runs anything of its own, and driven
+// line by line over its stdin and stdout (the leaker here, loader/lead's
+// child).
+type SelfChild struct {
+	Cmd *exec.Cmd
+	In  io.WriteCloser
+	Out *bufio.Reader
 }
 
-// StartLeaker starts the current binary as a leaker and moves it into c
-// before it allocates anything.
-func StartLeaker(c *Cgroup) (*Leaker, error) {
+// StartSelf starts the current binary as a child with env=1 and writes
+// its PID to dir's cgroup.procs; what names the child in errors.
+func StartSelf(env, dir, what string) (*SelfChild, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), leakerEnv+"=1")
+	cmd.Env = append(os.Environ(), env+"=1")
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -137,13 +140,45 @@ func StartLeaker(c *Cgroup) (*Leaker, error) {
 		return nil, err
 	}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start leaker: %w", err)
+		return nil, fmt.Errorf("start %s: %w", what, err)
 	}
-	l := &Leaker{cmd: cmd, in: in, out: bufio.NewReader(outp)}
-	if err := os.WriteFile(filepath.Join(c.Dir.String(), "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0); err != nil {
-		l.Stop()
-		return nil, fmt.Errorf("move leaker into cgroup: %w", err)
+	c := &SelfChild{Cmd: cmd, In: in, Out: bufio.NewReader(outp)}
+	procs := filepath.Join(dir, "cgroup.procs")
+	if err := os.WriteFile(procs, []byte(strconv.Itoa(cmd.Process.Pid)), 0); err != nil {
+		c.Stop()
+		return nil, fmt.Errorf("move %s into %s: %w", what, procs, err)
 	}
+	return c, nil
+}
+
+// Stop closes the child's stdin and waits for it to exit, killing it
+// after 5 s.
+func (c *SelfChild) Stop() error {
+	c.In.Close()
+	done := make(chan error, 1)
+	go func() { done <- c.Cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(5 * time.Second):
+		c.Cmd.Process.Kill()
+		return <-done
+	}
+}
+
+// Leaker is a child process in a cgroup that allocates on command.
+type Leaker struct {
+	*SelfChild
+}
+
+// StartLeaker starts the current binary as a leaker and moves it into c
+// before it allocates anything.
+func StartLeaker(c *Cgroup) (*Leaker, error) {
+	s, err := StartSelf(leakerEnv, c.Dir.String(), "leaker")
+	if err != nil {
+		return nil, err
+	}
+	l := &Leaker{s}
 	if err := l.do("hello"); err != nil {
 		l.Stop()
 		return nil, err
@@ -152,13 +187,13 @@ func StartLeaker(c *Cgroup) (*Leaker, error) {
 }
 
 // Pid returns the leaker's process id.
-func (l *Leaker) Pid() int { return l.cmd.Process.Pid }
+func (l *Leaker) Pid() int { return l.Cmd.Process.Pid }
 
 func (l *Leaker) do(cmd string) error {
-	if _, err := fmt.Fprintln(l.in, cmd); err != nil {
+	if _, err := fmt.Fprintln(l.In, cmd); err != nil {
 		return fmt.Errorf("leaker %q: %w", cmd, err)
 	}
-	line, err := l.out.ReadString('\n')
+	line, err := l.Out.ReadString('\n')
 	if err != nil {
 		return fmt.Errorf("leaker %q: %w", cmd, err)
 	}
@@ -178,20 +213,6 @@ func (l *Leaker) Free() error { return l.do("free") }
 // Cache writes n bytes into a new file at path (page cache charged to the
 // leaker's cgroup).
 func (l *Leaker) Cache(path string, n uint64) error { return l.do(fmt.Sprintf("cache %s %d", path, n)) }
-
-// Stop ends the leaker and waits for it.
-func (l *Leaker) Stop() error {
-	l.in.Close()
-	done := make(chan error, 1)
-	go func() { done <- l.cmd.Wait() }()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(5 * time.Second):
-		l.cmd.Process.Kill()
-		return <-done
-	}
-}
 
 // MaybeLeaker turns the process into a leaker when StartLeaker started it;
 // otherwise it returns at once.

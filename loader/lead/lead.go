@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -28,6 +27,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/oomhero/oomhero/internal/lab"
 	"github.com/oomhero/oomhero/internal/watch"
 )
 
@@ -39,39 +39,18 @@ const chunk = 64 << 10
 // Child is a process in a cgroup that keeps page cache and grows anonymous
 // memory on command.
 type Child struct {
-	cmd *exec.Cmd
-	in  io.WriteCloser
-	out *bufio.Reader
+	*lab.SelfChild
 }
 
 // Start starts the calling binary as a child and moves it into the cgroup
 // directory dir before it allocates anything. usageFile names the cgroup's
 // usage file in dir (memory.usage_in_bytes on v1, memory.current on v2).
 func Start(dir, usageFile string) (*Child, error) {
-	exe, err := os.Executable()
+	s, err := lab.StartSelf(childEnv, dir, "lead child")
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), childEnv+"=1")
-	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
-	outp, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start lead child: %w", err)
-	}
-	c := &Child{cmd: cmd, in: in, out: bufio.NewReader(outp)}
-	procs := filepath.Join(dir, "cgroup.procs")
-	if err := os.WriteFile(procs, []byte(strconv.Itoa(cmd.Process.Pid)), 0); err != nil {
-		c.Stop()
-		return nil, fmt.Errorf("move lead child into %s: %w", procs, err)
-	}
+	c := &Child{s}
 	if _, err := c.do("usage " + filepath.Join(dir, usageFile)); err != nil {
 		c.Stop()
 		return nil, err
@@ -80,10 +59,10 @@ func Start(dir, usageFile string) (*Child, error) {
 }
 
 func (c *Child) do(cmd string) ([]byte, error) {
-	if _, err := fmt.Fprintln(c.in, cmd); err != nil {
+	if _, err := fmt.Fprintln(c.In, cmd); err != nil {
 		return nil, fmt.Errorf("lead child %q: %w", cmd, err)
 	}
-	line, err := c.out.ReadString('\n')
+	line, err := c.Out.ReadString('\n')
 	if err != nil {
 		return nil, fmt.Errorf("lead child %q: %w", cmd, err)
 	}
@@ -99,7 +78,7 @@ func (c *Child) do(cmd string) ([]byte, error) {
 		return nil, fmt.Errorf("lead child %q: bad reply %q", cmd, line)
 	}
 	b := make([]byte, n)
-	if _, err := io.ReadFull(c.out, b); err != nil {
+	if _, err := io.ReadFull(c.Out, b); err != nil {
 		return nil, fmt.Errorf("lead child %q: %w", cmd, err)
 	}
 	return b, nil
@@ -126,20 +105,6 @@ func (c *Child) Grow(n, rate uint64) (Trace, error) {
 		tr[i].Usage = binary.LittleEndian.Uint64(b[16*i+8:])
 	}
 	return tr, nil
-}
-
-// Stop ends the child and waits for it.
-func (c *Child) Stop() error {
-	c.in.Close()
-	done := make(chan error, 1)
-	go func() { done <- c.cmd.Wait() }()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(5 * time.Second):
-		c.cmd.Process.Kill()
-		return <-done
-	}
 }
 
 // Touch is one page of a Grow: when it was touched (CLOCK_MONOTONIC ns)
