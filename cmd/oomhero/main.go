@@ -43,7 +43,11 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 	if len(args) > 0 && args[0] == "probe" {
 		return probe(args[1:], stdout, stderr) // exec probes: probe.go
 	}
-	cfg, err := config.Parse(args, lookupEnv, stdout)
+	parse := config.Parse
+	if len(args) > 0 && args[0] == "node" {
+		parse, args = config.ParseNode, args[1:] // the node agent: node.go
+	}
+	cfg, err := parse(args, lookupEnv, stdout)
 	if errors.Is(err, config.ErrHelp) {
 		return 0
 	}

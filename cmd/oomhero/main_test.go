@@ -45,3 +45,29 @@ func TestHelpAndVersion(t *testing.T) {
 		t.Fatalf("--version: exit %d %q", code, out.String())
 	}
 }
+
+func TestNodeBadConfigurationExits2(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"node", "--opt-in", "some"}, nil, `--opt-in="some": one of declared, all`},
+		{[]string{"node", "--kube", "maybe"}, nil, `--kube="maybe": one of auto, off`},
+		{[]string{"node"}, map[string]string{"NODE_NAME": "Bad_Node"}, `NODE_NAME="Bad_Node"`},
+		{[]string{"node", "--kubeconfig", "/nonexistent/config"}, nil, `--kubeconfig="/nonexistent/config"`},
+		{[]string{"node", "extra"}, nil, `arguments="extra"`},
+		{[]string{"--node-name", "n1"}, nil, `flag provided but not defined: -node-name`},
+	} {
+		var out, errb bytes.Buffer
+		code := run(tc.args, func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok }, &out, &errb)
+		if code != 2 || !strings.Contains(errb.String(), tc.want) {
+			t.Errorf("%v %v: exit %d, stderr %q; want 2 with %s", tc.args, tc.env, code, errb.String(), tc.want)
+		}
+	}
+	var out, errb bytes.Buffer
+	if code := run([]string{"node", "--help"}, func(string) (string, bool) { return "", false }, &out, &errb); code != 0 ||
+		!strings.Contains(out.String(), "--node-name") || !strings.Contains(out.String(), "--opt-in") {
+		t.Fatalf("node --help: exit %d\n%s", code, out.String())
+	}
+}

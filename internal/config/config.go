@@ -15,6 +15,8 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -98,6 +100,23 @@ type Config struct {
 	Realtime              bool // BPF ring reader at SCHED_FIFO
 	Version               bool
 
+	// Mode is ModeSidecar (oomhero [options]) or ModeNode (oomhero node
+	// [options]).
+	Mode string
+	// OptIn says which containers are watched: OptInAll (every container
+	// that did not opt out: the sidecar's default) or OptInDeclared (only
+	// containers that opted in: node mode's default).
+	OptIn string
+	// NodeName is the node's name (node mode: pods are listed for this
+	// node only).
+	NodeName string
+	// Kubeconfig is the kubeconfig file of the API server (node mode; ""
+	// is the in-cluster service account).
+	Kubeconfig string
+	// Kube is KubeAuto (use the API server when in a cluster or
+	// Kubeconfig is set) or KubeOff (node mode).
+	Kube string
+
 	// DryRun: everything runs, but signals and notifications are logged
 	// and counted instead of sent.
 	DryRun bool
@@ -108,6 +127,32 @@ type Config struct {
 	IncludeContainer, ExcludeContainer *regexp.Regexp
 	IncludeCommand, ExcludeCommand     *regexp.Regexp
 }
+
+// Modes.
+const (
+	ModeSidecar = "sidecar"
+	ModeNode    = "node"
+)
+
+// Opt-in policies (--opt-in).
+const (
+	// OptInAll: every container is watched unless it opted out
+	// (OOMHERO=off, or the pod annotation oomhero.dev/watch: "false").
+	OptInAll = "all"
+	// OptInDeclared: a container is watched only if it opted in (OOMHERO=on
+	// or any OOMHERO_* declaration in its environment, or the pod
+	// annotation oomhero.dev/watch).
+	OptInDeclared = "declared"
+)
+
+// API server use (--kube).
+const (
+	KubeAuto = "auto"
+	KubeOff  = "off"
+)
+
+// Node reports whether oomhero runs as the node agent.
+func (c *Config) Node() bool { return c.Mode == ModeNode }
 
 // Error is a configuration error: which variable, which value, what is accepted.
 type Error struct {
@@ -131,6 +176,22 @@ type option struct {
 	// boolean: the flag alone means true (--dry-run); --dry-run=false
 	// also works.
 	boolean bool
+	// nodeDef, when not empty, is the default in node mode ("\x01": the
+	// empty string).
+	nodeDef string
+	// nodeOnly options exist only in node mode.
+	nodeOnly bool
+}
+
+// defIn returns the option's default in mode.
+func (o *option) defIn(mode string) string {
+	if mode == ModeNode && o.nodeDef != "" {
+		if o.nodeDef == "\x01" {
+			return ""
+		}
+		return o.nodeDef
+	}
+	return o.def
 }
 
 // boolFlag is a string flag that may be given without a value.
@@ -241,10 +302,25 @@ func options(c *Config) []*option {
 			set: durationIn(&c.MinInterval, 100*time.Microsecond, time.Minute)},
 		{name: "rescan", def: "1s", usage: "how often processes and containers are rediscovered",
 			set: durationIn(&c.Rescan, 10*time.Millisecond, time.Hour)},
-		{name: "proc", def: "/proc", usage: "procfs mount to scan for processes",
+		{name: "proc", def: "/proc", nodeDef: "/proc", usage: "procfs mount to scan for processes (oomhero's own PID namespace: the pod's with shareProcessNamespace, the host's with hostPID in node mode)",
 			set: func(c *Config, v string) error { c.Proc = v; return nonEmpty(v) }},
-		{name: "cgroup-root", def: "", usage: "host cgroupfs mount point (node mode); by default each container's cgroup is read through /proc/<pid>/root/sys/fs/cgroup",
+		{name: "cgroup-root", def: "", nodeDef: "/host/sys/fs/cgroup", usage: "host cgroupfs mount point (node mode: a read-only hostPath mount of the node's /sys/fs/cgroup); empty: each container's cgroup is read through /proc/<pid>/root/sys/fs/cgroup",
 			set: func(c *Config, v string) error { c.CgroupRoot = v; return nil }},
+		{name: "opt-in", def: OptInAll, nodeDef: OptInDeclared, usage: "which containers are watched: declared (only those that opted in: OOMHERO=on or any OOMHERO_* variable in their environment, or the pod annotation oomhero.dev/watch), all (every container that did not opt out: OOMHERO=off, or oomhero.dev/watch: \"false\")",
+			set: func(c *Config, v string) (err error) { c.OptIn, err = ParseOptIn(v); return }},
+		{name: "node-name", seed: "NODE_NAME", def: "", nodeOnly: true, usage: "node mode: this node's name (the Downward API's spec.nodeName): pods are listed for this node only; empty: containers are named by their cgroup path",
+			set: func(c *Config, v string) (err error) { c.NodeName, err = ParseNodeName(v); return }},
+		{name: "kubeconfig", seed: "KUBECONFIG", def: "", nodeOnly: true, usage: "node mode: kubeconfig file of the API server (empty: the in-cluster service account)",
+			set: func(c *Config, v string) error { c.Kubeconfig = strings.TrimSpace(v); return nil }},
+		{name: "kube", def: KubeAuto, nodeOnly: true, usage: "node mode: auto (name pods through the API server when in a cluster or --kubeconfig is set), off (never: containers are named by their cgroup path, pod annotations are not read)",
+			set: func(c *Config, v string) error {
+				switch v = strings.ToLower(strings.TrimSpace(v)); v {
+				case KubeAuto, KubeOff:
+					c.Kube = v
+					return nil
+				}
+				return errors.New("one of auto, off")
+			}},
 		{name: "cgroup-match", def: "", usage: "watch only containers whose cgroup path contains this string (empty: all)",
 			set: func(c *Config, v string) error { c.CgroupMatch = v; return nil }},
 		{name: "dry-run", def: "false", boolean: true, usage: "try before you trust: discovery, sources, policy, runtime safety and target choice all run, but each signal and HTTP notification is logged (\"signal not sent (dry run)\") and counted as result dry_run instead of sent; a container may declare OOMHERO_DRY_RUN=true or false for itself",
@@ -342,6 +418,43 @@ func ParseThreshold(v string) (int, error) {
 	var n int
 	err := percent(&n, 1, thresholdAccepted)(nil, v)
 	return n, err
+}
+
+// OptInAccepted is what --opt-in accepts.
+const OptInAccepted = "one of declared, all"
+
+// ParseOptIn parses an --opt-in policy, in any case.
+func ParseOptIn(v string) (string, error) {
+	switch v = strings.ToLower(strings.TrimSpace(v)); v {
+	case OptInAll, OptInDeclared:
+		return v, nil
+	}
+	return "", errors.New(OptInAccepted)
+}
+
+// ParseNodeName checks a node name: empty, or a DNS-1123 subdomain (at most
+// 253 of a-z, 0-9, '-' and '.', starting and ending with a letter or
+// digit), as Kubernetes requires of node names.
+func ParseNodeName(v string) (string, error) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return "", nil
+	}
+	ok := len(v) <= 253
+	for _, label := range strings.Split(v, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			ok = false
+		}
+		for _, c := range []byte(label) {
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				ok = false
+			}
+		}
+	}
+	if !ok {
+		return "", errors.New("a Kubernetes node name: lower-case letters, digits, '-' and '.', at most 253 characters (spec.nodeName)")
+	}
+	return v, nil
 }
 
 // ParseTargets parses a --targets mode, in any case.
@@ -534,9 +647,30 @@ func SignalName(s unix.Signal) string {
 // out. It returns ErrHelp when help was asked for, and an *Error for bad
 // input.
 func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) (*Config, error) {
-	c := &Config{}
-	opts := options(c)
-	fs := flag.NewFlagSet("oomhero", flag.ContinueOnError)
+	return parse(ModeSidecar, args, lookupEnv, out)
+}
+
+// ParseNode parses the arguments of "oomhero node" (without "node") as
+// Parse does: the sidecar's options plus --node-name, --kubeconfig and
+// --kube, and node mode's defaults (--cgroup-root=/host/sys/fs/cgroup,
+// --opt-in=declared).
+func ParseNode(args []string, lookupEnv func(string) (string, bool), out io.Writer) (*Config, error) {
+	return parse(ModeNode, args, lookupEnv, out)
+}
+
+func parse(mode string, args []string, lookupEnv func(string) (string, bool), out io.Writer) (*Config, error) {
+	c := &Config{Mode: mode}
+	var opts []*option
+	for _, o := range options(c) {
+		if !o.nodeOnly || mode == ModeNode {
+			opts = append(opts, o)
+		}
+	}
+	name := "oomhero"
+	if mode == ModeNode {
+		name = "oomhero node"
+	}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(out)
 	for _, o := range opts {
 		o.flagVal = new(string)
@@ -544,7 +678,7 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 		if o.seed != "" {
 			envs += " or " + o.seed
 		}
-		def := o.def
+		def := o.defIn(mode)
 		if def == "" {
 			def = `""`
 		}
@@ -566,8 +700,22 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 			"_NOTIFY_URL, _REPEAT, _COOLDOWN, _NAME, _DRY_RUN: they apply to that container\n"+
 			"only, and a declared signal is sent even to a runtime handler the safety\n"+
 			"table refuses.\n\n"+
-			"New to oomhero? Start with --dry-run: it logs each signal it would send.\n\n"+
-			"Usage: oomhero [options]\n\nOptions (a flag wins over its environment variables):\n")
+			"New to oomhero? Start with --dry-run: it logs each signal it would send.\n\n")
+		if mode == ModeNode {
+			fmt.Fprintf(out, "Node mode: one oomhero per node (a DaemonSet with hostPID and the node's\n"+
+				"cgroupfs) watches the containers of every pod on the node that opted in:\n"+
+				"OOMHERO=on or any OOMHERO_* variable in the container's environment, or the\n"+
+				"pod annotation oomhero.dev/watch (\"true\", or a comma list of container\n"+
+				"names). Annotations oomhero.dev/warning, critical, warning-signal,\n"+
+				"critical-signal, targets, notify-url, repeat, cooldown, dry-run set the same\n"+
+				"values pod-wide; the container's environment wins. Only cgroups of the\n"+
+				"kubelet's layout are watched.\n\n"+
+				"Usage: oomhero node [options]\n\nOptions (a flag wins over its environment variables):\n")
+		} else {
+			fmt.Fprintf(out, "Usage: oomhero [options]       the sidecar (this pod's containers)\n"+
+				"       oomhero node [options]  the node agent (see oomhero node --help)\n"+
+				"       oomhero probe SOCKET    exec probe\n\nOptions (a flag wins over its environment variables):\n")
+		}
 		fs.VisitAll(func(f *flag.Flag) {
 			fmt.Fprintf(out, "  --%s\n", f.Name)
 			for _, l := range strings.Split(f.Usage, "\n") {
@@ -596,7 +744,7 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 			case o.seed != "" && sv != "":
 				name, val = o.seed, sv
 			default:
-				name, val = "default of --"+o.name, o.def
+				name, val = "default of --"+o.name, o.defIn(mode)
 			}
 		}
 		if err := o.set(c, val); err != nil {
@@ -611,6 +759,17 @@ func Parse(args []string, lookupEnv func(string) (string, bool), out io.Writer) 
 	if c.WarningPressure > 0 && c.CriticalPressure > 0 && c.WarningPressure > c.CriticalPressure {
 		return nil, &Error{Name: used["warning-pressure"], Value: strconv.Itoa(c.WarningPressure),
 			Accepted: fmt.Sprintf("at most the critical pressure (%s=%d)", used["critical-pressure"], c.CriticalPressure)}
+	}
+	if c.Kubeconfig != "" && c.Kube != KubeOff {
+		for _, f := range filepath.SplitList(c.Kubeconfig) {
+			if st, err := os.Stat(f); err != nil || !st.Mode().IsRegular() {
+				accepted := "a readable kubeconfig file"
+				if err != nil {
+					accepted += " (" + err.Error() + ")"
+				}
+				return nil, &Error{Name: used["kubeconfig"], Value: c.Kubeconfig, Accepted: accepted}
+			}
+		}
 	}
 	if c.MinInterval > c.Interval {
 		return nil, &Error{Name: "--min-interval", Value: c.MinInterval.String(), Accepted: "at most --interval " + c.Interval.String()}
@@ -655,6 +814,11 @@ func (c *Config) LogValue() slog.Value {
 		slog.String("health_socket", c.HealthSocket),
 		slog.Bool("realtime", c.Realtime),
 		slog.Bool("events", c.Events),
+		slog.String("mode", c.Mode),
+		slog.String("opt_in", c.OptIn),
+		slog.String("node_name", c.NodeName),
+		slog.String("kubeconfig", c.Kubeconfig),
+		slog.String("kube", c.Kube),
 	)
 }
 

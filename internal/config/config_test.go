@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -100,6 +101,9 @@ func TestHelpListsEveryOption(t *testing.T) {
 		t.Fatalf("want ErrHelp, got %v", err)
 	}
 	for _, o := range options(&Config{}) {
+		if o.nodeOnly {
+			continue // TestNodeHelpListsEveryOption
+		}
 		for _, want := range []string{"--" + o.name, o.env()} {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("--help lacks %s", want)
@@ -236,5 +240,115 @@ func TestSelectionErrors(t *testing.T) {
 		if !errors.As(err, &ce) || ce.Name != tc.name || ce.Accepted == "" {
 			t.Errorf("%v %v: want error naming %s, got %v", tc.env, tc.args, tc.name, err)
 		}
+	}
+}
+
+func TestNodeModeDefaults(t *testing.T) {
+	side, err := Parse(nil, env(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if side.Mode != ModeSidecar || side.Node() || side.OptIn != OptInAll || side.CgroupRoot != "" || side.Proc != "/proc" {
+		t.Fatalf("sidecar defaults changed: mode %q opt-in %q cgroup-root %q proc %q", side.Mode, side.OptIn, side.CgroupRoot, side.Proc)
+	}
+	node, err := ParseNode(nil, env(map[string]string{"NODE_NAME": "worker-1"}), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !node.Node() || node.OptIn != OptInDeclared || node.CgroupRoot != "/host/sys/fs/cgroup" || node.Proc != "/proc" ||
+		node.Kube != KubeAuto || node.NodeName != "worker-1" || node.Kubeconfig != "" {
+		t.Fatalf("node defaults: %+v", node)
+	}
+	// Explicit flags and OOMHERO_* variables win over node mode's defaults.
+	node, err = ParseNode([]string{"--opt-in", "ALL", "--cgroup-root=/sys/fs/cgroup", "--kube", "off", "--node-name", "n.example"},
+		env(map[string]string{"OOMHERO_NODE_NAME": "other", "NODE_NAME": "x"}), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if node.OptIn != OptInAll || node.CgroupRoot != "/sys/fs/cgroup" || node.Kube != KubeOff || node.NodeName != "n.example" {
+		t.Fatalf("node flags: %+v", node)
+	}
+	node, err = ParseNode(nil, env(map[string]string{"OOMHERO_NODE_NAME": "other", "NODE_NAME": "x", "OOMHERO_OPT_IN": "all", "OOMHERO_CGROUP_ROOT": ""}), &bytes.Buffer{})
+	if err != nil || node.NodeName != "other" || node.OptIn != OptInAll || node.CgroupRoot != "" {
+		t.Fatalf("node env: %+v %v", node, err)
+	}
+	// The sidecar accepts --opt-in (declared: only containers that opt in)
+	// but not the node's own flags.
+	side, err = Parse([]string{"--opt-in", "declared"}, env(nil), &bytes.Buffer{})
+	if err != nil || side.OptIn != OptInDeclared {
+		t.Fatalf("sidecar --opt-in declared: %+v %v", side, err)
+	}
+	for _, f := range []string{"--node-name=a", "--kube=off", "--kubeconfig=/x"} {
+		if _, err := Parse([]string{f}, env(nil), &bytes.Buffer{}); err == nil {
+			t.Errorf("sidecar accepted node-only %s", f)
+		}
+	}
+	// NODE_NAME is not read by the sidecar.
+	if _, err := Parse(nil, env(map[string]string{"NODE_NAME": "Not_A_Node"}), &bytes.Buffer{}); err != nil {
+		t.Errorf("sidecar read NODE_NAME: %v", err)
+	}
+}
+
+func TestNodeModeErrors(t *testing.T) {
+	kc := t.TempDir() + "/kubeconfig"
+	if err := os.WriteFile(kc, []byte("apiVersion: v1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := ParseNode([]string{"--kubeconfig", kc}, env(nil), &bytes.Buffer{}); err != nil || c.Kubeconfig != kc {
+		t.Fatalf("--kubeconfig %s: %v %v", kc, c, err)
+	}
+	for _, tc := range []struct {
+		env      map[string]string
+		args     []string
+		name     string
+		accepted string
+	}{
+		{args: []string{"--opt-in", "some"}, name: "--opt-in", accepted: OptInAccepted},
+		{env: map[string]string{"OOMHERO_OPT_IN": "yes"}, name: "OOMHERO_OPT_IN", accepted: OptInAccepted},
+		{args: []string{"--kube", "on"}, name: "--kube", accepted: "one of auto, off"},
+		{args: []string{"--node-name", "Worker_1"}, name: "--node-name", accepted: "node name"},
+		{args: []string{"--node-name", "a..b"}, name: "--node-name", accepted: "node name"},
+		{args: []string{"--node-name", "-a"}, name: "--node-name", accepted: "node name"},
+		{args: []string{"--node-name", strings.Repeat("a", 64)}, name: "--node-name", accepted: "node name"},
+		{env: map[string]string{"NODE_NAME": "UPPER"}, name: "NODE_NAME", accepted: "node name"},
+		{args: []string{"--kubeconfig", "/nonexistent/kubeconfig"}, name: "--kubeconfig", accepted: "no such file"},
+		{env: map[string]string{"KUBECONFIG": t.TempDir()}, name: "KUBECONFIG", accepted: "a readable kubeconfig file"},
+		{args: []string{"--proc", ""}, name: "--proc", accepted: "a path"},
+		{args: []string{"extra"}, name: "arguments", accepted: "no positional arguments"},
+	} {
+		_, err := ParseNode(tc.args, env(tc.env), &bytes.Buffer{})
+		var ce *Error
+		if !errors.As(err, &ce) || ce.Name != tc.name || !strings.Contains(err.Error(), tc.accepted) {
+			t.Errorf("%v %v: want error naming %s (%q), got %v", tc.env, tc.args, tc.name, tc.accepted, err)
+		}
+	}
+	// --kube off: the kubeconfig is not used, so not checked.
+	if _, err := ParseNode([]string{"--kube=off"}, env(map[string]string{"KUBECONFIG": "/nonexistent"}), &bytes.Buffer{}); err != nil {
+		t.Errorf("--kube=off with a stale KUBECONFIG: %v", err)
+	}
+}
+
+func TestNodeHelpListsEveryOption(t *testing.T) {
+	var out bytes.Buffer
+	if _, err := ParseNode([]string{"--help"}, env(nil), &out); !errors.Is(err, ErrHelp) {
+		t.Fatal(err)
+	}
+	c := &Config{}
+	for _, o := range options(c) {
+		if !strings.Contains(out.String(), "--"+o.name+"\n") || !strings.Contains(out.String(), o.env()) {
+			t.Errorf("oomhero node --help lacks --%s or %s", o.name, o.env())
+		}
+	}
+	for _, want := range []string{"Usage: oomhero node", "default /host/sys/fs/cgroup", "default declared", "NODE_NAME", "KUBECONFIG", "oomhero.dev/watch"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("oomhero node --help lacks %q", want)
+		}
+	}
+	out.Reset()
+	if _, err := Parse([]string{"--help"}, env(nil), &out); !errors.Is(err, ErrHelp) {
+		t.Fatal(err)
+	}
+	if strings.Contains(out.String(), "--node-name") || !strings.Contains(out.String(), "default all") || !strings.Contains(out.String(), "oomhero node [options]") {
+		t.Errorf("sidecar --help:\n%s", out.String())
 	}
 }
