@@ -35,6 +35,13 @@
 // kernel keeps it in the process's memory); a variable a program sets later
 // is not seen. Nothing here needs the Kubernetes API, so a node agent reads
 // declarations the same way.
+//
+// The node agent also reads pod annotations (annotations.go):
+// oomhero.dev/watch opts a pod's containers in or out, and
+// oomhero.dev/warning, critical, warning-signal, critical-signal, targets,
+// notify-url, repeat, cooldown and dry-run carry the same values pod-wide
+// (FromAnnotations); the container's environment wins, option by option
+// (Merge).
 package declare
 
 import (
