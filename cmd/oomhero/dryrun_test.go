@@ -23,9 +23,9 @@ func TestDryRunCounted(t *testing.T) {
 	o.Notification(tg, watch.Critical, notify.DryRun)
 	got := scrape(t, m)
 	for series, want := range map[string]float64{
-		`oomhero_signals_total{container="bloat",level="warning",pod="p",result="dry_run"}`:        1,
-		`oomhero_signals_total{container="bloat",level="critical",pod="p",result="dry_run"}`:       2,
-		`oomhero_notifications_total{container="bloat",level="critical",pod="p",result="dry_run"}`: 1,
+		`oomhero_signals_total{container="bloat",level="warning",namespace="",pod="p",result="dry_run"}`:        1,
+		`oomhero_signals_total{container="bloat",level="critical",namespace="",pod="p",result="dry_run"}`:       2,
+		`oomhero_notifications_total{container="bloat",level="critical",namespace="",pod="p",result="dry_run"}`: 1,
 	} {
 		if got[series] != want {
 			t.Errorf("%s = %v, want %v", series, got[series], want)

@@ -46,31 +46,31 @@ func (o *metricsObserver) Reading(t watch.Target, rd watch.Reading, l watch.Leve
 func (o *metricsObserver) Signal(t watch.Target, l watch.Level, _ int, result string) {
 	switch result {
 	case "sent":
-		o.m.Signal(t.Name, l, metrics.ResultSent)
+		o.m.Signal(t, l, metrics.ResultSent)
 	case "error":
-		o.m.Signal(t.Name, l, metrics.ResultError)
+		o.m.Signal(t, l, metrics.ResultError)
 	case "refused":
-		o.m.Signal(t.Name, l, metrics.ResultRefused)
+		o.m.Signal(t, l, metrics.ResultRefused)
 	case "dry_run":
-		o.m.Signal(t.Name, l, metrics.ResultDryRun)
+		o.m.Signal(t, l, metrics.ResultDryRun)
 	}
 }
 
 func (o *metricsObserver) Notification(t watch.Target, l watch.Level, result string) {
-	o.m.Notification(t.Name, l, result)
+	o.m.Notification(t, l, result)
 }
 
 func (o *metricsObserver) NoTarget(t watch.Target, l watch.Level) {
-	o.m.Signal(t.Name, l, metrics.ResultNoTarget)
+	o.m.Signal(t, l, metrics.ResultNoTarget)
 }
 
 func (o *metricsObserver) OOMKill(t watch.Target, kills uint64, _ string) {
 	for range kills {
-		o.m.OOMKill(t.Name)
+		o.m.OOMKill(t)
 	}
 }
 
-func (o *metricsObserver) Forget(t watch.Target) { o.m.Forget(t.Name) }
+func (o *metricsObserver) Forget(t watch.Target) { o.m.Forget(t) }
 
 // eventsObserver posts Kubernetes Events on level rises and OOM kills.
 type eventsObserver struct {

@@ -48,7 +48,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		log.Warn("OOM kills will not be reported", "error", err)
 		oom = nil
 	}
-	m := metrics.New(metrics.Options{Pod: os.Getenv("POD_NAME")})
+	m := metrics.New(metrics.Options{Pod: os.Getenv("POD_NAME"), PodNamespace: os.Getenv("POD_NAMESPACE")})
 	m.SetSource(src.Name())
 	// Liveness: the agent's loop finishes a discovery scan once a rescan
 	// period (metricsObserver.Scanned beats), the source's loop turns at

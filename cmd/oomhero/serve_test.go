@@ -142,7 +142,7 @@ func TestServeWithThePortTaken(t *testing.T) {
 		t.Errorf("/healthz = %d %q", code, body)
 	}
 	_, metrics := httpGet(t, "http://"+addr+"/metrics")
-	for _, want := range []string{`level="warning",pod="",result="sent"`, `level="critical",pod="",result="sent"`} {
+	for _, want := range []string{`level="warning",namespace="",pod="",result="sent"`, `level="critical",namespace="",pod="",result="sent"`} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics has no signals_total series with %s", want)
 		}

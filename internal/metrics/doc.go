@@ -1,9 +1,10 @@
 // Package metrics exposes what oomhero sees and does in Prometheus format,
 // and serves the health endpoints Kubernetes probes use.
 //
-// Labels stay low in cardinality: pod (a constant of the process, from the
-// Downward API), container (one per watched container; Forget drops the
-// gauges of a container that went away at once, its counters after
+// Labels stay low in cardinality: namespace and pod (the sidecar: constants
+// of the process, from the Downward API; the node agent: the watched
+// container's own pod), container (one per watched container; Forget drops
+// the gauges of a container that went away at once, its counters after
 // Options.Retain), level ("warning", "critical") and result. No label carries
 // a PID, a cgroup id or a value. Every label value goes through
 // safename.Clean: a name a container chose (invalid UTF-8, control
@@ -28,7 +29,7 @@
 // Wiring from cmd/oomhero (all methods are safe for concurrent use and cheap;
 // call them from the policy/action loop):
 //
-//	m := metrics.New(metrics.Options{Pod: os.Getenv("POD_NAME")})
+//	m := metrics.New(metrics.Options{Pod: os.Getenv("POD_NAME"), PodNamespace: os.Getenv("POD_NAMESPACE")})
 //	go m.ServeRetrying(ctx, cfg.Listen, metrics.Retry{...}) // port taken: retries, never ends oomhero
 //	m.Watch("agent loop", heart, limit)  // heart.Beat() on every turn of the loop
 //	m.Watch("source", src, limit)        // src implements heartbeat.Progress
@@ -38,11 +39,11 @@
 //	m.SetWatched(targets)              // after every discovery scan
 //	m.ScanDone()                       // after the first scan: /readyz turns 200 once a source is set
 //	m.Observe(target, reading, level)  // for each reading policy evaluated
-//	m.Signal(name, watch.Critical, metrics.ResultSent)      // per signal sent
-//	m.Signal(name, watch.Warning, metrics.ResultNoTarget)   // nobody could take it
-//	m.OOMKill(name)                    // per OOM kill seen
+//	m.Signal(target, watch.Critical, metrics.ResultSent)      // per signal sent
+//	m.Signal(target, watch.Warning, metrics.ResultNoTarget)   // nobody could take it
+//	m.OOMKill(target)                  // per OOM kill seen
 //	m.LostEvents(n)                    // ring-buffer records the kernel dropped
-//	m.Forget(name)                     // container gone (its counters stay for Options.Retain)
+//	m.Forget(target)                   // container gone or renamed (its counters stay for Options.Retain)
 //
 // The Go runtime and process collectors are registered too, so the sidecar's
 // own footprint (process_resident_memory_bytes) is scraped with the rest.

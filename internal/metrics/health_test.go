@@ -25,16 +25,16 @@ func TestHostileNamesNeverPanic(t *testing.T) {
 		tg := watch.Target{Container: watch.Container{Name: name, Limit: 100}, Warn: 75, Crit: 90}
 		m.SetWatched([]watch.Target{tg})
 		m.Observe(tg, watch.Reading{Usage: 95, Limit: 100}, watch.Critical)
-		m.Signal(name, watch.Critical, ResultSent)
-		m.Signal(name, watch.Warning, name)
-		m.OOMKill(name)
+		m.Signal(tgt(name), watch.Critical, ResultSent)
+		m.Signal(tgt(name), watch.Warning, name)
+		m.OOMKill(tgt(name))
 		m.SetSource(name + " " + name)
 		got := scrape(t, m) // parses: every label is valid UTF-8
 		if name == "\xff\xfex" {
-			want(t, got, "oomhero_oom_kills_total{container=??x,pod=???x}", 1)
-			want(t, got, "oomhero_level{container=??x,pod=???x}", 2)
+			want(t, got, "oomhero_oom_kills_total{container=??x,namespace=,pod=???x}", 1)
+			want(t, got, "oomhero_level{container=??x,namespace=,pod=???x}", 2)
 		}
-		m.Forget(name)
+		m.Forget(tgt(name))
 		for k := range scrape(t, m) {
 			if strings.HasPrefix(k, "oomhero_level{") {
 				t.Errorf("%q: gauge %s left after Forget of the same raw name", name, k)

@@ -34,9 +34,11 @@ const (
 
 // Options configures New.
 type Options struct {
-	// Pod is the value of the pod label on every container series; empty
-	// is allowed (node agents that do not know it).
-	Pod string
+	// Pod and PodNamespace are the values of the pod and namespace labels
+	// of a container whose target names no pod (the sidecar: its own pod,
+	// POD_NAME and POD_NAMESPACE); empty is allowed. A target that names
+	// its pod (node mode: watch.Container.Pod, Namespace) uses its own.
+	Pod, PodNamespace string
 	// Namespace prefixes metric names; empty means "oomhero".
 	Namespace string
 	// NoProcessCollectors leaves out the Go runtime and process
@@ -53,7 +55,7 @@ type Options struct {
 // Metrics holds oomhero's Prometheus registry. The zero value is not usable;
 // call New. All methods are safe for concurrent use.
 type Metrics struct {
-	pod string
+	pod, podNS string
 	reg *prometheus.Registry
 
 	usage, workingSet, limit, threshold, level *prometheus.GaugeVec
@@ -69,7 +71,7 @@ type Metrics struct {
 
 	mu         sync.Mutex
 	sourceName string               // current source label values, "source\x00attach"
-	forgotten  map[string]time.Time // container -> when Forget was called
+	forgotten  map[string]forgotten // who.key() -> the container and when Forget was called
 
 	scanned   atomic.Bool
 	sourceSet atomic.Bool
@@ -85,7 +87,7 @@ func New(o Options) *Metrics {
 	if ns == "" {
 		ns = "oomhero"
 	}
-	cl := []string{"pod", "container"}
+	cl := []string{"namespace", "pod", "container"}
 	if o.Retain <= 0 {
 		o.Retain = 10 * time.Minute
 	}
@@ -94,9 +96,10 @@ func New(o Options) *Metrics {
 	}
 	m := &Metrics{
 		pod:       safename.Clean(o.Pod),
+		podNS:     safename.Clean(o.PodNamespace),
 		retain:    o.Retain,
 		now:       o.Now,
-		forgotten: map[string]time.Time{},
+		forgotten: map[string]forgotten{},
 		reg:       prometheus.NewRegistry(),
 		usage: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: ns, Name: "memory_usage_bytes",
@@ -113,7 +116,7 @@ func New(o Options) *Metrics {
 		threshold: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: ns, Name: "threshold_bytes",
 			Help: "Threshold of each level in bytes of the configured metric.",
-		}, []string{"pod", "container", "level"}),
+		}, []string{"namespace", "pod", "container", "level"}),
 		level: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: ns, Name: "level",
 			Help: "Current memory level of the container: 0 ok, 1 warning, 2 critical.",
@@ -121,11 +124,11 @@ func New(o Options) *Metrics {
 		signals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "signals_total",
 			Help: "Signals oomhero sent or tried to send, by level and result (sent, error, no_target, refused, dry_run).",
-		}, []string{"pod", "container", "level", "result"}),
+		}, []string{"namespace", "pod", "container", "level", "result"}),
 		notifications: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "notifications_total",
 			Help: "HTTP notifications (OOMHERO_NOTIFY_URL), by level and result (sent, failed, refused, dry_run).",
-		}, []string{"pod", "container", "level", "result"}),
+		}, []string{"namespace", "pod", "container", "level", "result"}),
 		oomKills: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "oom_kills_total",
 			Help: "OOM kills seen in the container's cgroup since oomhero started watching it.",
@@ -165,19 +168,39 @@ func New(o Options) *Metrics {
 // own collectors.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
+// who is a container's identity in the labels: namespace, pod, container.
+type who struct{ ns, pod, name string }
+
+// key names the container in the forgotten set.
+func (w who) key() string { return w.ns + "\x00" + w.pod + "\x00" + w.name }
+
+func (w who) labels() prometheus.Labels {
+	return prometheus.Labels{"namespace": w.ns, "pod": w.pod, "container": w.name}
+}
+
+// whoOf returns the labels of target t: its own pod when it names one,
+// else oomhero's (Options.Pod, PodNamespace).
+func (m *Metrics) whoOf(t watch.Target) who {
+	w := who{ns: m.podNS, pod: m.pod, name: safename.Clean(t.Name)}
+	if t.Pod != "" {
+		w.ns, w.pod = safename.Clean(t.Namespace), safename.Clean(t.Pod)
+	}
+	return w
+}
+
 // Observe records one reading of a watched target and the level policy
 // decided for it.
 func (m *Metrics) Observe(t watch.Target, r watch.Reading, l watch.Level) {
-	name := safename.Clean(t.Name)
-	m.remember(name)
-	m.usage.WithLabelValues(m.pod, name).Set(float64(r.Usage))
-	m.workingSet.WithLabelValues(m.pod, name).Set(float64(r.WorkingSet()))
+	w := m.whoOf(t)
+	m.remember(w)
+	m.usage.WithLabelValues(w.ns, w.pod, w.name).Set(float64(r.Usage))
+	m.workingSet.WithLabelValues(w.ns, w.pod, w.name).Set(float64(r.WorkingSet()))
 	lim := r.Limit
 	if lim == 0 {
 		lim = t.Limit
 	}
-	m.limit.WithLabelValues(m.pod, name).Set(float64(lim))
-	m.level.WithLabelValues(m.pod, name).Set(float64(l))
+	m.limit.WithLabelValues(w.ns, w.pod, w.name).Set(float64(lim))
+	m.level.WithLabelValues(w.ns, w.pod, w.name).Set(float64(l))
 }
 
 // SetWatched records the targets of the last discovery scan: their count and
@@ -185,12 +208,12 @@ func (m *Metrics) Observe(t watch.Target, r watch.Reading, l watch.Level) {
 func (m *Metrics) SetWatched(targets []watch.Target) {
 	m.watched.Set(float64(len(targets)))
 	for _, t := range targets {
-		name := safename.Clean(t.Name)
-		m.remember(name)
-		m.threshold.WithLabelValues(m.pod, name, watch.Warning.String()).Set(float64(t.Warn))
-		m.threshold.WithLabelValues(m.pod, name, watch.Critical.String()).Set(float64(t.Crit))
+		w := m.whoOf(t)
+		m.remember(w)
+		m.threshold.WithLabelValues(w.ns, w.pod, w.name, watch.Warning.String()).Set(float64(t.Warn))
+		m.threshold.WithLabelValues(w.ns, w.pod, w.name, watch.Critical.String()).Set(float64(t.Crit))
 		if t.Limit > 0 {
-			m.limit.WithLabelValues(m.pod, name).Set(float64(t.Limit))
+			m.limit.WithLabelValues(w.ns, w.pod, w.name).Set(float64(t.Limit))
 		}
 	}
 }
@@ -205,22 +228,25 @@ func (m *Metrics) ScanDone() {
 	m.mu.Unlock()
 }
 
-// Signal counts one signal oomhero sent, or tried to send, to a container's
-// processes because it reached level l. result is ResultSent, ResultError or
-// ResultNoTarget.
-func (m *Metrics) Signal(container string, l watch.Level, result string) {
-	m.signals.WithLabelValues(m.pod, safename.Clean(container), l.String(), safename.Clean(result)).Inc()
+// Signal counts one signal oomhero sent, or tried to send, to the processes
+// of target t's container because it reached level l. result is one of the
+// Result constants.
+func (m *Metrics) Signal(t watch.Target, l watch.Level, result string) {
+	w := m.whoOf(t)
+	m.signals.WithLabelValues(w.ns, w.pod, w.name, l.String(), safename.Clean(result)).Inc()
 }
 
-// Notification counts one HTTP notification to a container for level l;
-// result is one of notify.Sent, Failed, Refused, DryRun.
-func (m *Metrics) Notification(container string, l watch.Level, result string) {
-	m.notifications.WithLabelValues(m.pod, safename.Clean(container), l.String(), safename.Clean(result)).Inc()
+// Notification counts one HTTP notification to target t's container for
+// level l; result is one of notify.Sent, Failed, Refused, DryRun.
+func (m *Metrics) Notification(t watch.Target, l watch.Level, result string) {
+	w := m.whoOf(t)
+	m.notifications.WithLabelValues(w.ns, w.pod, w.name, l.String(), safename.Clean(result)).Inc()
 }
 
-// OOMKill counts one OOM kill seen in a container.
-func (m *Metrics) OOMKill(container string) {
-	m.oomKills.WithLabelValues(m.pod, safename.Clean(container)).Inc()
+// OOMKill counts one OOM kill seen in target t's container.
+func (m *Metrics) OOMKill(t watch.Target) {
+	w := m.whoOf(t)
+	m.oomKills.WithLabelValues(w.ns, w.pod, w.name).Inc()
 }
 
 // LostEvents adds n events the kernel side dropped.
@@ -245,29 +271,35 @@ func (m *Metrics) SetSource(name string) {
 	m.sourceSet.Store(src != "")
 }
 
-// Forget deletes the gauges of a container that is no longer watched, so
-// names of containers long gone do not pile up. Its counters (signals, OOM
-// kills) stay for Options.Retain, so the scrape after an OOM kill still
-// counts it; a container observed again is kept.
-func (m *Metrics) Forget(container string) {
-	container = safename.Clean(container)
-	match := prometheus.Labels{"pod": m.pod, "container": container}
+// Forget deletes the gauges of a container that is no longer watched (or
+// renamed), so names of containers long gone do not pile up. Its counters
+// (signals, OOM kills) stay for Options.Retain, so the scrape after an OOM
+// kill still counts it; a container observed again is kept.
+func (m *Metrics) Forget(t watch.Target) {
+	w := m.whoOf(t)
+	match := w.labels()
 	for _, v := range []*prometheus.GaugeVec{m.usage, m.workingSet, m.limit, m.level, m.threshold} {
 		v.DeletePartialMatch(match)
 	}
 	m.mu.Lock()
-	if _, ok := m.forgotten[container]; !ok {
-		m.forgotten[container] = m.now()
+	if _, ok := m.forgotten[w.key()]; !ok {
+		m.forgotten[w.key()] = forgotten{who: w, at: m.now()}
 	}
 	m.sweep()
 	m.mu.Unlock()
 }
 
+// forgotten is a container whose counters are deleted after Retain.
+type forgotten struct {
+	who who
+	at  time.Time
+}
+
 // remember undoes Forget for a container watched again.
-func (m *Metrics) remember(container string) {
+func (m *Metrics) remember(w who) {
 	m.mu.Lock()
 	if len(m.forgotten) > 0 {
-		delete(m.forgotten, container)
+		delete(m.forgotten, w.key())
 	}
 	m.mu.Unlock()
 }
@@ -276,15 +308,15 @@ func (m *Metrics) remember(container string) {
 // ago. m.mu must be held.
 func (m *Metrics) sweep() {
 	now := m.now()
-	for c, at := range m.forgotten {
-		if now.Sub(at) < m.retain {
+	for k, f := range m.forgotten {
+		if now.Sub(f.at) < m.retain {
 			continue
 		}
-		match := prometheus.Labels{"pod": m.pod, "container": c}
+		match := f.who.labels()
 		m.signals.DeletePartialMatch(match)
 		m.notifications.DeletePartialMatch(match)
 		m.oomKills.DeletePartialMatch(match)
-		delete(m.forgotten, c)
+		delete(m.forgotten, k)
 	}
 }
 

@@ -73,26 +73,26 @@ func TestObserveAndCounters(t *testing.T) {
 	tg := watch.Target{Container: watch.Container{Name: "bloat", Limit: 100 << 20}, Warn: 75 << 20, Crit: 90 << 20}
 	m.SetWatched([]watch.Target{tg})
 	m.Observe(tg, watch.Reading{Usage: 95 << 20, InactiveFile: 3 << 20, Limit: 100 << 20}, watch.Critical)
-	m.Signal("bloat", watch.Warning, ResultSent)
-	m.Signal("bloat", watch.Critical, ResultSent)
-	m.Signal("bloat", watch.Critical, ResultSent)
-	m.Signal("bloat", watch.Critical, ResultNoTarget)
-	m.OOMKill("bloat")
+	m.Signal(tgt("bloat"), watch.Warning, ResultSent)
+	m.Signal(tgt("bloat"), watch.Critical, ResultSent)
+	m.Signal(tgt("bloat"), watch.Critical, ResultSent)
+	m.Signal(tgt("bloat"), watch.Critical, ResultNoTarget)
+	m.OOMKill(tgt("bloat"))
 	m.LostEvents(3)
 	m.LostEvents(4)
 	m.SetSource("bpf tp_btf/mod_memcg_lruvec_state")
 
 	got := scrape(t, m)
-	const c = "container=bloat,pod=oomhero"
+	const c = "container=bloat,namespace=,pod=oomhero"
 	want(t, got, "oomhero_memory_usage_bytes{"+c+"}", 95<<20)
 	want(t, got, "oomhero_memory_working_set_bytes{"+c+"}", 92<<20)
 	want(t, got, "oomhero_memory_limit_bytes{"+c+"}", 100<<20)
 	want(t, got, "oomhero_level{"+c+"}", 2)
-	want(t, got, "oomhero_threshold_bytes{container=bloat,level=warning,pod=oomhero}", 75<<20)
-	want(t, got, "oomhero_threshold_bytes{container=bloat,level=critical,pod=oomhero}", 90<<20)
-	want(t, got, "oomhero_signals_total{container=bloat,level=warning,pod=oomhero,result=sent}", 1)
-	want(t, got, "oomhero_signals_total{container=bloat,level=critical,pod=oomhero,result=sent}", 2)
-	want(t, got, "oomhero_signals_total{container=bloat,level=critical,pod=oomhero,result=no_target}", 1)
+	want(t, got, "oomhero_threshold_bytes{container=bloat,level=warning,namespace=,pod=oomhero}", 75<<20)
+	want(t, got, "oomhero_threshold_bytes{container=bloat,level=critical,namespace=,pod=oomhero}", 90<<20)
+	want(t, got, "oomhero_signals_total{container=bloat,level=warning,namespace=,pod=oomhero,result=sent}", 1)
+	want(t, got, "oomhero_signals_total{container=bloat,level=critical,namespace=,pod=oomhero,result=sent}", 2)
+	want(t, got, "oomhero_signals_total{container=bloat,level=critical,namespace=,pod=oomhero,result=no_target}", 1)
 	want(t, got, "oomhero_oom_kills_total{"+c+"}", 1)
 	want(t, got, "oomhero_lost_events_total{}", 7)
 	want(t, got, "oomhero_watched_containers{}", 1)
@@ -119,19 +119,19 @@ func TestForgetKeepsCountersForRetain(t *testing.T) {
 		tg := watch.Target{Container: watch.Container{Name: name, Limit: 100}, Warn: 75, Crit: 90}
 		m.SetWatched([]watch.Target{tg})
 		m.Observe(tg, watch.Reading{Usage: 99, Limit: 100}, watch.Critical)
-		m.Signal(name, watch.Critical, ResultSent)
-		m.OOMKill(name)
+		m.Signal(tgt(name), watch.Critical, ResultSent)
+		m.OOMKill(tgt(name))
 	}
-	m.Forget("gone")
-	m.Forget("back")
+	m.Forget(tgt("gone"))
+	m.Forget(tgt("back"))
 	got := scrape(t, m)
 	for k := range got {
 		if strings.Contains(k, "container=gone") && !strings.HasPrefix(k, "oomhero_signals_total") && !strings.HasPrefix(k, "oomhero_oom_kills_total") {
 			t.Errorf("gauge %s left after Forget", k)
 		}
 	}
-	want(t, got, "oomhero_oom_kills_total{container=gone,pod=p}", 1)
-	want(t, got, "oomhero_signals_total{container=gone,level=critical,pod=p,result=sent}", 1)
+	want(t, got, "oomhero_oom_kills_total{container=gone,namespace=,pod=p}", 1)
+	want(t, got, "oomhero_signals_total{container=gone,level=critical,namespace=,pod=p,result=sent}", 1)
 
 	// "back" is watched again (a restarted container keeping its name).
 	tg := watch.Target{Container: watch.Container{Name: "back", Limit: 100}}
@@ -144,7 +144,7 @@ func TestForgetKeepsCountersForRetain(t *testing.T) {
 			t.Errorf("series %s left after Retain", k)
 		}
 	}
-	want(t, got, "oomhero_oom_kills_total{container=back,pod=p}", 1)
+	want(t, got, "oomhero_oom_kills_total{container=back,namespace=,pod=p}", 1)
 	want(t, got, "oomhero_last_scan_timestamp_seconds{}", 1060)
 }
 
@@ -230,3 +230,6 @@ func TestListenError(t *testing.T) {
 		t.Errorf("ListenAndServe on a taken port = %v, want a wrapped *net.OpError", err)
 	}
 }
+
+// tgt is a target of oomhero's own pod named name (the sidecar's).
+func tgt(name string) watch.Target { return watch.Target{Container: watch.Container{Name: name}} }

@@ -30,9 +30,9 @@ func exported(t *testing.T) map[string][]string {
 	tg := watch.Target{Container: watch.Container{ID: 1, Name: "c", Limit: 100}, Warn: 65, Crit: 90}
 	m.SetWatched([]watch.Target{tg})
 	m.Observe(tg, watch.Reading{ID: 1, Usage: 50, Limit: 100}, watch.OK)
-	m.Signal("c", watch.Warning, ResultSent)
-	m.Notification("c", watch.Warning, "sent")
-	m.OOMKill("c")
+	m.Signal(tgt("c"), watch.Warning, ResultSent)
+	m.Notification(tgt("c"), watch.Warning, "sent")
+	m.OOMKill(tgt("c"))
 	m.LostEvents(0)
 	m.SetSource("bpf fentry/x")
 	m.ScanDone()

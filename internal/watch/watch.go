@@ -86,6 +86,10 @@ type Container struct {
 	ID uint64
 	// Name is a human name: the container name when known, else the cgroup path.
 	Name string
+	// Namespace and Pod name the container's pod when known (node mode:
+	// from the API server or the cgroup path; sidecar: its own pod's
+	// POD_NAMESPACE and POD_NAME); "" otherwise.
+	Namespace, Pod string
 	// Path is the cgroup path as /proc/<pid>/cgroup shows it.
 	Path string
 	// Dir is the directory oomhero reads the cgroup files from.
