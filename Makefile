@@ -28,7 +28,7 @@ test: deps lint test-unit test-monitoring fuzz check-generate test-privileged te
 .PHONY: test-unit
 test-unit: ## unit and fixture tests, with the race detector (needs cgo: gcc)
 	CGO_ENABLED=1 $(GO) test -race -count=1 ./internal/... ./fallback/... ./cmd/... ./examples/... ./testenv/app/...
-	cd testenv/k8s && CGO_ENABLED=1 $(GO) test -race -count=1 ./manifests/...
+	cd testenv/k8s && HELM=$(HELM) CGO_ENABLED=1 $(GO) test -race -count=1 ./manifests/...
 
 .PHONY: test-monitoring
 test-monitoring: ## promtool check rules and promtool test rules on deploy/monitoring (promtool: Debian package prometheus; missing fails under CI=true)
@@ -118,6 +118,24 @@ STATICCHECK := $(CURDIR)/bin/staticcheck-$(STATICCHECK_VERSION)/staticcheck
 
 $(STATICCHECK):
 	GOBIN=$(dir $@) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+# helm renders deploy/helm/oomhero in the manifest tests (make test-unit;
+# missing fails there under CI=true). Debian 12 does not package it: built
+# from the Go module proxy at one pinned version into bin/ (testenv/install-deps
+# runs `make helm`), with the version strings helm's own release build sets
+# (its default Kubernetes version for `helm template` is that of its k8s.io
+# modules, 1.37).
+HELM_VERSION := v3.22.0
+HELM := $(CURDIR)/bin/helm-$(HELM_VERSION)/helm
+HELM_LDFLAGS := -s -w -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
+	-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=37 \
+	-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=37
+
+$(HELM):
+	GOBIN=$(dir $@) CGO_ENABLED=0 $(GO) install -trimpath -ldflags '$(HELM_LDFLAGS)' helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
+.PHONY: helm
+helm: $(HELM) ## build bin/helm-<version>/helm (pinned, from the Go module proxy) for the manifest tests
 
 .PHONY: lint
 lint: $(STATICCHECK) ## gofmt, go vet and staticcheck, on every module of LINT_MODULES
