@@ -299,11 +299,18 @@ func (s *Source) nextInterval(p *polled, now time.Duration, usage, value uint64,
 	default:
 		return s.interval
 	}
-	if p.rate <= 0 {
+	// The sum stays in float seconds until it is known to fit: a rate that
+	// decayed for seconds after a burst is tiny but not zero, and a
+	// float64 too big for time.Duration converts to the most negative one
+	// on amd64, which clamped to the shortest interval. That polled an
+	// idle container every 2 ms (over 2 % of a core) from about 18 s
+	// after its last growth until the rate underflowed to zero minutes
+	// later.
+	third := float64(th-value) / p.rate / 3 // seconds; +Inf when the rate is 0
+	if p.rate <= 0 || math.IsNaN(third) || third >= s.interval.Seconds() {
 		return s.interval
 	}
-	eta := time.Duration(float64(th-value) / p.rate * float64(time.Second))
-	return min(max(eta/3, s.minInterval), s.interval)
+	return max(time.Duration(third*float64(time.Second)), s.minInterval)
 }
 
 // rateHalfLife is how fast a past growth rate is forgotten.

@@ -102,6 +102,12 @@ func TestNextInterval(t *testing.T) {
 		{name: "between warning and critical: toward critical", p: polled{seen: true, lastTime: 0, lastUsage: 700}, now: 10 * ms, value: 800, want: 3333333},
 		{name: "above critical: nothing left to warn of", p: polled{seen: true, lastTime: 0, lastUsage: 800}, now: 10 * ms, value: 950, want: 100 * ms},
 		{name: "shrinking: the full interval", p: polled{seen: true, lastTime: 0, lastUsage: 700}, now: 10 * ms, value: 600, want: 100 * ms},
+		// A burst long ago: the held rate decayed to almost nothing. The
+		// estimate is beyond any time.Duration; it must not wrap around
+		// to the shortest interval.
+		{name: "rate decayed for 18 s: the full interval", p: polled{seen: true, lastTime: 0, lastUsage: 100, rate: 1e6}, now: 18 * time.Second, value: 100, want: 100 * ms},
+		{name: "rate decayed to a denormal: the full interval", p: polled{seen: true, lastTime: 0, lastUsage: 100, rate: 5e-324}, now: 100 * ms, value: 100, want: 100 * ms},
+		{name: "rate decayed for minutes: the full interval", p: polled{seen: true, lastTime: 0, lastUsage: 100, rate: 1e9}, now: 5 * time.Minute, value: 100, want: 100 * ms},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p := c.p
