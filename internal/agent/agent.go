@@ -59,6 +59,13 @@ type Agent struct {
 	Notifier *notify.Notifier
 	// Self is oomhero's PID in Config.Proc: never signalled.
 	Self int
+	// Identifier names containers by their cgroup path in node mode
+	// (Config.Node(); node.go): a group it does not know is never watched.
+	// Not used by the sidecar.
+	Identifier Identifier
+	// PodName and PodNamespace are the sidecar's own pod (POD_NAME,
+	// POD_NAMESPACE; "" when unset): the pod of every container it watches.
+	PodName, PodNamespace string
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 	// OOMCount reads a cgroup's OOM-kill counter now (OOM.Count when nil;
@@ -76,6 +83,8 @@ type Agent struct {
 	names      nameBook                                                       // names each cgroup path used (names.go)
 	late       chan func()                                                    // results of slow reads, applied in the loop (bounded.go)
 	readDecl   func(proc string, self int, order []discover.Process) declRead // readDeclaration; tests replace it
+	gates      map[string]*gate                                               // opt-in per cgroup path (node.go)
+	ignored    map[string]bool                                                // node mode: paths not of a kubelet layout
 	done       chan struct{}                                                  // closed when Run returns
 }
 
@@ -99,8 +108,9 @@ type tracked struct {
 	top      topSnapshot // processes' memory at the last level change
 	oomSeen  uint64      // the OOM-kill counter as last reported (or when watched)
 
-	excluded bool         // by --include-container/--exclude-container (select.go)
-	drySent  [3]time.Time // last signal logged instead of sent (dry run), per level
+	excluded bool              // by --include-container/--exclude-container (select.go)
+	ann      map[string]string // the pod's annotations (node mode: node.go)
+	drySent  [3]time.Time      // last signal logged instead of sent (dry run), per level
 }
 
 // resolveEvery is how many rescans may reuse a known container's cgroup
@@ -145,6 +155,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer func() { n.Close(); a.Notifier = nil }()
 	}
 	a.byPath, a.byID, a.notWatched = map[string]*tracked{}, map[uint64]*tracked{}, map[string]string{}
+	if a.Config.Node() && a.Identifier == nil {
+		return fmt.Errorf("node mode needs an Identifier (cgroup paths to pods)")
+	}
 
 	a.late, a.done = make(chan func(), 16), make(chan struct{})
 	defer close(a.done)

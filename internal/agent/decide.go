@@ -40,7 +40,7 @@ func (a *Agent) reading(rd watch.Reading) {
 	if rd.Err != nil {
 		if !t.readErr {
 			t.readErr = true
-			a.Log.Warn("cannot read container memory", "container", t.Name, "error", rd.Err)
+			a.Log.Warn("cannot read container memory", t.who(), "error", rd.Err)
 		}
 		return
 	}
@@ -63,7 +63,7 @@ func (a *Agent) reading(rd watch.Reading) {
 	}
 	a.Observer.Reading(a.target(t), rd, d.To)
 	if a.Log.Enabled(context.Background(), slog.LevelDebug) {
-		a.Log.Debug("sample", "container", t.Name, "origin", rd.Origin, "level", d.To.String(),
+		a.Log.Debug("sample", t.who(), "origin", rd.Origin, "level", d.To.String(),
 			"percent", percent(value, t.Limit), "usage_bytes", rd.Usage, "working_set_bytes", rd.WorkingSet(),
 			"anon_bytes", rd.Anon, "limit_bytes", t.Limit, "latency", rd.Latency)
 	}
@@ -78,7 +78,7 @@ func (a *Agent) readPressure(t *tracked) {
 	}
 	p, err := t.psi.Read()
 	if err != nil {
-		a.Log.Warn("cannot read memory pressure", "container", t.Name, "error", err)
+		a.Log.Warn("cannot read memory pressure", t.who(), "error", err)
 		t.psi.Close()
 		t.psi = nil
 		return
@@ -137,7 +137,7 @@ func (a *Agent) oomCount(id uint64) (uint64, error) {
 func (a *Agent) decided(t *tracked, d policy.Decision, rd watch.Reading, origin string) {
 	value := rd.Value(a.Config.Metric)
 	if d.Changed() {
-		attrs := append([]any{"container", t.Name, "from", d.From.String(), "to", d.To.String(),
+		attrs := append([]any{t.who(), "from", d.From.String(), "to", d.To.String(),
 			"percent", percent(value, t.Limit), "metric", string(a.Config.Metric),
 			"working_set_bytes", rd.WorkingSet(), "usage_bytes", rd.Usage, "limit_bytes", t.Limit, "origin", origin},
 			t.pressureAttrs()...)

@@ -18,13 +18,14 @@ import (
 // declState is the declaration of one container and where it came from.
 type declState struct {
 	read      bool
-	pending   bool             // a read is out (bounded.go)
-	from      discover.Process // process it was read from
-	pids      []int            // the container's PIDs when it was read
-	main      discover.Process // the main process when it was read
-	decl      declare.Declaration
-	said      map[string]bool // said once: bad values ("NAME=value"), "truncated"
-	unreadErr string          // last "cannot read" said
+	pending   bool                // a read is out (bounded.go)
+	from      discover.Process    // process it was read from
+	pids      []int               // the container's PIDs when it was read
+	main      discover.Process    // the main process when it was read
+	decl      declare.Declaration // env merged with the pod's annotations (node mode)
+	env       declare.Declaration // the environment's alone
+	said      map[string]bool     // said once: bad values ("NAME=value"), "truncated"
+	unreadErr string              // last "cannot read" said
 }
 
 // once reports whether key is said for the first time for this container.
@@ -126,7 +127,7 @@ func (a *Agent) declare(t *tracked, g *discover.Group) bool {
 		}
 	}) && ds.once("slow") {
 		a.Log.Warn("reading the container's environment is slow (its process may be in memory reclaim); its declaration applies when the read ends",
-			"container", t.Name, "pid", main.PID)
+			t.who(), "pid", main.PID)
 	}
 	inline = false
 	return changed
@@ -136,13 +137,13 @@ func (a *Agent) declare(t *tracked, g *discover.Group) bool {
 // spec's container name, which a sidecar cannot learn otherwise), unless
 // another watched container already has that name.
 func (a *Agent) applyName(t *tracked, name string) {
-	if name == "" || name == t.Name {
+	if name == "" || name == t.Name || a.kubeNamed(t) {
 		return
 	}
 	for _, o := range a.byID {
 		if o != t && o.Name == name {
 			if t.ds.once("name " + name) {
-				a.Log.Warn("declared name already taken; the command's name stays", "container", t.Name,
+				a.Log.Warn("declared name already taken; the command's name stays", t.who(),
 					"variable", declare.Name, "value", name, "taken_by", o.Path)
 			}
 			return
@@ -172,19 +173,23 @@ func (a *Agent) applyDeclaration(t *tracked, r declRead) bool {
 			}
 			if errors.Is(r.err, declare.ErrRewritten) {
 				a.Log.Warn("cannot read the container's declaration: its processes wrote their process title over their environment; "+applies,
-					"container", t.Name, "pid", ds.main.PID, "command", ds.main.Comm,
+					t.who(), "pid", ds.main.PID, "command", ds.main.Comm,
 					"hint", "start the server through a wrapper that keeps its environment (sh -c, tini), or opt in on the sidecar with --allow")
 			} else {
 				a.Log.Warn("cannot read the container's declaration; "+applies,
-					"container", t.Name, "pid", ds.main.PID, "error", r.err)
+					t.who(), "pid", ds.main.PID, "error", r.err)
 			}
 		}
-		return false
+		if ds.read || a.podDeclEmpty(t) {
+			return false
+		}
+		r = declRead{from: ds.main, found: true} // the pod's annotations alone
 	}
 	if r.part != nil && ds.once("truncated") {
-		a.Log.Warn("container environment read in part", "container", t.Name, "pid", r.from.PID, "error", r.part)
+		a.Log.Warn("container environment read in part", t.who(), "pid", r.from.PID, "error", r.part)
 	}
-	d, from := r.d, r.from
+	d, from := declare.Merge(r.d, a.podDecl(t)), r.from
+	ds.env = r.d
 	ds.unreadErr = ""
 	first := !ds.read
 	if ds.read && ds.decl.Equal(&d) {
@@ -198,15 +203,15 @@ func (a *Agent) applyDeclaration(t *tracked, r declRead) bool {
 		if !ds.once(e.Name + "=" + e.Value) {
 			continue
 		}
-		a.Log.Warn("bad declaration ignored; the sidecar's value applies", "container", t.Name, "pid", from.PID,
+		a.Log.Warn("bad declaration ignored; the sidecar's value applies", t.who(), "pid", from.PID,
 			"variable", safename.Clean(e.Name), "value", safename.Clean(e.Value), "accepted", e.Accepted)
 	}
 	if d.Off && !wasOff {
 		a.Log.Info("container opted out: no signal and no notification (OOMHERO=off); still watched",
-			"container", t.Name, "pid", from.PID)
+			t.who(), "pid", from.PID)
 	}
 	if len(d.Set) > 0 || !first {
-		a.Log.Info("container declaration", "container", t.Name, "pid", from.PID, "command", from.Comm,
+		a.Log.Info("container declaration", t.who(), "pid", from.PID, "command", from.Comm,
 			"declared", strings.Join(d.Set, " "), "warning_percent", cfg.Warning, "critical_percent", cfg.Critical,
 			"warning_signal", config.SignalName(cfg.WarningSignal), "critical_signal", config.SignalName(cfg.CriticalSignal),
 			"targets", string(cfg.Targets), "repeat", string(cfg.Repeat), "cooldown", cfg.Cooldown, "notify_url", cfg.NotifyURL,

@@ -183,7 +183,7 @@ func (a *Agent) vet(t *tracked, p discover.Process, l watch.Level, sig unix.Sign
 		// a signal now anyway; a later decision tries again.
 		if t.ep.once("unidentified/" + key) {
 			a.Log.Warn("signal held: the process's runtime is not identified yet (reading its memory map is slow: it may be in memory reclaim)",
-				"pid", p.PID, "command", p.Comm, "container", t.Name, "level", l.String(), "signal", sigName)
+				"pid", p.PID, "command", p.Comm, t.who(), "level", l.String(), "signal", sigName)
 		}
 		return "unidentified"
 	}
@@ -192,7 +192,7 @@ func (a *Agent) vet(t *tracked, p discover.Process, l watch.Level, sig unix.Sign
 		if a.dryRun(t) {
 			extra = append(extra, "dry_run", true)
 		}
-		return append([]any{"pid", p.PID, "command", p.Comm, "container", t.Name, "level", l.String(), "signal", sigName,
+		return append([]any{"pid", p.PID, "command", p.Comm, t.who(), "level", l.String(), "signal", sigName,
 			"runtime", runtimeName(rt), "version", rt.Version, "effect", eff.What, "evidence", rt.Evidence}, extra...)
 	}
 	sent := "signal sent"
@@ -239,7 +239,7 @@ func (a *Agent) deliver(t *tracked, l, from watch.Level, rd watch.Reading) {
 		return
 	}
 	if !t.oomAt.IsZero() && a.now().Sub(t.oomAt) < afterOOM {
-		a.Log.Debug("signal held back: the container was just OOM-killed", "container", t.Name, "level", l.String())
+		a.Log.Debug("signal held back: the container was just OOM-killed", t.who(), "level", l.String())
 		return
 	}
 	a.notify(t, l, from, rd)
@@ -281,7 +281,7 @@ func (a *Agent) notified(r notify.Result) {
 	if t == nil {
 		return // container gone
 	}
-	attrs := []any{"container", t.Name, "level", r.Level, "url", r.URL}
+	attrs := []any{t.who(), "level", r.Level, "url", r.URL}
 	if r.Superseded > 0 {
 		attrs = append(attrs, "replaced_unsent", r.Superseded)
 	}
@@ -310,7 +310,7 @@ func (a *Agent) signal(t *tracked, l watch.Level, rd watch.Reading) {
 	if len(procs) == 0 {
 		if !t.noTarget[l] {
 			t.noTarget[l] = true
-			a.Log.Warn("no process can take the signal", "container", t.Name, "level", l.String(),
+			a.Log.Warn("no process can take the signal", t.who(), "level", l.String(),
 				"signal", config.SignalName(sig), "targets", string(a.cfgOf(t).Targets), "pids", len(t.group.Procs))
 			a.Observer.NoTarget(a.target(t), l)
 		}
@@ -336,10 +336,10 @@ func (a *Agent) signal(t *tracked, l watch.Level, rd watch.Reading) {
 			a.Log.Info("signal sent", a.signalAttrs(t, p, l, config.SignalName(sig), rd)...)
 		case errors.Is(err, signals.ErrGone):
 			result = "gone"
-			a.Log.Debug("process gone before the signal", "pid", p.PID, "container", t.Name)
+			a.Log.Debug("process gone before the signal", "pid", p.PID, t.who())
 		default:
 			result = "error"
-			a.Log.Error("signal failed", "pid", p.PID, "command", p.Comm, "container", t.Name,
+			a.Log.Error("signal failed", "pid", p.PID, "command", p.Comm, t.who(),
 				"signal", config.SignalName(sig), "error", err)
 		}
 		a.Observer.Signal(a.target(t), l, p.PID, result)

@@ -97,10 +97,10 @@ func (a *Agent) kill(k oomwatch.Kill) {
 	t.oomAt = k.Time
 	t.oomSeen = max(t.oomSeen, k.Total)
 	if t.excluded {
-		a.Log.Debug("oom kill in an excluded container", "container", t.Name, "kills", k.Kills)
+		a.Log.Debug("oom kill in an excluded container", t.who(), "kills", k.Kills)
 		return
 	}
-	attrs := []any{"container", t.Name, "cgroup", t.Path, "kills", k.Kills, "oom_kill_total", k.Total,
+	attrs := []any{t.who(), "cgroup", t.Path, "kills", k.Kills, "oom_kill_total", k.Total,
 		"limit_bytes", t.Limit}
 	if t.hasLast {
 		v := t.last.Value(a.Config.Metric)

@@ -39,6 +39,13 @@ func (a *Agent) rescan() error {
 			// Resolved at the first rescan after the exec.
 			continue
 		}
+		if in, ch := a.optIn(path, g, t); !in || ch { // node.go: opt-in, identity
+			changed = changed || ch
+			if !in {
+				continue
+			}
+			t = a.byPath[path]
+		}
 		if t != nil && t.scans < resolveEvery && slices.Equal(t.PIDs, g.PIDs()) && t.comm == g.Main().Comm {
 			t.scans++
 			t.group = g
@@ -78,7 +85,7 @@ func (a *Agent) rescan() error {
 		}
 		delete(a.notWatched, path)
 		if t != nil && t.ID == c.ID {
-			if c.Name = a.boundName(path, a.uniqueName(c.Name, g)); t.ds.decl.Name == "" && t.Name != c.Name && !strings.HasPrefix(t.Name, g.Main().Comm+"@") {
+			if c.Name = a.boundName(path, a.uniqueName(c.Name, g)); t.ds.decl.Name == "" && t.Name != c.Name && !strings.HasPrefix(t.Name, g.Main().Comm+"@") && !a.kubeNamed(t) {
 				// The main process exec'ed (runtime init -> application);
 				// a declared name (OOMHERO_NAME) stays.
 				a.Observer.Forget(a.target(t))
@@ -90,7 +97,7 @@ func (a *Agent) rescan() error {
 			t.group, t.PIDs, t.scans, t.comm = g, c.PIDs, 0, g.Main().Comm
 			redeclared := a.declare(t, g)
 			if t.Limit != c.Limit || t.Dir != c.Dir {
-				a.Log.Info("container limit changed", "container", t.Name, "from_bytes", t.Limit, "to_bytes", c.Limit)
+				a.Log.Info("container limit changed", t.who(), "from_bytes", t.Limit, "to_bytes", c.Limit)
 				t.Container = c
 				redeclared = true
 			}
@@ -104,7 +111,8 @@ func (a *Agent) rescan() error {
 			a.forget(t) // same path, new cgroup (container restarted)
 		}
 		c.Name = a.boundName(path, a.uniqueName(c.Name, g))
-		t = &tracked{Container: c, group: g, comm: g.Main().Comm}
+		a.nameFromPod(path, &c) // node.go
+		t = &tracked{Container: c, group: g, comm: g.Main().Comm, ann: a.gateAnnotations(path)}
 		a.byPath[path], a.byID[c.ID] = t, t
 		psiNote := "unavailable"
 		if r, err := cgroup.OpenPressure(c.Dir); err == nil {
@@ -136,13 +144,13 @@ func (a *Agent) rescan() error {
 		if t.excluded {
 			continue // said by reselect
 		}
-		a.Log.Info("container watched", "container", t.Name, "cgroup", path, "cgroup_id", c.ID,
+		a.Log.Info("container watched", t.who(), "cgroup", path, "cgroup_id", c.ID,
 			"version", c.Version.String(), "dir", c.Dir, "limit_bytes", c.Limit,
 			"warning_bytes", th.Warn, "critical_bytes", th.Crit, "pids", len(c.PIDs), "oom_kills", oomNote, "pressure", psiNote)
 	}
 	for path, t := range a.byPath {
 		if _, ok := groups[path]; !ok {
-			a.Log.Info("container gone", "container", t.Name, "cgroup", path)
+			a.Log.Info("container gone", t.who(), "cgroup", path)
 			a.forget(t)
 			changed = true
 		}
@@ -152,6 +160,7 @@ func (a *Agent) rescan() error {
 			delete(a.notWatched, path)
 		}
 	}
+	a.sweepGates(groups)
 	for _, t := range a.byID {
 		a.readPressure(t)
 	}

@@ -39,7 +39,7 @@ func (a *Agent) reselect(t *tracked) bool {
 	}
 	t.excluded = !ok
 	if t.excluded {
-		a.Log.Info("container excluded", "container", t.Name, "cgroup", t.Path, "reason", "its name "+why)
+		a.Log.Info("container excluded", t.who(), "cgroup", t.Path, "reason", "its name "+why)
 		a.Observer.Forget(a.target(t))
 		a.policy.Forget(t.ID)
 		a.policy.Set(t.ID, a.thresholds(t))
@@ -52,7 +52,7 @@ func (a *Agent) reselect(t *tracked) bool {
 		}
 		return true
 	}
-	a.Log.Info("container selected", "container", t.Name, "cgroup", t.Path, "limit_bytes", t.Limit)
+	a.Log.Info("container selected", t.who(), "cgroup", t.Path, "limit_bytes", t.Limit)
 	return true
 }
 
@@ -62,7 +62,7 @@ func (a *Agent) reselect(t *tracked) bool {
 func (a *Agent) commandSelected(t *tracked, p discover.Process) bool {
 	ok, why := a.Config.CommandSelected(p.Comm)
 	if !ok && t.ep.once("command-excluded/"+p.Comm) {
-		a.Log.Info("process not signalled: command excluded", "container", t.Name, "pid", p.PID, "command", p.Comm,
+		a.Log.Info("process not signalled: command excluded", t.who(), "pid", p.PID, "command", p.Comm,
 			"reason", "its command "+why)
 	}
 	return ok
@@ -75,7 +75,7 @@ func (a *Agent) dryRun(t *tracked) bool { return a.cfgOf(t).DryRun }
 // signalAttrs are the attributes of a "signal sent" line (and of its dry
 // run twin).
 func (a *Agent) signalAttrs(t *tracked, p discover.Process, l watch.Level, sigName string, rd watch.Reading) []any {
-	return append([]any{"pid", p.PID, "command", p.Comm, "container", t.Name, "level", l.String(),
+	return append([]any{"pid", p.PID, "command", p.Comm, t.who(), "level", l.String(),
 		"signal", sigName, "percent", percent(rd.Value(a.Config.Metric), t.Limit),
 		"working_set_bytes", rd.WorkingSet(), "usage_bytes", rd.Usage, "limit_bytes", t.Limit},
 		t.pressureAttrs()...)

@@ -56,7 +56,7 @@ type Options struct {
 // call New. All methods are safe for concurrent use.
 type Metrics struct {
 	pod, podNS string
-	reg *prometheus.Registry
+	reg        *prometheus.Registry
 
 	usage, workingSet, limit, threshold, level *prometheus.GaugeVec
 	signals, oomKills                          *prometheus.CounterVec

@@ -90,6 +90,8 @@ type Container struct {
 	// from the API server or the cgroup path; sidecar: its own pod's
 	// POD_NAMESPACE and POD_NAME); "" otherwise.
 	Namespace, Pod string
+	// PodUID is the pod's UID when known (node mode), for Events.
+	PodUID string
 	// Path is the cgroup path as /proc/<pid>/cgroup shows it.
 	Path string
 	// Dir is the directory oomhero reads the cgroup files from.
