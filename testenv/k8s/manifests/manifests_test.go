@@ -15,10 +15,12 @@ import (
 	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
 
@@ -54,7 +56,14 @@ func decodeFile(t *testing.T, path string) []object {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	r := utilyaml.NewYAMLReader(bufio.NewReader(f))
+	return decodeStream(t, path, f)
+}
+
+// decodeStream decodes every document of a YAML stream strictly into the
+// type of its apiVersion and kind; path names the stream in failures.
+func decodeStream(t *testing.T, path string, in io.Reader) []object {
+	t.Helper()
+	r := utilyaml.NewYAMLReader(bufio.NewReader(in))
 	var out []object
 	for {
 		doc, err := r.Read()
@@ -83,15 +92,45 @@ func decodeFile(t *testing.T, path string) []object {
 			obj = &rbacv1.RoleBinding{}
 		case "kustomize.config.k8s.io/v1beta1/Kustomization":
 			obj = &kustomization{}
+		case "v1/Namespace":
+			obj = &corev1.Namespace{}
+		case "v1/ConfigMap":
+			obj = &corev1.ConfigMap{}
+		case "v1/Service":
+			obj = &corev1.Service{}
+		case "apps/v1/DaemonSet":
+			obj = &appsv1.DaemonSet{}
+		case "rbac.authorization.k8s.io/v1/ClusterRole":
+			obj = &rbacv1.ClusterRole{}
+		case "rbac.authorization.k8s.io/v1/ClusterRoleBinding":
+			obj = &rbacv1.ClusterRoleBinding{}
+		case "monitoring.coreos.com/v1/ServiceMonitor":
+			obj = &serviceMonitor{}
 		default:
 			t.Fatalf("%s: unexpected %s %s", path, tm.APIVersion, tm.Kind)
 		}
-		if err := yaml.UnmarshalStrict(doc, obj); err != nil {
+		if err := strictUnmarshal(doc, obj); err != nil {
 			t.Fatalf("%s: strict decode of %s: %v", path, tm.Kind, err)
 		}
 		out = append(out, object{file: filepath.Base(path), kind: tm.Kind, obj: obj})
 	}
 	return out
+}
+
+// strictUnmarshal decodes one YAML document as the API server's strict
+// field validation does: field names match case-sensitively (encoding/json,
+// and so yaml.UnmarshalStrict, would take hostPid for hostPID, which the API
+// server drops as unknown), and unknown or duplicate fields fail.
+func strictUnmarshal(doc []byte, obj any) error {
+	j, err := yaml.YAMLToJSONStrict(doc)
+	if err != nil {
+		return err
+	}
+	strict, err := kjson.UnmarshalStrict(j, obj)
+	if err != nil {
+		return err
+	}
+	return errors.Join(strict...)
 }
 
 func stripComments(b []byte) []byte {
@@ -166,9 +205,11 @@ func TestEveryManifestDecodesStrictly(t *testing.T) {
 
 func TestStrictDecodeRejectsUnknownFields(t *testing.T) {
 	// The check above must be able to fail.
-	bad := []byte("apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec:\n  shareProcesNamespace: true\n  containers: []\n")
-	if err := yaml.UnmarshalStrict(bad, &corev1.Pod{}); err == nil || !strings.Contains(err.Error(), "shareProcesNamespace") {
-		t.Fatalf("misspelt field accepted: %v", err)
+	for _, field := range []string{"shareProcesNamespace", "hostPid", "hostPID: true\n  hostPID"} {
+		bad := []byte("apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec:\n  " + field + ": true\n  containers: []\n")
+		if err := strictUnmarshal(bad, &corev1.Pod{}); err == nil || !strings.Contains(err.Error(), strings.Fields(field)[0]) && !strings.Contains(err.Error(), "already") {
+			t.Errorf("%q accepted: %v", field, err)
+		}
 	}
 }
 
