@@ -76,6 +76,18 @@ func (o *metricsObserver) Forget(t watch.Target) { o.m.Forget(t) }
 type eventsObserver struct {
 	agent.NopObserver
 	rec *events.Recorder
+	// node: events go to the watched container's own pod (node mode);
+	// otherwise to oomhero's own pod (the sidecar's pod is the
+	// container's).
+	node bool
+}
+
+func (o *eventsObserver) emit(kind events.Kind, t watch.Target, message string) {
+	if o.node {
+		o.rec.EmitFor(kind, events.Pod{Namespace: t.Namespace, Name: t.Pod, UID: t.PodUID}, t.Name, message)
+		return
+	}
+	o.rec.Emit(kind, t.Name, message)
 }
 
 func (o *eventsObserver) LevelChanged(t watch.Target, from, to watch.Level, rd watch.Reading) {
@@ -87,10 +99,10 @@ func (o *eventsObserver) LevelChanged(t watch.Target, from, to watch.Level, rd w
 		kind = events.Critical
 	}
 	v := rd.Value(t.Metric)
-	o.rec.Emit(kind, t.Name, fmt.Sprintf("memory (%s) at %.1f%% of the limit: %d of %d bytes",
+	o.emit(kind, t, fmt.Sprintf("memory (%s) at %.1f%% of the limit: %d of %d bytes",
 		t.Metric, float64(v)/float64(max(t.Limit, 1))*100, v, t.Limit))
 }
 
 func (o *eventsObserver) OOMKill(t watch.Target, _ uint64, message string) {
-	o.rec.Emit(events.OOMKill, t.Name, message)
+	o.emit(events.OOMKill, t, message)
 }

@@ -93,10 +93,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			log.Info("kubernetes events off", "reason", err.Error())
 		} else {
 			ecfg.Logger = log
+			ecfg.AnyNamespace = cfg.Node()
 			rec := events.New(ecfg)
 			m.CountEvents(rec)
 			go rec.Run(ctx)
-			observers = append(observers, &eventsObserver{rec: rec})
+			observers = append(observers, &eventsObserver{rec: rec, node: cfg.Node()})
 		}
 	} else {
 		log.Info("kubernetes events off", "reason", "--events off")

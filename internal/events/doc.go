@@ -1,6 +1,8 @@
 // Package events posts Kubernetes Events on oomhero's own pod when a watched
 // container reaches the warning or critical level or is OOM-killed, so they
-// show in `kubectl describe pod`.
+// show in `kubectl describe pod`. The node agent posts them on the watched
+// container's own pod instead (EmitFor, Config.AnyNamespace: its service
+// account needs a ClusterRole that may create events).
 //
 // It speaks to the API server with net/http and encoding/json, not
 // client-go: the sidecar runs in every pod and its footprint matters. It

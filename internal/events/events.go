@@ -71,6 +71,10 @@ type Config struct {
 	Namespace, Pod, PodUID string
 	// Node is the node name, reported as the event's source host (optional).
 	Node string
+	// AnyNamespace (the node agent): events are about the pods of every
+	// namespace (EmitFor), so Run checks that the service account may
+	// create events in all namespaces, not only in Namespace.
+	AnyNamespace bool
 	// Component is the event's source component; empty means "oomhero".
 	Component string
 	// MinInterval is the shortest time between two events of one container
@@ -127,9 +131,15 @@ func ConfigFromEnv(getenv func(string) string, saDir string) (Config, error) {
 
 type event struct {
 	kind      Kind
+	pod       Pod // zero: the recorder's own pod (Config)
 	container string
 	message   string
 	at        time.Time
+}
+
+// Pod names the pod an event is about (EmitFor).
+type Pod struct {
+	Namespace, Name, UID string
 }
 
 type keyState struct {
@@ -222,10 +232,22 @@ const MaxMessage = 1024
 // message through the same rules (up to MaxMessage bytes): a name a
 // container chose cannot forge or break an event.
 func (r *Recorder) Emit(k Kind, container, message string) {
+	r.EmitFor(k, Pod{}, container, message)
+}
+
+// EmitFor is Emit for an event about pod p (the node agent: the watched
+// container's own pod, kubectl describe pod shows it there). A zero Pod is
+// the recorder's own pod. The pod's names are cleaned like the container's;
+// an event about a pod without namespace or name is the recorder's own.
+func (r *Recorder) EmitFor(k Kind, p Pod, container, message string) {
 	if r.stopped.Load() {
 		return
 	}
-	ev := event{kind: k, container: safename.Clean(container), message: cleanText(message, MaxMessage), at: r.cfg.Now()}
+	p = Pod{Namespace: safename.Clean(p.Namespace), Name: safename.Clean(p.Name), UID: safename.Clean(p.UID)}
+	if p.Namespace == "" || p.Name == "" {
+		p = Pod{}
+	}
+	ev := event{kind: k, pod: p, container: safename.Clean(container), message: cleanText(message, MaxMessage), at: r.cfg.Now()}
 	select {
 	case r.queue <- ev:
 	default:
@@ -284,7 +306,7 @@ func (r *Recorder) checkAccess(ctx context.Context) bool {
 		"apiVersion": "authorization.k8s.io/v1",
 		"kind":       "SelfSubjectAccessReview",
 		"spec": map[string]any{"resourceAttributes": map[string]string{
-			"namespace": r.cfg.Namespace, "verb": "create", "resource": "events",
+			"namespace": r.accessNamespace(), "verb": "create", "resource": "events",
 		}},
 	}
 	var err error
@@ -299,6 +321,9 @@ func (r *Recorder) checkAccess(ctx context.Context) bool {
 		if err == nil {
 			if !resp.Status.Allowed {
 				reason := "the service account may not create events in namespace " + r.cfg.Namespace
+				if r.cfg.AnyNamespace {
+					reason = "the service account may not create events in all namespaces (a ClusterRole with events create is needed)"
+				}
 				if resp.Status.Reason != "" {
 					reason += " (" + resp.Status.Reason + ")"
 				}
@@ -321,6 +346,15 @@ func (r *Recorder) checkAccess(ctx context.Context) bool {
 	return false
 }
 
+// accessNamespace is the namespace of the access review: "" (all) for the
+// node agent.
+func (r *Recorder) accessNamespace() string {
+	if r.cfg.AnyNamespace {
+		return ""
+	}
+	return r.cfg.Namespace
+}
+
 func (r *Recorder) podUID(ctx context.Context) (string, error) {
 	var pod struct {
 		Metadata struct {
@@ -338,7 +372,7 @@ func (r *Recorder) podUID(ctx context.Context) (string, error) {
 // returns how many events of the key were suppressed before this one, and
 // false when this one must be suppressed too.
 func (r *Recorder) admit(ev event) (int, bool) {
-	key := ev.container + "\x00" + ev.kind.Reason()
+	key := ev.pod.Namespace + "\x00" + ev.pod.Name + "\x00" + ev.container + "\x00" + ev.kind.Reason()
 	ks := r.keys[key]
 	if ks == nil {
 		ks = &keyState{}
@@ -384,19 +418,23 @@ func (r *Recorder) post(ctx context.Context, ev event) bool {
 		msg += fmt.Sprintf(" (%d similar events suppressed)", suppressed)
 	}
 	ts := ev.at.UTC().Format(time.RFC3339)
+	about := ev.pod
+	if about.Name == "" {
+		about = Pod{Namespace: r.cfg.Namespace, Name: r.cfg.Pod, UID: r.cfg.PodUID}
+	}
 	obj := map[string]any{
 		"apiVersion": "v1",
 		"kind":       "Event",
 		"metadata": map[string]any{
-			"name":      fmt.Sprintf("%s.%x", r.cfg.Pod, ev.at.UnixNano()),
-			"namespace": r.cfg.Namespace,
+			"name":      fmt.Sprintf("%s.%x", about.Name, ev.at.UnixNano()),
+			"namespace": about.Namespace,
 		},
 		"involvedObject": map[string]any{
 			"apiVersion": "v1",
 			"kind":       "Pod",
-			"namespace":  r.cfg.Namespace,
-			"name":       r.cfg.Pod,
-			"uid":        r.cfg.PodUID,
+			"namespace":  about.Namespace,
+			"name":       about.Name,
+			"uid":        about.UID,
 		},
 		"reason":             ev.kind.Reason(),
 		"message":            msg,
@@ -408,7 +446,7 @@ func (r *Recorder) post(ctx context.Context, ev event) bool {
 		"reportingComponent": r.cfg.Component,
 		"reportingInstance":  r.cfg.Pod,
 	}
-	err := r.do(ctx, http.MethodPost, "/api/v1/namespaces/"+url.PathEscape(r.cfg.Namespace)+"/events", obj, nil)
+	err := r.do(ctx, http.MethodPost, "/api/v1/namespaces/"+url.PathEscape(about.Namespace)+"/events", obj, nil)
 	if err == nil {
 		r.mu.Lock()
 		r.posted++

@@ -87,7 +87,7 @@ func (a *apiServer) serve(w http.ResponseWriter, r *http.Request) {
 		a.podGets++
 		a.mu.Unlock()
 		json.NewEncoder(w).Encode(map[string]any{"metadata": map[string]any{"uid": a.uid}})
-	case r.Method == http.MethodPost && r.URL.Path == "/api/v1/namespaces/shop/events":
+	case r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/api/v1/namespaces/") && strings.HasSuffix(r.URL.Path, "/events"):
 		if a.hangPosts != nil {
 			a.hang(r, a.hangPosts)
 			return
@@ -106,6 +106,7 @@ func (a *apiServer) serve(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
+		ev["postedTo"] = r.URL.Path
 		a.mu.Lock()
 		a.events = append(a.events, ev)
 		a.mu.Unlock()
@@ -525,5 +526,42 @@ func TestCleanText(t *testing.T) {
 	mid := strings.Repeat("é", 300) // 600 bytes: longer than a name, kept whole
 	if got := cleanText(mid, MaxMessage); got != mid {
 		t.Errorf("cleanText cut a %d-byte message", len(mid))
+	}
+}
+
+// TestNodeEventsOnTheContainersPod: the node agent posts each event on the
+// watched container's own pod, in its namespace (kubectl describe pod shows
+// it there), after checking it may create events in every namespace; an
+// event without a pod goes to the agent's own pod.
+func TestNodeEventsOnTheContainersPod(t *testing.T) {
+	a := newAPIServer(t)
+	cfg, err := ConfigFromEnv(env(a, nil), saDir(t, a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.AnyNamespace = true
+	r, _, _ := start(t, cfg)
+	r.EmitFor(Critical, Pod{Namespace: "blog", Name: "blog-0", UID: "uid-blog-0"}, "web", "memory at 91% of limit")
+	r.EmitFor(Critical, Pod{Namespace: "news", Name: "blog-0", UID: "uid-news"}, "web", "memory at 92% of limit") // same names, another pod: not rate-limited together
+	r.EmitFor(Warning, Pod{Name: "no-namespace"}, "x", "memory at 80% of limit")
+	waitEvents(t, a, 3)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.reviewNS != "" {
+		t.Errorf("access review namespace = %q, want \"\" (all namespaces)", a.reviewNS)
+	}
+	want := []struct{ path, ns, name, uid string }{
+		{"/api/v1/namespaces/blog/events", "blog", "blog-0", "uid-blog-0"},
+		{"/api/v1/namespaces/news/events", "news", "blog-0", "uid-news"},
+		{"/api/v1/namespaces/shop/events", "shop", "bloat-7f9", "uid-from-env"},
+	}
+	for i, ev := range a.events {
+		w := want[i]
+		io := ev["involvedObject"].(map[string]any)
+		md := ev["metadata"].(map[string]any)
+		if ev["postedTo"] != w.path || io["namespace"] != w.ns || io["name"] != w.name || io["uid"] != w.uid ||
+			md["namespace"] != w.ns || !strings.HasPrefix(md["name"].(string), w.name+".") {
+			t.Errorf("event %d: posted to %v, involvedObject %v, metadata %v; want %+v", i, ev["postedTo"], io, md, w)
+		}
 	}
 }
