@@ -432,7 +432,11 @@ func TestNodeKustomize(t *testing.T) {
 		t.Errorf("deploy/node/kustomization.yaml resources %v, want daemonset.yaml, namespace.yaml, rbac.yaml", k)
 	}
 
-	out, err := run(t, kubectl(t), "kustomize", nodeDir)
+	kc := kubectl(t)
+	if v, err := run(t, kc, "version", "--client"); err == nil {
+		t.Logf("%s: %s", kc, strings.Join(strings.Fields(string(v)), " "))
+	}
+	out, err := run(t, kc, "kustomize", nodeDir)
 	if err != nil {
 		t.Fatal(err)
 	}
