@@ -102,17 +102,24 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	} else {
 		log.Info("kubernetes events off", "reason", "--events off")
 	}
+	var ident agent.Identifier
+	if cfg.Node() {
+		ident = newIdentifier(ctx, cfg, log) // node.go
+	}
 	a := &agent.Agent{
-		Config:   cfg,
-		Log:      log,
-		Scanner:  scanner,
-		Resolver: discover.Resolver{Proc: cfg.Proc, CgroupRoot: cfg.CgroupRoot},
-		Source:   src,
-		Sender:   signals.PidfdSender{Proc: cfg.Proc},
-		Notifier: notify.New(notify.Options{UserAgent: "oomhero/" + version, Remote: cfg.NotifyRemote}),
-		OOM:      oom,
-		Self:     self,
-		Observer: observers,
+		Identifier:   ident,
+		PodName:      os.Getenv("POD_NAME"),
+		PodNamespace: os.Getenv("POD_NAMESPACE"),
+		Config:       cfg,
+		Log:          log,
+		Scanner:      scanner,
+		Resolver:     discover.Resolver{Proc: cfg.Proc, CgroupRoot: cfg.CgroupRoot},
+		Source:       src,
+		Sender:       signals.PidfdSender{Proc: cfg.Proc},
+		Notifier:     notify.New(notify.Options{UserAgent: "oomhero/" + version, Remote: cfg.NotifyRemote}),
+		OOM:          oom,
+		Self:         self,
+		Observer:     observers,
 	}
 	err = a.Run(ctx)
 	a.Notifier.Close()

@@ -104,8 +104,20 @@ func (a *Agent) optIn(path string, g *discover.Group, t *tracked) (watched, forg
 		a.gates[path] = gt
 	}
 	gt.id = id
-	a.readGate(gt, g)
-	in, why := a.decide(gt)
+	var in bool
+	var why string
+	switch {
+	case node && id.Namespace != "" && id.Container == "":
+		// Listed by the API server, but not a container of the pod's
+		// spec: its sandbox (pause), or one the kubelet has not
+		// reported yet (named at a later rescan).
+		why = "not a container of the pod's spec (its sandbox), or not reported by the kubelet yet"
+	case node && id.Namespace == "" && len(g.Procs) == 1 && g.Procs[0].Comm == "pause":
+		why = "the pod's sandbox (pause)" // without the API server
+	default:
+		a.readGate(gt, g)
+		in, why = a.decide(gt)
+	}
 	if why != gt.said {
 		gt.said = why
 		attrs := []any{slog.Attr{Value: slog.GroupValue(idAttrs(id.Namespace, id.Pod, id.Container)...)},

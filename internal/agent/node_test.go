@@ -394,3 +394,56 @@ func TestNodeOptInAll(t *testing.T) {
 		})
 	}
 }
+
+// TestNodeSandboxNeverWatched: a pod's sandbox (pause) is never watched,
+// even under --opt-in all and a pod annotation for all its containers; a
+// container the API server does not name yet waits until it does.
+func TestNodeSandboxNeverWatched(t *testing.T) {
+	proc := t.TempDir()
+	for _, pid := range []int{10, 20, 30} {
+		status(t, proc, pid, 0)
+		environ(t, proc, pid, "PATH=/bin")
+	}
+	groups := map[string]*discover.Group{
+		podA + "aaaa": {Path: podA + "aaaa", Version: watch.V1, Procs: []discover.Process{{PID: 10, Comm: "pause"}}},
+		podA + "bbbb": {Path: podA + "bbbb", Version: watch.V1, Procs: []discover.Process{{PID: 20, Comm: "app"}}},
+		podB + "cccc": {Path: podB + "cccc", Version: watch.V1, Procs: []discover.Process{{PID: 30, Comm: "pause"}}},
+	}
+	res := fakeResolver{byPath: map[string]watch.Container{
+		podA + "aaaa": {ID: 1, Path: podA + "aaaa", Limit: 1000, Version: watch.V1},
+		podA + "bbbb": {ID: 2, Path: podA + "bbbb", Limit: 1000, Version: watch.V1},
+		podB + "cccc": {ID: 3, Path: podB + "cccc", Limit: 1000, Version: watch.V1},
+	}}
+	all := map[string]string{"oomhero.dev/watch": "true"}
+	ident := &fakeIdentifier{m: map[string]Identity{
+		podA + "aaaa": {Namespace: "shop", Pod: "web-1", PodUID: "u1", Annotations: all}, // sandbox: no container name
+		podA + "bbbb": {Namespace: "shop", Pod: "web-1", PodUID: "u1", Annotations: all}, // not reported yet
+		podB + "cccc": {PodUID: "u2"},                                                    // no API server
+	}}
+	cfg, err := config.ParseNode([]string{"--opt-in", "all", "--rescan", "20ms"}, func(string) (string, bool) { return "", false }, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Proc = proc
+	src := &latestSource{feed: make(chan watch.Reading)}
+	logs := &syncBuf{}
+	a := &Agent{Config: cfg, Log: slog.New(slog.NewTextHandler(logs, nil)), Scanner: &swapScanner{groups: groups},
+		Resolver: res, Source: src, Sender: &fakeSender{}, Self: 99, Identifier: ident}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error)
+	go func() { done <- a.Run(ctx) }()
+	time.Sleep(200 * time.Millisecond)
+	if ids := src.ids(); len(ids) != 0 {
+		t.Fatalf("watched %v: a sandbox or an unnamed container", ids)
+	}
+	ident.set(podA+"bbbb", Identity{Namespace: "shop", Pod: "web-1", Container: "app", PodUID: "u1", Annotations: all})
+	waitFor(t, "app to be watched once named", logs, func() bool { return slices.Equal(src.ids(), []uint64{2}) })
+	if tg, _ := src.target(2); tg.Name != "app" || tg.Pod != "web-1" {
+		t.Errorf("app: %+v", tg.Container)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
