@@ -3,6 +3,7 @@ package agent
 import (
 	"log/slog"
 	"maps"
+	"slices"
 	"strings"
 
 	"github.com/oomhero/oomhero/internal/config"
@@ -120,7 +121,14 @@ func (a *Agent) optIn(path string, g *discover.Group, t *tracked) (watched, forg
 	}
 	if why != gt.said {
 		gt.said = why
-		attrs := []any{slog.Attr{Value: slog.GroupValue(idAttrs(id.Namespace, id.Pod, id.Container)...)},
+		pod, name := id.Pod, id.Container
+		if pod == "" {
+			pod = id.PodUID
+		}
+		if name == "" {
+			name = g.Main().Comm
+		}
+		attrs := []any{slog.Attr{Value: slog.GroupValue(idAttrs(id.Namespace, pod, name)...)},
 			"cgroup", path, "reason", why}
 		if in {
 			a.Log.Debug("container opted in", attrs...)
@@ -197,7 +205,7 @@ func (a *Agent) decide(gt *gate) (bool, string) {
 	switch {
 	case gt.envOK && env.Off:
 		return false, "OOMHERO=off in its environment"
-	case gt.envOK && !env.Empty():
+	case gt.envOK && len(declaredNames(&env)) > 0:
 		return true, "declared in its environment: " + strings.Join(declaredNames(&env), " ")
 	}
 	if a.Config.Node() {
@@ -217,7 +225,9 @@ func (a *Agent) decide(gt *gate) (bool, string) {
 	return false, "did not opt in (--opt-in declared): no OOMHERO variable in its environment, no " + declare.WatchAnnotation + " annotation naming it"
 }
 
-// declaredNames lists the variables d declares (valid or not).
+// declaredNames lists the variables of declare.Names that d declares
+// (valid or not): declaring one is opting in. An OOMHERO_* name oomhero does
+// not know (another tool's, a typo) is not.
 func declaredNames(d *declare.Declaration) []string {
 	var out []string
 	for _, s := range d.Set {
@@ -225,7 +235,9 @@ func declaredNames(d *declare.Declaration) []string {
 		out = append(out, name)
 	}
 	for _, e := range d.Errors {
-		out = append(out, e.Name)
+		if slices.Contains(declare.Names, e.Name) && !slices.Contains(out, e.Name) {
+			out = append(out, e.Name)
+		}
 	}
 	return out
 }

@@ -196,7 +196,7 @@ func TestNodeOptIn(t *testing.T) {
 	}
 	environ(t, proc, 10, "OOMHERO=on")                       // podA/app: opted in by env
 	environ(t, proc, 11, "OOMHERO_WARNING=60")               // podA/worker: a declaration is opting in
-	environ(t, proc, 20, "PATH=/bin")                        // podA/quiet: nothing
+	environ(t, proc, 20, "PATH=/bin", "OOMHERO_LAB=1")       // podA/quiet: nothing of oomhero's
 	environ(t, proc, 30, "PATH=/bin")                        // podB/web: annotation watch: "web"
 	environ(t, proc, 40, "PATH=/bin")                        // podB/cache: not named by the annotation
 	environ(t, proc, 50, "OOMHERO=off")                      // podC/off: pod says true, container says off

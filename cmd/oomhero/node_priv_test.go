@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/oomhero/oomhero/internal/config"
+	"github.com/oomhero/oomhero/internal/lab"
+	"github.com/oomhero/oomhero/internal/lab/labtest"
+	"github.com/oomhero/oomhero/internal/watch"
+)
+
+// kubeletPod makes the cgroup directories of a pod as the kubelet's
+// cgroupfs driver lays them out (kubepods/burstable/pod<uid>) under the
+// memory hierarchy root, and removes what it made (not a kubepods that
+// was already there) when the test ends. It returns the pod's directory
+// relative to root.
+func kubeletPod(t *testing.T, root string, v watch.CgroupVersion) string {
+	t.Helper()
+	var u [16]byte
+	rand.Read(u[:])
+	uid := fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
+	rel := ""
+	for _, part := range []string{"kubepods", "burstable", "pod" + uid} {
+		rel = filepath.Join(rel, part)
+		dir := filepath.Join(root, rel)
+		err := os.Mkdir(dir, 0o755)
+		if errors.Is(err, os.ErrExist) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			for range 100 {
+				if err := os.Remove(dir); err == nil || errors.Is(err, os.ErrNotExist) {
+					return
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			t.Errorf("cgroup %s left behind", dir)
+		})
+		if v == watch.V2 {
+			// Children of this directory get the memory controller.
+			if err := os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte("+memory"), 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return rel
+}
+
+// containerID returns a random 64-hex container id.
+func containerID() string {
+	var b [32]byte
+	rand.Read(b[:])
+	return fmt.Sprintf("%x", b)
+}
+
+// TestNodeModeOnRealCgroups runs oomhero node (no API server, the host's
+// procfs and cgroupfs, BPF where it loads) next to two leaking processes,
+// each in a memory cgroup laid out as the kubelet's, in the same pod: only
+// the one whose environment says OOMHERO=on is watched and signalled; the
+// other one crosses both thresholds too and gets nothing.
+func TestNodeModeOnRealCgroups(t *testing.T) {
+	root, v := labtest.Root(t)
+	fs := filepath.Dir(root)
+	if v == watch.V2 {
+		fs = root
+	}
+	pod := kubeletPod(t, root, v)
+	newContainer := func() *lab.Cgroup {
+		c, err := lab.NewCgroup(root, v, filepath.Join(pod, containerID()), 128*lab.MiB)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := c.Remove(); err != nil {
+				t.Error(err)
+			}
+		})
+		return c
+	}
+	inCg, outCg := newContainer(), newContainer()
+	t.Setenv("OOMHERO", "on") // the opted-in leaker's environment
+	in := labtest.Leaker(t, inCg)
+	os.Unsetenv("OOMHERO")
+	out := labtest.Leaker(t, outCg)
+
+	// SIGWINCH and SIGURG: ignored by default, so a leaker survives them
+	// (--targets main sends them without a handler).
+	cfg, err := config.ParseNode([]string{
+		"--kube=off", "--cgroup-root", fs, "--listen=", "--events=off",
+		"--targets=main", "--warning-signal=SIGWINCH", "--critical-signal=SIGURG",
+		"--warning=40", "--critical=60", "--cooldown=1h",
+	}, func(string) (string, bool) { return "", false }, &strings.Builder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, log) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	inPath, outPath := "/"+filepath.ToSlash(inCg.Dir.Rel), "/"+filepath.ToSlash(outCg.Dir.Rel)
+	if v == watch.V1 {
+		inPath, outPath = strings.TrimPrefix(inPath, "/memory"), strings.TrimPrefix(outPath, "/memory")
+	}
+	waitLog(t, logs, 15*time.Second, "msg=\"container watched\"", "cgroup="+inPath,
+		"container not watched: not opted in", "cgroup="+outPath, "reason=\"did not opt in")
+	for _, l := range []*lab.Leaker{out, in} { // 70% of the limit: both levels
+		if err := l.Anon(90*lab.MiB, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitLog(t, logs, 15*time.Second, fmt.Sprintf("msg=\"signal sent\" pid=%d", in.Pid()), "signal=SIGWINCH", "signal=SIGURG")
+	time.Sleep(time.Second) // a wrong signal would come by now
+	got := logs.String()
+	if strings.Contains(got, fmt.Sprintf("pid=%d", out.Pid())) || strings.Count(got, "msg=\"container watched\"") != 1 {
+		t.Errorf("the container that did not opt in was watched or signalled:\n%s", got)
+	}
+	if n := strings.Count(got, "msg=\"signal sent\""); n != 2 {
+		t.Errorf("%d signals sent, want 2 (warning and critical of the opted-in container)", n)
+	}
+	for _, line := range strings.Split(got, "\n") {
+		if strings.Contains(line, "source active") {
+			t.Log(line)
+		}
+	}
+}
