@@ -1,3 +1,5 @@
+//go:build !nokube
+
 package kube
 
 import (
@@ -8,7 +10,6 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
@@ -18,38 +19,6 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 )
-
-// PodsConfig configures NewPods.
-type PodsConfig struct {
-	// NodeName is the node whose pods are listed (spec.nodeName); required.
-	NodeName string
-	// Kubeconfig is a kubeconfig file; empty means the pod's service
-	// account (in-cluster config).
-	Kubeconfig string
-	// Resync is the informer's resync period; 0 means none (the watch
-	// keeps the index current; a resync only replays it to handlers).
-	Resync time.Duration
-	// Log receives the informer's errors and the API server's warnings;
-	// nil discards them.
-	Log *slog.Logger
-}
-
-// Identity names a container as Kubernetes does.
-type Identity struct {
-	Namespace string
-	Pod       string
-	// Container is the container's name in the pod spec, or "" when its id
-	// is not among the pod's container statuses: the pod's sandbox (pause)
-	// container, or a container the kubelet has not reported yet.
-	Container string
-	// PodUID is the pod's metadata.uid. For a static pod this is the mirror
-	// pod's UID, not the config hash in its cgroup path (Ref.PodUID).
-	PodUID      string
-	ContainerID string
-	// Annotations are the pod's annotations under AnnotationPrefix; nil
-	// when it has none. A copy: the caller may keep or change it.
-	Annotations map[string]string
-}
 
 // Pods is an index of the pods of one node, kept current by a shared
 // informer. Its methods are safe for concurrent use.

@@ -1,3 +1,5 @@
+//go:build !nokube
+
 package kube
 
 import (
@@ -6,13 +8,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
-
-// AnnotationPrefix is the prefix of the pod annotations Pods keeps and
-// Lookup returns (oomhero.dev/watch, oomhero.dev/warning, ...). Other
-// annotations are dropped when a pod is stored: some are large
-// (kubectl.kubernetes.io/last-applied-configuration holds a whole manifest)
-// and oomhero reads none of them.
-const AnnotationPrefix = "oomhero.dev/"
 
 // mirrorAnnotation is set by the kubelet on the API object of a static pod
 // (its "mirror pod") to the static pod's config hash, which is the UID the
