@@ -112,6 +112,18 @@ type Scanner struct {
 	scans    int
 	bad      map[int]bool // skipped and reported, until the PID goes
 	skipped  []Skip
+
+	// Quiet scans (quiet.go): when the procfs shows no PID handed out and
+	// no thread come or gone since the last full scan, Scan returns that
+	// scan's groups without reading the procfs directory.
+	mark   procMark
+	marked bool // mark is valid
+	quiet  int  // scans answered from last since the last full scan
+	young  bool // a process of the last full scan is still young
+	last   map[string]*Group
+	// QuietScans counts the scans answered without reading the procfs
+	// directory, FullScans the others (for tests and the benchmark).
+	QuietScans, FullScans int
 }
 
 // NewScanner returns a Scanner of the procfs mounted at root (which must be
@@ -274,10 +286,21 @@ func gone(err error) bool {
 // a process whose files cannot be read or parsed is skipped too and
 // reported once (Skipped). No process can fail the scan.
 func (s *Scanner) Scan() (map[string]*Group, error) {
+	// The mark is read before the directory: a process that starts
+	// during the scan changes the mark, and the next scan reads it.
+	mark, markErr := s.readMark()
+	if markErr == nil && s.quietOK(mark) {
+		s.quiet++
+		s.QuietScans++
+		return cloneGroups(s.last), nil
+	}
 	pids, err := s.listPIDs()
 	if err != nil {
 		return nil, fmt.Errorf("list processes in %q: %w", s.root, err)
 	}
+	recycled := s.recycledRange(mark, markErr == nil)
+	s.mark, s.marked, s.quiet = mark, markErr == nil, 0
+	s.FullScans++
 	s.scans++
 	seen := make(map[int]bool, len(pids))
 	groups := map[string]*Group{}
@@ -287,7 +310,7 @@ func (s *Scanner) Scan() (map[string]*Group, error) {
 		}
 		seen[pid] = true
 		e, ok := s.known[pid]
-		if !ok || e.young > 0 || pid%revalidateEvery == s.scans%revalidateEvery {
+		if !ok || e.young > 0 || pid%revalidateEvery == s.scans%revalidateEvery || recycled(pid) {
 			ne, err := s.read(pid)
 			if err != nil {
 				delete(s.known, pid)
@@ -315,10 +338,13 @@ func (s *Scanner) Scan() (map[string]*Group, error) {
 		}
 		g.Procs = append(g.Procs, e.Process)
 	}
-	for pid := range s.known {
+	s.young = false
+	for pid, e := range s.known {
 		if !seen[pid] {
 			delete(s.known, pid)
+			continue
 		}
+		s.young = s.young || e.young > 0
 	}
 	for pid := range s.bad {
 		if !seen[pid] {
@@ -328,7 +354,8 @@ func (s *Scanner) Scan() (map[string]*Group, error) {
 	for _, g := range groups {
 		slices.SortFunc(g.Procs, func(a, b Process) int { return a.PID - b.PID })
 	}
-	return groups, nil
+	s.last = groups
+	return cloneGroups(groups), nil
 }
 
 // Resolver finds the cgroup directory of a group.

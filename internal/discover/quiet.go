@@ -1,0 +1,113 @@
+package discover
+
+import (
+	"bytes"
+	"errors"
+	"path/filepath"
+	"slices"
+	"strconv"
+
+	"github.com/oomhero/oomhero/internal/safefs"
+)
+
+// A rescan of a quiet pod used to read the procfs directory and a tenth of
+// its processes' files every second: most of an idle sidecar's CPU next to
+// a few hundred processes. /proc/loadavg tells in one small read whether
+// anything can have changed since the last full scan (fs/proc/loadavg.c,
+// loadavg_proc_show):
+//
+//   - its last field is the last PID handed out in the reader's PID
+//     namespace (idr_get_cursor of task_active_pid_ns(current), minus one):
+//     it moves on every fork and clone of the pod, or of the node in node
+//     mode (oomhero checks at start that --proc is its own namespace's
+//     procfs);
+//   - the total of "running/total" is the node's thread count (nr_threads):
+//     it moves when a thread or process ends anywhere on the node.
+//
+// While both stand still, no process of the namespace started or ended, so
+// the groups are the last full scan's. What the mark cannot see is an exec
+// (a new name, same PID) or a process moved to another cgroup: a young
+// process (one that may still exec) keeps every scan full, and a full scan
+// is done at least every quietMax+1 scans, which rereads a tenth of the
+// known processes as before. PIDs are handed out cyclically (idr_alloc_cyclic),
+// so a known PID can name a new process only if the cursor passed it since
+// the last full scan: those PIDs are reread at once (recycledRange).
+
+// quietMax is how many scans in a row may be answered from the last full
+// scan.
+const quietMax = 4
+
+// procMark is what /proc/loadavg says about process starts and ends.
+type procMark struct {
+	threads int64 // total threads on the node
+	lastPID int64 // last PID handed out in the namespace
+}
+
+// limitLoadavg bounds /proc/loadavg (one short line).
+const limitLoadavg = 256
+
+func (s *Scanner) readMark() (procMark, error) {
+	b, err := safefs.ReadProcFile(filepath.Join(s.root, "loadavg"), limitLoadavg)
+	if err != nil {
+		return procMark{}, err
+	}
+	return parseLoadavg(b)
+}
+
+var errLoadavg = errors.New("loadavg: want \"l1 l5 l15 running/total lastpid\"")
+
+// parseLoadavg parses a /proc/loadavg content.
+func parseLoadavg(b []byte) (procMark, error) {
+	f := bytes.Fields(b)
+	if len(f) != 5 {
+		return procMark{}, errLoadavg
+	}
+	_, total, ok := bytes.Cut(f[3], []byte("/"))
+	if !ok {
+		return procMark{}, errLoadavg
+	}
+	threads, err := strconv.ParseInt(string(total), 10, 64)
+	if err != nil || threads < 0 {
+		return procMark{}, errLoadavg
+	}
+	last, err := strconv.ParseInt(string(f[4]), 10, 64)
+	if err != nil || last < -1 {
+		return procMark{}, errLoadavg
+	}
+	return procMark{threads: threads, lastPID: last}, nil
+}
+
+// quietOK tells whether this scan may be answered from the last full one.
+func (s *Scanner) quietOK(m procMark) bool {
+	return s.marked && s.last != nil && !s.young && s.quiet < quietMax && m == s.mark
+}
+
+// recycledRange returns a test for the known PIDs to reread because the
+// PID cursor passed them since the last full scan: the PIDs in
+// (last mark, this mark], or every PID when the cursor wrapped. Without two
+// marks it is false: the tenth reread each scan (revalidateEvery) is then
+// what notices a recycled PID, as it was before marks. (A cursor that went
+// round a whole pid_max, at least 32,768 forks, between two full scans a
+// second apart looks unwrapped; the tenth reread still applies.)
+func (s *Scanner) recycledRange(m procMark, ok bool) func(pid int) bool {
+	switch {
+	case !ok || !s.marked:
+		return func(int) bool { return false }
+	case m.lastPID < s.mark.lastPID:
+		return func(int) bool { return true }
+	default:
+		lo, hi := s.mark.lastPID, m.lastPID
+		return func(pid int) bool { return int64(pid) > lo && int64(pid) <= hi }
+	}
+}
+
+// cloneGroups copies groups so that a caller may keep or change what it got.
+func cloneGroups(groups map[string]*Group) map[string]*Group {
+	out := make(map[string]*Group, len(groups))
+	for path, g := range groups {
+		c := *g
+		c.Procs = slices.Clone(g.Procs)
+		out[path] = &c
+	}
+	return out
+}

@@ -1,0 +1,163 @@
+package discover
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// loadavg writes the fake procfs's loadavg with threads and the last PID.
+func (f fakeProc) loadavg(threads, last int) {
+	f.write("loadavg", fmt.Sprintf("0.00 0.01 0.05 1/%d %d\n", threads, last))
+}
+
+func pids(t *testing.T, s *Scanner, path string) []int {
+	t.Helper()
+	groups, err := s.Scan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := groups[path]; g != nil {
+		return g.PIDs()
+	}
+	return nil
+}
+
+// TestQuietScans: while loadavg shows no PID handed out and no thread gone,
+// scans are answered without reading the procfs directory, at most
+// quietMax in a row; a new PID or a thread gone makes the next scan full.
+func TestQuietScans(t *testing.T) {
+	f := newFake(t)
+	f.proc(50, 0, "oomhero", "4:memory:/pod/oomhero\n")
+	f.proc(10, 0, "app", "4:memory:/pod/app\n")
+	f.loadavg(100, 50)
+	s, err := NewScanner(f.root, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Young processes keep every scan full (they may still exec).
+	for range revalidateEvery + 1 {
+		pids(t, s, "/pod/app")
+	}
+	if s.QuietScans != 0 {
+		t.Fatalf("%d quiet scans while a process was young", s.QuietScans)
+	}
+	// A process whose start the mark does not show (a fake: the kernel
+	// always moves the last PID) is not seen while scans are quiet...
+	f.proc(11, 10, "worker", "4:memory:/pod/app\n")
+	for i := range quietMax {
+		if got := pids(t, s, "/pod/app"); len(got) != 1 {
+			t.Fatalf("quiet scan %d read the directory: %v", i, got)
+		}
+	}
+	// ...and a full scan comes after quietMax quiet ones all the same.
+	if got := pids(t, s, "/pod/app"); len(got) != 2 {
+		t.Fatalf("no full scan after %d quiet ones: %v", quietMax, got)
+	}
+	if s.QuietScans != quietMax {
+		t.Fatalf("quiet scans %d, want %d", s.QuietScans, quietMax)
+	}
+	for range revalidateEvery + 1 { // 11 grows old
+		pids(t, s, "/pod/app")
+	}
+	// A new PID: the next scan is full.
+	f.proc(12, 10, "worker2", "4:memory:/pod/app\n")
+	f.loadavg(101, 12)
+	if got := pids(t, s, "/pod/app"); len(got) != 3 {
+		t.Fatalf("a new PID in loadavg, yet the scan missed it: %v", got)
+	}
+	for range revalidateEvery + 1 {
+		pids(t, s, "/pod/app")
+	}
+	// A process ends: the node's thread count drops.
+	if err := os.RemoveAll(filepath.Join(f.root, "12")); err != nil {
+		t.Fatal(err)
+	}
+	f.loadavg(100, 12)
+	if got := pids(t, s, "/pod/app"); len(got) != 2 {
+		t.Fatalf("a process ended (threads dropped), yet the scan still shows it: %v", got)
+	}
+	// Groups handed out are the caller's: changing them changes no later scan.
+	groups, _ := s.Scan()
+	groups["/pod/app"].Procs[0].Comm = "changed"
+	delete(groups, "/pod/app")
+	if got, _ := s.Scan(); got["/pod/app"] == nil || got["/pod/app"].Procs[0].Comm != "app" {
+		t.Fatalf("a caller's change leaked into the next scan: %+v", got["/pod/app"])
+	}
+}
+
+// TestQuietScansRecycledAtOnce: a known PID that the cursor passed since
+// the last full scan is reread in the next scan, whatever its turn in the
+// tenth reread; and every known PID when the cursor wrapped.
+func TestQuietScansRecycledAtOnce(t *testing.T) {
+	for _, c := range []struct {
+		name           string
+		before, recycl int // last PID before, and when 11 comes back
+	}{
+		{"cursor passed it", 5, 12},
+		{"cursor wrapped", 40, 11},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFake(t)
+			f.proc(50, 0, "oomhero", "4:memory:/pod/oomhero\n")
+			f.proc(10, 0, "app", "4:memory:/pod/app\n")
+			f.proc(11, 10, "worker", "4:memory:/pod/app\n")
+			f.loadavg(100, c.before)
+			s, err := NewScanner(f.root, 50)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range revalidateEvery + 1 {
+				pids(t, s, "/pod/app")
+			}
+			// Find a scan where 11 is not due for its tenth reread.
+			for (s.scans+1)%revalidateEvery == 11%revalidateEvery {
+				f.loadavg(100+s.scans, c.before) // threads move: a full scan
+				pids(t, s, "/pod/app")
+			}
+			f.write("11/stat", fmt.Sprintf("11 (intruder) S 1 11 11 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 %d 1000 10 0", 999999))
+			f.write("11/cgroup", "4:memory:/pod/other\n")
+			f.loadavg(100+s.scans, c.recycl)
+			groups, err := s.Scan()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o := groups["/pod/other"]; o == nil || o.Procs[0].Start != 999999 {
+				t.Fatalf("recycled PID 11 not reread in the scan after: %+v", groups)
+			}
+		})
+	}
+}
+
+func TestParseLoadavg(t *testing.T) {
+	m, err := parseLoadavg([]byte("0.52 0.58 0.59 3/1012 45678\n"))
+	if err != nil || m != (procMark{threads: 1012, lastPID: 45678}) {
+		t.Fatalf("%+v %v", m, err)
+	}
+	for _, bad := range []string{"", "0.1 0.2 0.3 1/2", "0.1 0.2 0.3 12 7", "0.1 0.2 0.3 1/x 7", "0.1 0.2 0.3 1/2 x", "0.1 0.2 0.3 1/-2 7", "a b c 1/2 3 4"} {
+		if _, err := parseLoadavg([]byte(bad)); err == nil {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+}
+
+func FuzzParseLoadavg(f *testing.F) {
+	for _, s := range []string{"0.52 0.58 0.59 3/1012 45678\n", "0 0 0 0/0 -1", "1 2 3 4/5 6 7", "1 2 3 /5 6", "1 2 3 4/ 6"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := parseLoadavg(b)
+		if err != nil {
+			return
+		}
+		if m.threads < 0 || m.lastPID < -1 {
+			t.Fatalf("%q: %+v", b, m)
+		}
+		// What parsed is what the fields say.
+		again, err := parseLoadavg(fmt.Appendf(nil, "0 0 0 0/%d %d", m.threads, m.lastPID))
+		if err != nil || again != m {
+			t.Fatalf("%q: %+v, reparsed %+v %v", b, m, again, err)
+		}
+	})
+}
