@@ -116,7 +116,10 @@ struct {
  * kernel's encoding) forked, exec'ed or exited. One KIND_PROC record is
  * submitted and `pending` set; more changes submit nothing until user space
  * clears it (after it rescanned), so a storm of processes costs one record
- * per rescan. ino 0: off. */
+ * per rescan. ino 0: off. ino ~0: a process of any PID namespace (the node
+ * agent in the host's: bpf_get_ns_current_pid_tgid matches the current
+ * task's own namespace only, never an ancestor, so a container's processes,
+ * in their own namespaces, would not count). */
 struct proc_watch {
 	__u64 dev;
 	__u64 ino;
@@ -316,7 +319,7 @@ static __always_inline void proc_changed(void)
 	if (!p || !p->ino || p->pending)
 		return;
 	struct bpf_pidns_info ns;
-	if (bpf_get_ns_current_pid_tgid(p->dev, p->ino, &ns, sizeof(ns)))
+	if (p->ino != ~0ULL && bpf_get_ns_current_pid_tgid(p->dev, p->ino, &ns, sizeof(ns)))
 		return; /* another PID namespace */
 	if (__sync_lock_test_and_set(&p->pending, 1))
 		return;

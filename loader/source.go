@@ -176,6 +176,9 @@ func (s *Source) watchProcs() error {
 	}
 	// The kernel compares dev in its own encoding (MKDEV: major << 20).
 	s.procCfg = memwatchProcWatch{Dev: uint64(unix.Major(st.Dev))<<20 | uint64(unix.Minor(st.Dev)), Ino: st.Ino}
+	if s.opts.AllPIDNamespaces {
+		s.procCfg = memwatchProcWatch{Ino: ^uint64(0)} // every namespace (bpf/memwatch.c proc_changed)
+	}
 	if err := s.procs.Put(uint32(0), s.procCfg); err != nil {
 		return fmt.Errorf("arm process events: %w", err)
 	}

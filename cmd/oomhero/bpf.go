@@ -14,7 +14,10 @@ func newBPFSource(cfg *config.Config, log *slog.Logger) (watch.Source, error) {
 	s, err := loader.New(loader.Options{
 		PollInterval: cfg.Interval,
 		Realtime:     cfg.Realtime,
-		Logger:       log.With("component", "bpf"),
+		// The node agent (host PID namespace): the processes of containers,
+		// in namespaces of their own, trigger rescans too.
+		AllPIDNamespaces: cfg.Node(),
+		Logger:           log.With("component", "bpf"),
 	})
 	if err != nil {
 		return nil, err // not a typed nil *loader.Source
