@@ -122,8 +122,10 @@ type Scanner struct {
 	young  bool // a process of the last full scan is still young
 	last   map[string]*Group
 	// QuietScans counts the scans answered without reading the procfs
-	// directory, FullScans the others (for tests and the benchmark).
-	QuietScans, FullScans int
+	// directory, LightScans those that read only the directory (processes
+	// ended, none started), FullScans the others (for tests and the
+	// benchmark).
+	QuietScans, LightScans, FullScans int
 }
 
 // NewScanner returns a Scanner of the procfs mounted at root (which must be
@@ -297,6 +299,13 @@ func (s *Scanner) Scan() (map[string]*Group, error) {
 	pids, err := s.listPIDs()
 	if err != nil {
 		return nil, fmt.Errorf("list processes in %q: %w", s.root, err)
+	}
+	if markErr == nil && s.endsOnly(mark) {
+		s.mark = mark
+		s.quiet++
+		s.LightScans++
+		s.last = s.dropEnded(pids)
+		return cloneGroups(s.last), nil
 	}
 	recycled := s.recycledRange(mark, markErr == nil)
 	s.mark, s.marked, s.quiet = mark, markErr == nil, 0

@@ -25,7 +25,11 @@ import (
 //     it moves when a thread or process ends anywhere on the node.
 //
 // While both stand still, no process of the namespace started or ended, so
-// the groups are the last full scan's. What the mark cannot see is an exec
+// the groups are the last full scan's. When only the thread count moved (a
+// thread or process ended, or started elsewhere on the node: on a busy node
+// that is most seconds), no process of the namespace started: the scan
+// lists the directory to drop the processes that ended, and reads no
+// process's files (endsOnly, dropEnded). What the mark cannot see is an exec
 // (a new name, same PID) or a process moved to another cgroup: a young
 // process (one that may still exec) keeps every scan full, and a full scan
 // is done at least every quietMax+1 scans, which rereads a tenth of the
@@ -80,6 +84,40 @@ func parseLoadavg(b []byte) (procMark, error) {
 // quietOK tells whether this scan may be answered from the last full one.
 func (s *Scanner) quietOK(m procMark) bool {
 	return s.marked && s.last != nil && !s.young && s.quiet < quietMax && m == s.mark
+}
+
+// endsOnly tells whether this scan may only drop ended processes from the
+// last full one: no PID handed out since, nothing young, and a full scan
+// not yet due.
+func (s *Scanner) endsOnly(m procMark) bool {
+	return s.marked && s.last != nil && !s.young && s.quiet < quietMax && m.lastPID == s.mark.lastPID
+}
+
+// dropEnded returns the last full scan's groups without the processes
+// that are not in pids (and forgets those processes).
+func (s *Scanner) dropEnded(pids []int) map[string]*Group {
+	alive := make(map[int]bool, len(pids))
+	for _, pid := range pids {
+		alive[pid] = true
+	}
+	for pid := range s.known {
+		if !alive[pid] {
+			delete(s.known, pid)
+		}
+	}
+	for pid := range s.bad {
+		if !alive[pid] {
+			delete(s.bad, pid)
+		}
+	}
+	out := make(map[string]*Group, len(s.last))
+	for path, g := range s.last {
+		procs := slices.DeleteFunc(slices.Clone(g.Procs), func(p Process) bool { return !alive[p.PID] })
+		if len(procs) > 0 {
+			out[path] = &Group{Path: g.Path, Version: g.Version, Procs: procs}
+		}
+	}
+	return out
 }
 
 // recycledRange returns a test for the known PIDs to reread because the

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -70,14 +71,33 @@ func TestQuietScans(t *testing.T) {
 	for range revalidateEvery + 1 {
 		pids(t, s, "/pod/app")
 	}
-	// A process ends: the node's thread count drops.
+	// A process ends: the node's thread count drops; the scan lists the
+	// directory and reads no process's files.
 	if err := os.RemoveAll(filepath.Join(f.root, "12")); err != nil {
 		t.Fatal(err)
 	}
+	f.write("11/stat", "unreadable: a read would skip 11") // 11 must not be reread
 	f.loadavg(100, 12)
-	if got := pids(t, s, "/pod/app"); len(got) != 2 {
-		t.Fatalf("a process ended (threads dropped), yet the scan still shows it: %v", got)
+	light := s.LightScans
+	if got := pids(t, s, "/pod/app"); !slices.Equal(got, []int{10, 11}) {
+		t.Fatalf("a process ended (threads dropped): scan shows %v, want [10 11]", got)
 	}
+	if s.LightScans != light+1 {
+		t.Fatalf("light scans %d, want %d", s.LightScans, light+1)
+	}
+	// The whole container ends: its group goes.
+	for _, d := range []string{"10", "11"} {
+		if err := os.RemoveAll(filepath.Join(f.root, d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.loadavg(98, 12)
+	if got := pids(t, s, "/pod/app"); got != nil {
+		t.Fatalf("every process ended, the group remains: %v", got)
+	}
+	f.proc(10, 0, "app", "4:memory:/pod/app\n")
+	f.proc(11, 10, "worker", "4:memory:/pod/app\n")
+	f.loadavg(100, 13)
 	// Groups handed out are the caller's: changing them changes no later scan.
 	groups, _ := s.Scan()
 	groups["/pod/app"].Procs[0].Comm = "changed"
