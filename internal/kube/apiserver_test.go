@@ -36,6 +36,7 @@ type fakeAPI struct {
 	log      []fakeEvent
 	changed  chan struct{} // closed and replaced on every event
 	forbid   bool          // answer 403, as without RBAC
+	expire   int           // this many watches get 410 Gone, as when etcd compacted past their version
 	requests []string      // "list" or "watch" or "watchlist", with the selector
 }
 
@@ -168,6 +169,21 @@ func (a *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 	case "list":
 		a.list(w, node)
 	case "watch":
+		a.mu.Lock()
+		expire := a.expire > 0
+		if expire {
+			a.expire--
+		}
+		a.mu.Unlock()
+		if expire {
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(map[string]any{"type": "ERROR", "object": &metav1.Status{
+				TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
+				Status:   metav1.StatusFailure, Code: http.StatusGone, Reason: metav1.StatusReasonExpired,
+				Message: "too old resource version: " + q.Get("resourceVersion"),
+			}})
+			return
+		}
 		from, err := strconv.Atoi(q.Get("resourceVersion"))
 		if err != nil {
 			a.status(w, http.StatusBadRequest, metav1.StatusReasonBadRequest, "resourceVersion: "+err.Error())

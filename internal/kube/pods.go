@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/rest"
@@ -98,8 +99,17 @@ func newPods(ctx context.Context, cfg PodsConfig, rc *rest.Config) (*Pods, error
 }
 
 // watchError records and logs a failed list or watch; the reflector retries
-// with backoff by itself.
+// with backoff by itself. A watch that ends (EOF) or whose resource version
+// expired (410 Gone: the reflector lists again) is routine, as in client-go's
+// DefaultWatchErrorHandler, and only logged at debug level.
 func (p *Pods) watchError(ctx context.Context, _ *cache.Reflector, err error) {
+	switch {
+	case errors.Is(err, io.EOF):
+		return
+	case errors.Is(err, io.ErrUnexpectedEOF) || apierrors.IsResourceExpired(err) || apierrors.IsGone(err):
+		p.log.DebugContext(ctx, "kube: pod watch closed", "node", p.node, "err", err)
+		return
+	}
 	p.mu.Lock()
 	p.lastErr = err
 	p.mu.Unlock()

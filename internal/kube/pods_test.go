@@ -331,6 +331,44 @@ func TestPodsForbidden(t *testing.T) {
 	}
 }
 
+// A watch whose resource version expired (410 Gone) is routine: the
+// informer lists again, sees what changed meanwhile, and nothing is logged
+// above debug level.
+func TestPodsWatchExpired(t *testing.T) {
+	api := newFakeAPI(t, false)
+	api.mu.Lock()
+	api.expire = 1
+	api.mu.Unlock()
+	a := podOn("node-a", "shop", "web-0", uidA)
+	a.Status.ContainerStatuses = statuses("app", "containerd://"+cid(1))
+	api.put(a)
+	pods, logs := startPods(t, api, "node-a")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := pods.WaitSynced(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the watch after the 410", func() bool {
+		n := 0
+		for _, r := range api.seen() {
+			if strings.HasPrefix(r, "watch ") {
+				n++
+			}
+		}
+		return n >= 2
+	})
+	b := podOn("node-a", "shop", "web-1", uidB)
+	b.Status.ContainerStatuses = statuses("app", "containerd://"+cid(2))
+	api.put(b)
+	eventually(t, "a pod added after the relist", func() bool {
+		id, ok := pods.Lookup(Ref{PodUID: uidB, ContainerID: cid(2)})
+		return ok && id.Container == "app"
+	})
+	if l := logs.String(); strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") {
+		t.Errorf("an expired watch was logged as a problem:\n%s", l)
+	}
+}
+
 func TestNewPodsErrors(t *testing.T) {
 	ctx := context.Background()
 	if _, err := NewPods(ctx, PodsConfig{Kubeconfig: "/nonexistent"}); err == nil || !strings.Contains(err.Error(), "NodeName") {
