@@ -68,10 +68,11 @@ const (
 //	.../kubepods[/burstable|/besteffort]/pod<uid>/<id>         containerd, cri-dockerd
 //	.../kubepods[/burstable|/besteffort]/pod<uid>/crio-<id>    CRI-O
 //
-// containerd's CRI plugin joins the parent and the bare id
-// (internal/cri/server getCgroupsPath); CRI-O names it "crio-<id>", and its
-// conmon monitor "crio-conmon-<id>" (internal/config/cgmgr, cgroupfs
-// manager), which is not a container and is refused.
+// containerd's CRI plugin joins the parent and the bare id (getCgroupsPath
+// in its CRI server); CRI-O names it "crio-<id>" and its conmon monitor
+// "crio-conmon-<id>" (internal/config/cgmgr/cgroupfs_linux.go,
+// CgroupfsManager.ContainerCgroupPath and MoveConmonToCgroup); conmon is not
+// a container and is refused.
 //
 // systemd driver (CgroupName.ToSystemd: each component is a slice whose name
 // repeats its parents' joined by "-", and escapeSystemdCgroupName turns the
@@ -81,7 +82,8 @@ const (
 //
 // where <scope> is "cri-containerd-<id>.scope" (containerd: the systemd
 // cgroup path "<slice>:cri-containerd:<id>" that runc turns into a scope),
-// "crio-<id>.scope" (CRI-O; "crio-conmon-<id>.scope" is refused) or
+// "crio-<id>.scope" (CRI-O, internal/config/cgmgr/systemd_linux.go; its
+// conmon's "crio-conmon-<id>.scope" is refused) or
 // "docker-<id>.scope" (cri-dockerd). A kubelet given a cgroup root such as
 // kind's "/kubelet" prefixes every slice: "kubelet-kubepods.slice",
 // "kubelet-kubepods-burstable.slice", and so on. The trailing "container" is
