@@ -82,6 +82,10 @@ type entry struct {
 	// container's first process execs shortly after it appears (the
 	// runtime's init, "runc:[2:INIT]", becomes the application), and its
 	// name must follow within a scan, not revalidateEvery scans later.
+	// A process older than youngFor is not young, however few scans saw
+	// it: where scans are rare (every few seconds with the BPF source,
+	// whose exec events trigger scans anyway) 200 processes were reread
+	// in full for half a minute after they started.
 	young int
 }
 
@@ -121,6 +125,9 @@ type Scanner struct {
 	quiet  int  // scans answered from last since the last full scan
 	young  bool // a process of the last full scan is still young
 	last   map[string]*Group
+	// ticks returns clock ticks since boot (the unit of Process.Start);
+	// tests fix it.
+	ticks func() uint64
 	// QuietScans counts the scans answered without reading the procfs
 	// directory, LightScans those that read only the directory (processes
 	// ended, none started), FullScans the others (for tests and the
@@ -136,7 +143,7 @@ func NewScanner(root string, self int) (*Scanner, error) {
 	if err := safefs.CheckProc(root); err != nil {
 		return nil, err
 	}
-	s := &Scanner{root: root, self: self, known: map[int]entry{}, bad: map[int]bool{}}
+	s := &Scanner{root: root, self: self, known: map[int]entry{}, bad: map[int]bool{}, ticks: bootClock}
 	e, err := s.read(self)
 	if err != nil {
 		return nil, fmt.Errorf("read own process %d: %w", self, err)
@@ -311,6 +318,7 @@ func (s *Scanner) Scan() (map[string]*Group, error) {
 	s.mark, s.marked, s.quiet = mark, markErr == nil, 0
 	s.FullScans++
 	s.scans++
+	now := s.ticks()
 	seen := make(map[int]bool, len(pids))
 	groups := map[string]*Group{}
 	for _, pid := range pids {
@@ -319,7 +327,7 @@ func (s *Scanner) Scan() (map[string]*Group, error) {
 		}
 		seen[pid] = true
 		e, ok := s.known[pid]
-		if !ok || e.young > 0 || pid%revalidateEvery == s.scans%revalidateEvery || recycled(pid) {
+		if !ok || e.young > 0 && !s.old(e, now) || pid%revalidateEvery == s.scans%revalidateEvery || recycled(pid) {
 			ne, err := s.read(pid)
 			if err != nil {
 				delete(s.known, pid)
@@ -353,7 +361,7 @@ func (s *Scanner) Scan() (map[string]*Group, error) {
 			delete(s.known, pid)
 			continue
 		}
-		s.young = s.young || e.young > 0
+		s.young = s.young || e.young > 0 && !s.old(e, now)
 	}
 	for pid := range s.bad {
 		if !seen[pid] {

@@ -24,6 +24,11 @@ type fakeProc struct {
 // safefs accept its filesystem (every other check still applies).
 func newFake(t *testing.T) fakeProc {
 	t.Cleanup(safefs.AllowAnyFilesystem())
+	// Its start times are a few seconds after boot: no process is old by
+	// age, only by scans (TestYoungByAge sets a clock).
+	clock := bootClock
+	bootClock = func() uint64 { return 0 }
+	t.Cleanup(func() { bootClock = clock })
 	return fakeProc{t: t, root: t.TempDir()}
 }
 

@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/oomhero/oomhero/internal/safefs"
 )
@@ -137,6 +140,34 @@ func (s *Scanner) recycledRange(m procMark, ok bool) func(pid int) bool {
 		lo, hi := s.mark.lastPID, m.lastPID
 		return func(pid int) bool { return int64(pid) > lo && int64(pid) <= hi }
 	}
+}
+
+// youngFor is the age past which a process is not young (see entry.young).
+const youngFor = 10 * time.Second
+
+// userHZ is the unit of /proc/<pid>/stat's start time: USER_HZ, 100 on
+// every architecture Linux exposes to user space through procfs
+// (include/asm-generic/param.h; sysconf(_SC_CLK_TCK)).
+const userHZ = 100
+
+// bootTicks returns the time since boot in USER_HZ ticks (CLOCK_BOOTTIME,
+// the clock of start_boottime behind the start time), or 0 if it cannot
+// be read: then no process is old by age, only by scans.
+func bootTicks() uint64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		return 0
+	}
+	return uint64(ts.Sec)*userHZ + uint64(ts.Nsec)/(1e9/userHZ)
+}
+
+// bootClock is what new Scanners take ticks from; tests of fake procfs
+// trees (start times a few seconds after boot) stop it.
+var bootClock = bootTicks
+
+// old tells whether e started more than youngFor before now (in ticks).
+func (s *Scanner) old(e entry, now uint64) bool {
+	return now > e.Start && now-e.Start >= uint64(youngFor/time.Second)*userHZ
 }
 
 // cloneGroups copies groups so that a caller may keep or change what it got.

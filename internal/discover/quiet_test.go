@@ -181,3 +181,37 @@ func FuzzParseLoadavg(f *testing.F) {
 		}
 	})
 }
+
+// TestYoungByAge: a process older than youngFor is reread once in
+// revalidateEvery scans from its second scan on, however few scans saw it;
+// a younger one every scan.
+func TestYoungByAge(t *testing.T) {
+	f := newFake(t)
+	f.proc(50, 0, "oomhero", "4:memory:/pod/oomhero\n")
+	f.proc(10, 0, "old", "4:memory:/pod/app\n")          // start 1010 ticks
+	f.proc(11, 10, "new", "4:memory:/pod/app\n")         // start 1011 ticks
+	bootClock = func() uint64 { return 1011 + userHZ*5 } // 11 is 5 s old, 10 just as old
+	s, err := NewScanner(f.root, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids(t, s, "/pod/app")
+	// Both under youngFor: renamed, both are seen at the next scan.
+	f.proc(10, 0, "old2", "4:memory:/pod/app\n")
+	f.proc(11, 10, "new2", "4:memory:/pod/app\n")
+	g, _ := s.Scan()
+	if c := g["/pod/app"].Procs; c[0].Comm != "old2" || c[1].Comm != "new2" {
+		t.Fatalf("young processes not reread: %+v", c)
+	}
+	// 20 s later both are old: a rename waits for the tenth reread.
+	s.ticks = func() uint64 { return 1011 + userHZ*25 }
+	for (s.scans+1)%revalidateEvery == 10%revalidateEvery || (s.scans+1)%revalidateEvery == 11%revalidateEvery {
+		s.Scan()
+	}
+	f.proc(10, 0, "old3", "4:memory:/pod/app\n")
+	f.proc(11, 10, "new3", "4:memory:/pod/app\n")
+	g, _ = s.Scan()
+	if c := g["/pod/app"].Procs; c[0].Comm != "old2" || c[1].Comm != "new2" {
+		t.Fatalf("processes older than %v reread as young: %+v", youngFor, c)
+	}
+}
