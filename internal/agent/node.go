@@ -130,9 +130,14 @@ func (a *Agent) optIn(path string, g *discover.Group, t *tracked) (watched, forg
 		}
 		attrs := []any{slog.Attr{Value: slog.GroupValue(idAttrs(id.Namespace, pod, name)...)},
 			"cgroup", path, "reason", why}
-		if in {
+		switch {
+		case in && strings.Contains(why, "bad pod annotation"):
+			a.Log.Warn("container opted in", attrs...)
+		case in:
 			a.Log.Debug("container opted in", attrs...)
-		} else {
+		case strings.Contains(why, "bad pod annotation"):
+			a.Log.Warn("container not watched: not opted in", attrs...) // it tried
+		default:
 			a.Log.Debug("container not watched: not opted in", attrs...)
 		}
 	}
@@ -220,6 +225,9 @@ func (a *Agent) decide(gt *gate) (bool, string) {
 		}
 	}
 	if a.Config.OptIn == config.OptInAll {
+		if in, out, bad := declare.Watch(gt.id.Annotations, gt.id.Container); a.Config.Node() && !in && !out && bad != nil {
+			return true, "--opt-in all; bad pod annotation ignored: " + bad.Error()
+		}
 		return true, "--opt-in all"
 	}
 	return false, "did not opt in (--opt-in declared): no OOMHERO variable in its environment, no " + declare.WatchAnnotation + " annotation naming it"

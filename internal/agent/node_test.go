@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/oomhero/oomhero/internal/config"
+	"github.com/oomhero/oomhero/internal/declare"
 	"github.com/oomhero/oomhero/internal/discover"
 	"github.com/oomhero/oomhero/internal/notify"
 	"github.com/oomhero/oomhero/internal/watch"
@@ -397,10 +398,11 @@ func TestNodeOptInAll(t *testing.T) {
 
 // TestNodeSandboxNeverWatched: a pod's sandbox (pause) is never watched,
 // even under --opt-in all and a pod annotation for all its containers; a
-// container the API server does not name yet waits until it does.
+// container the API server does not name yet waits until it does; a bad
+// oomhero.dev/watch is said at WARN (and ignored under --opt-in all).
 func TestNodeSandboxNeverWatched(t *testing.T) {
 	proc := t.TempDir()
-	for _, pid := range []int{10, 20, 30} {
+	for _, pid := range []int{10, 20, 30, 40} {
 		status(t, proc, pid, 0)
 		environ(t, proc, pid, "PATH=/bin")
 	}
@@ -408,6 +410,7 @@ func TestNodeSandboxNeverWatched(t *testing.T) {
 		podA + "aaaa": {Path: podA + "aaaa", Version: watch.V1, Procs: []discover.Process{{PID: 10, Comm: "pause"}}},
 		podA + "bbbb": {Path: podA + "bbbb", Version: watch.V1, Procs: []discover.Process{{PID: 20, Comm: "app"}}},
 		podB + "cccc": {Path: podB + "cccc", Version: watch.V1, Procs: []discover.Process{{PID: 30, Comm: "pause"}}},
+		podB + "dddd": {Path: podB + "dddd", Version: watch.V1, Procs: []discover.Process{{PID: 40, Comm: "db"}}},
 	}
 	res := fakeResolver{byPath: map[string]watch.Container{
 		podA + "aaaa": {ID: 1, Path: podA + "aaaa", Limit: 1000, Version: watch.V1},
@@ -417,9 +420,11 @@ func TestNodeSandboxNeverWatched(t *testing.T) {
 	all := map[string]string{"oomhero.dev/watch": "true"}
 	ident := &fakeIdentifier{m: map[string]Identity{
 		podA + "aaaa": {Namespace: "shop", Pod: "web-1", PodUID: "u1", Annotations: all}, // sandbox: no container name
+		podB + "dddd": {Namespace: "shop", Pod: "db-0", Container: "db", PodUID: "u3", Annotations: map[string]string{"oomhero.dev/watch": "Yes please"}},
 		podA + "bbbb": {Namespace: "shop", Pod: "web-1", PodUID: "u1", Annotations: all}, // not reported yet
 		podB + "cccc": {PodUID: "u2"},                                                    // no API server
 	}}
+	res.byPath[podB+"dddd"] = watch.Container{ID: 4, Path: podB + "dddd", Limit: 1000, Version: watch.V1}
 	cfg, err := config.ParseNode([]string{"--opt-in", "all", "--rescan", "20ms"}, func(string) (string, bool) { return "", false }, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
@@ -434,16 +439,86 @@ func TestNodeSandboxNeverWatched(t *testing.T) {
 	done := make(chan error)
 	go func() { done <- a.Run(ctx) }()
 	time.Sleep(200 * time.Millisecond)
-	if ids := src.ids(); len(ids) != 0 {
-		t.Fatalf("watched %v: a sandbox or an unnamed container", ids)
+	if ids := src.ids(); !slices.Equal(ids, []uint64{4}) {
+		t.Fatalf("watched %v, want only db (4): a sandbox or an unnamed container was watched", ids)
+	}
+	if !strings.Contains(logs.String(), `level=WARN msg="container opted in" namespace=shop pod=db-0 container=db`) ||
+		!strings.Contains(logs.String(), "bad pod annotation ignored") {
+		t.Errorf("a bad oomhero.dev/watch is not said at WARN:\n%s", logs.String())
 	}
 	ident.set(podA+"bbbb", Identity{Namespace: "shop", Pod: "web-1", Container: "app", PodUID: "u1", Annotations: all})
-	waitFor(t, "app to be watched once named", logs, func() bool { return slices.Equal(src.ids(), []uint64{2}) })
+	waitFor(t, "app to be watched once named", logs, func() bool { return slices.Equal(src.ids(), []uint64{2, 4}) })
 	if tg, _ := src.target(2); tg.Name != "app" || tg.Pod != "web-1" {
 		t.Errorf("app: %+v", tg.Container)
 	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDecideOptIn: the opt-in rules, one case each.
+func TestDecideOptIn(t *testing.T) {
+	env := func(vars ...string) (bool, declare.Declaration) {
+		return true, declare.Parse([]byte(strings.Join(vars, "\x00")))
+	}
+	for _, tc := range []struct {
+		name    string
+		mode    string // --opt-in
+		sidecar bool
+		envOK   bool
+		env     declare.Declaration
+		ann     map[string]string
+		in      bool
+		why     string
+	}{
+		{name: "nothing", mode: "declared", in: false, why: "did not opt in"},
+		{name: "OOMHERO=on", mode: "declared", in: true, why: "declared in its environment: OOMHERO"},
+		{name: "a threshold", mode: "declared", in: true, why: "OOMHERO_WARNING"},
+		{name: "a bad value still opts in", mode: "declared", in: true, why: "OOMHERO_TARGETS"},
+		{name: "unknown OOMHERO_ name", mode: "declared", in: false, why: "did not opt in"},
+		{name: "off beats the annotation", mode: "declared", ann: map[string]string{"oomhero.dev/watch": "true"}, in: false, why: "OOMHERO=off"},
+		{name: "env beats watch false", mode: "declared", ann: map[string]string{"oomhero.dev/watch": "false"}, in: true, why: "declared in its environment"},
+		{name: "annotation true", mode: "declared", ann: map[string]string{"oomhero.dev/watch": "true"}, in: true, why: "pod annotation oomhero.dev/watch"},
+		{name: "annotation names another", mode: "declared", ann: map[string]string{"oomhero.dev/watch": "other"}, in: false, why: "did not opt in"},
+		{name: "annotation bad", mode: "declared", ann: map[string]string{"oomhero.dev/watch": "YES"}, in: false, why: "bad pod annotation"},
+		{name: "all", mode: "all", in: true, why: "--opt-in all"},
+		{name: "all, watch false", mode: "all", ann: map[string]string{"oomhero.dev/watch": "false"}, in: false, why: `oomhero.dev/watch: "false"`},
+		{name: "all, off", mode: "all", in: false, why: "OOMHERO=off"},
+		{name: "all, environment unreadable", mode: "all", in: true, why: "--opt-in all"},
+		{name: "sidecar declared ignores annotations", mode: "declared", sidecar: true, ann: map[string]string{"oomhero.dev/watch": "true"}, in: false, why: "did not opt in"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			switch tc.name {
+			case "OOMHERO=on":
+				tc.envOK, tc.env = env("OOMHERO=on")
+			case "a threshold":
+				tc.envOK, tc.env = env("OOMHERO_WARNING=60")
+			case "a bad value still opts in":
+				tc.envOK, tc.env = env("OOMHERO_TARGETS=biggest")
+			case "unknown OOMHERO_ name":
+				tc.envOK, tc.env = env("OOMHERO_LAB=1", "OOMHEROIC=1")
+			case "off beats the annotation", "all, off":
+				tc.envOK, tc.env = env("OOMHERO=off")
+			case "env beats watch false":
+				tc.envOK, tc.env = env("OOMHERO=on")
+			case "nothing", "annotation true", "annotation names another", "annotation bad", "all", "all, watch false", "sidecar declared ignores annotations":
+				tc.envOK, tc.env = env("PATH=/bin")
+			}
+			parse := config.ParseNode
+			if tc.sidecar {
+				parse = config.Parse
+			}
+			cfg, err := parse([]string{"--opt-in", tc.mode}, func(string) (string, bool) { return "", false }, &bytes.Buffer{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := &Agent{Config: cfg}
+			gt := &gate{read: true, envOK: tc.envOK, env: tc.env, id: Identity{Namespace: "ns", Pod: "p", Container: "app", Annotations: tc.ann}}
+			in, why := a.decide(gt)
+			if in != tc.in || !strings.Contains(why, tc.why) {
+				t.Errorf("decide = %v %q, want %v %q", in, why, tc.in, tc.why)
+			}
+		})
 	}
 }
