@@ -14,8 +14,9 @@ help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 .PHONY: build
-build: ## build bin/oomhero (static)
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/oomhero ./cmd/oomhero
+build: ## build bin/oomhero (static, -tags nokube: the lean sidecar) and bin/oomhero-node (with the Kubernetes client, for the node agent)
+	$(GO) build -trimpath -tags nokube -ldflags '$(LDFLAGS)' -o bin/oomhero ./cmd/oomhero
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/oomhero-node ./cmd/oomhero
 
 .PHONY: deps
 deps: ## install the Debian packages the tests need (root)

@@ -47,4 +47,4 @@ type Identity struct {
 
 // ErrNoAPI is returned by NewPods and WaitSynced in a binary built with
 // the nokube build tag, which links no Kubernetes client (see pods_nokube.go).
-var ErrNoAPI = errors.New("kube: this oomhero was built without the Kubernetes API client (build tag nokube)")
+var ErrNoAPI = errors.New("kube: this oomhero was built without the Kubernetes API client (build tag nokube): run oomhero-node, the full build (/oomhero-node in the image)")

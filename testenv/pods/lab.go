@@ -147,9 +147,14 @@ func goBinary() string {
 }
 
 // GoBuild builds a static binary of the package pkg (relative to the
-// repository root, e.g. "./cmd/oomhero") into out.
-func (l *Lab) GoBuild(ctx context.Context, pkg, out string) error {
-	cmd := exec.CommandContext(ctx, goBinary(), "build", "-trimpath", "-o", out, pkg)
+// repository root, e.g. "./cmd/oomhero") into out, with the build tags
+// given.
+func (l *Lab) GoBuild(ctx context.Context, pkg, out string, tags ...string) error {
+	args := []string{"build", "-trimpath"}
+	if len(tags) > 0 {
+		args = append(args, "-tags", strings.Join(tags, ","))
+	}
+	cmd := exec.CommandContext(ctx, goBinary(), append(args, "-o", out, pkg)...)
 	cmd.Dir = l.Root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
@@ -175,8 +180,11 @@ func (l *Lab) BuildOomheroImage(ctx context.Context, tag string) error {
 	if err := os.MkdirAll(filepath.Join(bctx, "bin"), 0o755); err != nil {
 		return fmt.Errorf("build oomhero image: %w", err)
 	}
-	l.logf("building oomhero binary")
-	if err := l.GoBuild(ctx, "./cmd/oomhero", filepath.Join(bctx, "bin", "oomhero")); err != nil {
+	l.logf("building oomhero binaries (sidecar: -tags nokube; node agent)")
+	if err := l.GoBuild(ctx, "./cmd/oomhero", filepath.Join(bctx, "bin", "oomhero"), "nokube"); err != nil {
+		return err
+	}
+	if err := l.GoBuild(ctx, "./cmd/oomhero", filepath.Join(bctx, "bin", "oomhero-node")); err != nil {
 		return err
 	}
 	l.logf("building image %s", tag)

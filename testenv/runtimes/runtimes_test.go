@@ -133,8 +133,10 @@ func buildOomhero(ctx context.Context, l *pods.Lab) error {
 	if err != nil {
 		return fmt.Errorf("OOMHERO_RT_OOMHERO: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(bctx, "bin", "oomhero"), b, 0o755); err != nil {
-		return err
+	for _, name := range []string{"oomhero", "oomhero-node"} { // the Dockerfile copies both
+		if err := os.WriteFile(filepath.Join(bctx, "bin", name), b, 0o755); err != nil {
+			return err
+		}
 	}
 	l.Log("building image %s from %s", oomheroTag, bin)
 	_, err = l.Podman(ctx, "build", "-q", "-f", filepath.Join(l.Root, "Dockerfile"), "-t", oomheroTag, bctx)

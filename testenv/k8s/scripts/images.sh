@@ -34,9 +34,10 @@ build "$pause_image" "$ctx/pause/Dockerfile" "$ctx/pause"
 load "$pause_image"
 [[ $what == pause ]] && exit 0
 
-(cd "$repo_dir" && CGO_ENABLED=0 go build -trimpath -o "$ctx/oomhero/oomhero" ./cmd/oomhero)
+(cd "$repo_dir" && CGO_ENABLED=0 go build -trimpath -tags nokube -o "$ctx/oomhero/oomhero" ./cmd/oomhero)
+(cd "$repo_dir" && CGO_ENABLED=0 go build -trimpath -o "$ctx/oomhero/oomhero-node" ./cmd/oomhero)
 (cd "$repo_dir" && CGO_ENABLED=0 go build -trimpath -o "$ctx/testapp/testapp" ./testenv/app)
-build localhost/oomhero:dev "$repo_dir/Dockerfile" "$ctx/oomhero" --build-arg BIN=oomhero
+build localhost/oomhero:dev "$repo_dir/Dockerfile" "$ctx/oomhero" --build-arg BIN=oomhero --build-arg NODEBIN=oomhero-node
 build localhost/oomhero-testapp:dev "$repo_dir/testenv/app/Dockerfile" "$ctx/testapp"
 build localhost/oomhero-bloat:dev "$k8s_dir/bloat.Dockerfile" "$ctx/testapp"
 for img in localhost/oomhero:dev localhost/oomhero-testapp:dev localhost/oomhero-bloat:dev; do
