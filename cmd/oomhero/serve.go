@@ -61,6 +61,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	go trimAfterStart(ctx, log)
 	httpDone := make(chan error, 1)
 	if cfg.Listen != "" {
 		if err := checkListen(cfg.Listen); err != nil {
