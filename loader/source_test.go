@@ -52,7 +52,7 @@ func newSource(t *testing.T, o Options) *Source {
 
 // running is a Source running in the background with its readings recorded.
 type running struct {
-	s      *Source
+	s      watch.Source
 	cancel context.CancelFunc
 	done   chan error
 	mu     sync.Mutex
@@ -61,7 +61,7 @@ type running struct {
 	notify chan struct{}
 }
 
-func run(t *testing.T, s *Source) *running {
+func run(t *testing.T, s watch.Source) *running {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{s: s, cancel: cancel, done: make(chan error, 1), notify: make(chan struct{}, 1)}

@@ -33,7 +33,7 @@ func TestLoaderInVM(t *testing.T) {
 				// TCG emulation on a shared host: the whole reaction
 				// (user space included) gets a looser bound than on the
 				// host; the kernel's part keeps its 1 ms.
-				"OOMHERO_LEAD_BOUND=1s"},
+				"OOMHERO_LEAD_BOUND=1s", "OOMHERO_LEAD_BOUND_CGROUPFS=1s"},
 		}},
 	})
 	text := res.Text("", "loader")
