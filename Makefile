@@ -94,9 +94,9 @@ demo: deps ## run the seed's bloat pod with oomhero as real pods (installs what 
 	$(GO) run ./testenv/pods/cmd/demo
 
 .PHONY: bench
-bench: ## reaction latency (BPF vs cgroupfs, usage leading the working set), per-hit BPF cost, idle CPU and RSS for 200 and 2,000 processes, ratios to testenv/bench/baseline.json (about 25 min; run on a quiet machine)
+bench: ## reaction latency (BPF vs cgroupfs, usage leading the working set), per-hit BPF cost, idle CPU and RSS for 200 and 2,000 processes, ratios to testenv/bench/baseline.json (about 30 min; run on a quiet machine)
 	@echo "make bench: load average $$(cut -d' ' -f1-3 /proc/loadavg), $$(nproc) CPUs, kernel $$(uname -r)"
-	$(GO) run ./loader/bench
+	$(GO) run ./loader/bench -lead-runs 50
 	$(GO) run ./testenv/bench -source cgroupfs,bpf -runs 5 -idle 60s -shapes 200,2000 -shape-windows 5 -shape-window 20s
 
 .PHONY: generate
