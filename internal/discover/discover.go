@@ -96,11 +96,15 @@ type Skip struct {
 	Err error
 }
 
-// revalidateEvery is how many scans pass before a known process's files are
-// read again: each scan rereads the stat and cgroup files of one known
-// process in revalidateEvery (by PID), so a recycled PID, a new command
-// (exec) or a moved process is noticed within that many scans at a tenth
-// of the cost of reading every process every time.
+// revalidateEvery is how many seconds pass before a known process's files
+// are read again: each second of scanning rereads the stat and cgroup files
+// of one known process in revalidateEvery (by PID), so a new command (exec)
+// or a moved process is noticed within that many seconds at a tenth of the
+// cost of reading every process every time. It is counted in seconds, not
+// scans: scans that come every few hundred milliseconds (process events on a
+// busy node) must not reread a tenth of the node each time, and scans that
+// come every few seconds (a quiet pod) catch up on the seconds missed.
+// (Recycled PIDs are noticed at the next full scan: quiet.go.)
 const revalidateEvery = 10
 
 // Scanner scans a procfs mount. It remembers the processes it has seen, so a
@@ -128,6 +132,10 @@ type Scanner struct {
 	// ticks returns clock ticks since boot (the unit of Process.Start);
 	// tests fix it.
 	ticks func() uint64
+	// slot is the last revalidation slot handled (dueSlots); slotted
+	// tells whether there was one.
+	slot    int64
+	slotted bool
 	// QuietScans counts the scans answered without reading the procfs
 	// directory, LightScans those that read only the directory (processes
 	// ended, none started), FullScans the others (for tests and the
@@ -319,6 +327,7 @@ func (s *Scanner) Scan() (map[string]*Group, error) {
 	s.FullScans++
 	s.scans++
 	now := s.ticks()
+	due := s.dueSlots()
 	seen := make(map[int]bool, len(pids))
 	groups := map[string]*Group{}
 	for _, pid := range pids {
@@ -327,7 +336,7 @@ func (s *Scanner) Scan() (map[string]*Group, error) {
 		}
 		seen[pid] = true
 		e, ok := s.known[pid]
-		if !ok || e.young > 0 && !s.old(e, now) || pid%revalidateEvery == s.scans%revalidateEvery || recycled(pid) {
+		if !ok || e.young > 0 && !s.old(e, now) || due[pid%revalidateEvery] || recycled(pid) {
 			ne, err := s.read(pid)
 			if err != nil {
 				delete(s.known, pid)

@@ -29,6 +29,11 @@ func newFake(t *testing.T) fakeProc {
 	clock := bootClock
 	bootClock = func() uint64 { return 0 }
 	t.Cleanup(func() { bootClock = clock })
+	// One revalidation slot per full scan (as the scans of a real
+	// procfs a second apart).
+	slots, scans := slotClock, int64(0)
+	slotClock = func() int64 { scans++; return scans }
+	t.Cleanup(func() { slotClock = slots })
 	return fakeProc{t: t, root: t.TempDir()}
 }
 

@@ -170,6 +170,27 @@ func (s *Scanner) old(e entry, now uint64) bool {
 	return now > e.Start && now-e.Start >= uint64(youngFor/time.Second)*userHZ
 }
 
+// slotClock returns the current revalidation slot: seconds of monotonic
+// time. Tests of fake procfs trees make it count full scans.
+var slotClock = func() int64 { return int64(time.Since(clockStart) / time.Second) }
+
+var clockStart = time.Now()
+
+// dueSlots returns which PIDs (by PID modulo revalidateEvery) this full
+// scan rereads: one residue per slot (second) since the last full scan, all
+// of them after revalidateEvery seconds or more.
+func (s *Scanner) dueSlots() (due [revalidateEvery]bool) {
+	cur := slotClock()
+	if !s.slotted {
+		s.slot, s.slotted = cur-1, true
+	}
+	for i := s.slot + 1; i <= cur && i <= s.slot+revalidateEvery; i++ {
+		due[i%revalidateEvery] = true
+	}
+	s.slot = max(s.slot, cur)
+	return due
+}
+
 // cloneGroups copies groups so that a caller may keep or change what it got.
 func cloneGroups(groups map[string]*Group) map[string]*Group {
 	out := make(map[string]*Group, len(groups))

@@ -215,3 +215,57 @@ func TestYoungByAge(t *testing.T) {
 		t.Fatalf("processes older than %v reread as young: %+v", youngFor, c)
 	}
 }
+
+// TestRevalidationBySeconds: full scans many times a second (process events
+// on a busy node) reread no more than one tenth of the known processes per
+// second; scans seconds apart catch up on the seconds they missed.
+func TestRevalidationBySeconds(t *testing.T) {
+	f := newFake(t)
+	sec := int64(100)
+	slotClock = func() int64 { return sec } // newFake restores it
+	f.proc(50, 0, "oomhero", "4:memory:/pod/oomhero\n")
+	for pid := 10; pid < 30; pid++ {
+		f.proc(pid, 0, "app", "4:memory:/pod/app\n")
+	}
+	s, err := NewScanner(f.root, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range revalidateEvery + 1 { // past young (by scans: the fake's start times are 0 s old)
+		s.Scan()
+	}
+	for pid := 10; pid < 30; pid++ {
+		f.proc(pid, 0, "renamed", "4:memory:/pod/app\n")
+	}
+	renamed := func() int {
+		g, _ := s.Scan()
+		n := 0
+		for _, p := range g["/pod/app"].Procs {
+			if p.Comm == "renamed" {
+				n++
+			}
+		}
+		return n
+	}
+	// 50 scans in the same second: no process reread.
+	for range 50 {
+		if n := renamed(); n != 0 {
+			t.Fatalf("%d processes reread within one second of scans", n)
+		}
+	}
+	// One second on: one residue in ten (2 of 20 PIDs).
+	sec++
+	if n := renamed(); n != 2 {
+		t.Fatalf("one second on: %d reread, want 2", n)
+	}
+	// Five seconds without a scan: five residues at once.
+	sec += 5
+	if n := renamed(); n != 12 {
+		t.Fatalf("five seconds on: %d reread in all, want 12", n)
+	}
+	// Twenty seconds: all of them.
+	sec += 20
+	if n := renamed(); n != 20 {
+		t.Fatalf("twenty seconds on: %d reread in all, want 20", n)
+	}
+}
