@@ -29,7 +29,11 @@ func kubeletPod(t *testing.T, root string, v watch.CgroupVersion) string {
 	rand.Read(u[:])
 	uid := fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
 	rel := ""
-	for _, part := range []string{"kubepods", "burstable", "pod" + uid} {
+	// Under a parent of this test's own (any path may come before
+	// kubepods, as kind's kubelet.slice): with --cgroup-match on it, the
+	// agent ignores the kubelet-shaped cgroups of anything else running on
+	// this host (a cluster, a benchmark).
+	for _, part := range []string{testParent(), "kubepods", "burstable", "pod" + uid} {
 		rel = filepath.Join(rel, part)
 		dir := filepath.Join(root, rel)
 		err := os.Mkdir(dir, 0o755)
@@ -57,6 +61,9 @@ func kubeletPod(t *testing.T, root string, v watch.CgroupVersion) string {
 	}
 	return rel
 }
+
+// testParent is the cgroup this test process's pods go under.
+func testParent() string { return fmt.Sprintf("oomhero-node-test-%d", os.Getpid()) }
 
 // containerID returns a random 64-hex container id.
 func containerID() string {
@@ -98,7 +105,7 @@ func TestNodeModeOnRealCgroups(t *testing.T) {
 	// SIGWINCH and SIGURG: ignored by default, so a leaker survives them
 	// (--targets main sends them without a handler).
 	cfg, err := config.ParseNode([]string{
-		"--kube=off", "--cgroup-root", fs, "--listen=", "--events=off",
+		"--kube=off", "--cgroup-root", fs, "--listen=", "--events=off", "--cgroup-match=/" + testParent() + "/",
 		"--targets=main", "--warning-signal=SIGWINCH", "--critical-signal=SIGURG",
 		"--warning=40", "--critical=60", "--cooldown=1h",
 	}, func(string) (string, bool) { return "", false }, &strings.Builder{})

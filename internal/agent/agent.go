@@ -117,6 +117,10 @@ type tracked struct {
 // (same processes) before it is resolved again to notice a new limit.
 const resolveEvery = 10
 
+// eventGap is the shortest time between two scans that process events
+// (BPF: fork, exec, exit) ask for.
+const eventGap = 200 * time.Millisecond
+
 // afterOOM is how long signals to a container pause after an OOM kill: its
 // processes are being killed and the runtime is tearing it down.
 const afterOOM = time.Second
@@ -195,6 +199,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	rescan := time.NewTicker(every)
 	defer rescan.Stop()
+	lastScan := time.Now()
+	var pending <-chan time.Time // a scan owed to process events (eventGap)
+	scan := func() {
+		pending, lastScan = nil, time.Now()
+		if err := a.rescan(); err != nil {
+			a.Log.Error("rescan failed", "error", err)
+		}
+	}
 	cooldown := time.NewTimer(time.Hour)
 	defer cooldown.Stop()
 	for {
@@ -220,13 +232,20 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.Log.Error("OOM-kill watcher stopped", "error", err)
 			a.OOM = nil
 		case <-rescan.C:
-			if err := a.rescan(); err != nil {
-				a.Log.Error("rescan failed", "error", err)
-			}
+			scan()
 		case <-procEvents:
-			if err := a.rescan(); err != nil {
-				a.Log.Error("rescan failed", "error", err)
+			// On a busy node processes start and end many times a second:
+			// scans follow them at most once an eventGap, the events in
+			// between taken by one scan at its end.
+			if wait := eventGap - time.Since(lastScan); wait > 0 {
+				if pending == nil {
+					pending = time.After(wait)
+				}
+				continue
 			}
+			scan()
+		case <-pending:
+			scan()
 		case rd := <-readings:
 			a.reading(rd)
 		case k := <-kills:
