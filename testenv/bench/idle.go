@@ -115,7 +115,11 @@ func idleShape(ctx context.Context, lab *pods.Lab, src string, procs, windows in
 	if err != nil {
 		return row, err
 	}
-	time.Sleep(5 * time.Second) // oomhero's rescans see every process
+	// Start-up is over once every process is past its young scans (10 s of
+	// age: discover.youngFor) and oomhero gave back its start-up memory
+	// (15 s after its start: cmd/oomhero trimAfter). Both count in the
+	// start-up CPU, not in the steady windows.
+	time.Sleep(max(12*time.Second, 17*time.Second-time.Since(start)))
 	if row.startCPU, err = acct(); err != nil {
 		return row, err
 	}

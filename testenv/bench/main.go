@@ -29,7 +29,8 @@
 //     v1, cpu.stat usage_usec on v2) over -shape-windows consecutive steady
 //     windows of -shape-window (median and range), the start-up CPU (from
 //     the pod's start until the app and all its processes were seen, plus
-//     5 s) apart, and RSS.
+//     12 s and at least 17 s after the start: past the processes' young
+//     rereads and oomhero's start-up trim) apart, and RSS.
 //
 //   - Ratios against the previous release's figures (-baseline, default
 //     testenv/bench/baseline.json) for every figure both have.
