@@ -236,7 +236,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-procEvents:
 			// On a busy node processes start and end many times a second:
 			// scans follow them at most once an eventGap, the events in
-			// between taken by one scan at its end.
+			// between taken by one scan at its end. The scan is a full
+			// one: an exit or an exec does not show in the scanner's
+			// quiet-scan mark (discover/quiet.go).
+			if inv, ok := a.Scanner.(interface{ Invalidate() }); ok {
+				inv.Invalidate()
+			}
 			if wait := eventGap - time.Since(lastScan); wait > 0 {
 				if pending == nil {
 					pending = time.After(wait)

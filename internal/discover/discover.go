@@ -81,7 +81,7 @@ type entry struct {
 	// young is how many more scans reread this process every time: a
 	// container's first process execs shortly after it appears (the
 	// runtime's init, "runc:[2:INIT]", becomes the application), and its
-	// name must follow within a scan, not revalidateEvery scans later.
+	// name must follow within a scan, not revalidateEvery seconds later.
 	// A process older than youngFor is not young, however few scans saw
 	// it: where scans are rare (every few seconds with the BPF source,
 	// whose exec events trigger scans anyway) 200 processes were reread
@@ -99,17 +99,24 @@ type Skip struct {
 // revalidateEvery is how many seconds pass before a known process's files
 // are read again: each second of scanning rereads the stat and cgroup files
 // of one known process in revalidateEvery (by PID), so a new command (exec)
-// or a moved process is noticed within that many seconds at a tenth of the
-// cost of reading every process every time. It is counted in seconds, not
-// scans: scans that come every few hundred milliseconds (process events on a
-// busy node) must not reread a tenth of the node each time, and scans that
-// come every few seconds (a quiet pod) catch up on the seconds missed.
-// (Recycled PIDs are noticed at the next full scan: quiet.go.)
-const revalidateEvery = 10
+// or a moved process is noticed within a minute. That is all it is for: a
+// recycled PID is noticed at the next full scan (quiet.go), and what a
+// signal depends on (the runtime behind a PID, its handlers) is read again
+// at delivery, keyed by PID, start time and command. Counted in seconds,
+// not scans: scans that come every few hundred milliseconds (process events
+// on a busy node) must not reread a share of the node each time, and scans
+// that come every few seconds (a quiet pod) catch up on the seconds missed.
+// Next to 2,000 processes a tenth a second was most of an idle sidecar's
+// CPU (1.2 % of a core).
+const revalidateEvery = 60
+
+// youngScans is how many scans reread a new process every time (while it
+// is younger than youngFor).
+const youngScans = 10
 
 // Scanner scans a procfs mount. It remembers the processes it has seen, so a
 // scan reads only the procfs directory, the files of new processes (during
-// their first revalidateEvery scans: they may still exec) and a tenth of the
+// their first youngScans scans: they may still exec) and a share of the
 // known ones (revalidateEvery). A Scanner is not safe for
 // concurrent use.
 type Scanner struct {
@@ -128,6 +135,7 @@ type Scanner struct {
 	marked bool // mark is valid
 	quiet  int  // scans answered from last since the last full scan
 	young  bool // a process of the last full scan is still young
+	dirty  bool // Invalidate: the next scan is full
 	last   map[string]*Group
 	// ticks returns clock ticks since boot (the unit of Process.Start);
 	// tests fix it.
@@ -137,10 +145,8 @@ type Scanner struct {
 	slot    int64
 	slotted bool
 	// QuietScans counts the scans answered without reading the procfs
-	// directory, LightScans those that read only the directory (processes
-	// ended, none started), FullScans the others (for tests and the
-	// benchmark).
-	QuietScans, LightScans, FullScans int
+	// directory, FullScans the others (for tests and the benchmark).
+	QuietScans, FullScans int
 }
 
 // NewScanner returns a Scanner of the procfs mounted at root (which must be
@@ -315,15 +321,8 @@ func (s *Scanner) Scan() (map[string]*Group, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list processes in %q: %w", s.root, err)
 	}
-	if markErr == nil && s.endsOnly(mark) {
-		s.mark = mark
-		s.quiet++
-		s.LightScans++
-		s.last = s.dropEnded(pids)
-		return cloneGroups(s.last), nil
-	}
 	recycled := s.recycledRange(mark, markErr == nil)
-	s.mark, s.marked, s.quiet = mark, markErr == nil, 0
+	s.mark, s.marked, s.quiet, s.dirty = mark, markErr == nil, 0, false
 	s.FullScans++
 	s.scans++
 	now := s.ticks()
@@ -347,7 +346,7 @@ func (s *Scanner) Scan() (map[string]*Group, error) {
 				continue
 			}
 			delete(s.bad, pid)
-			ne.young = revalidateEvery
+			ne.young = youngScans
 			if ok && ne.Start == e.Start {
 				ne.young = max(e.young-1, 0)
 			}

@@ -231,7 +231,7 @@ func TestScanFollowsExec(t *testing.T) {
 		t.Errorf("scan after the exec: comm %q, want testapp", c)
 	}
 	// Past its young scans a process is reread once in revalidateEvery.
-	for range revalidateEvery + 1 {
+	for range youngScans + 1 {
 		comm()
 	}
 	f.proc(13, 0, "renamed", "4:memory:/pod/app\n0::/pod/app\n")

@@ -24,15 +24,17 @@ import (
 //     it moves on every fork and clone of the pod, or of the node in node
 //     mode (oomhero checks at start that --proc is its own namespace's
 //     procfs);
-//   - the total of "running/total" is the node's thread count (nr_threads):
-//     it moves when a thread or process ends anywhere on the node.
+//   - the total of "running/total" is the node's thread count (nr_threads).
 //
-// While both stand still, no process of the namespace started or ended, so
-// the groups are the last full scan's. When only the thread count moved (a
-// thread or process ended, or started elsewhere on the node: on a busy node
-// that is most seconds), no process of the namespace started: the scan
-// lists the directory to drop the processes that ended, and reads no
-// process's files (endsOnly, dropEnded). What the mark cannot see is an exec
+// While the last PID stands still, no process of the namespace started, so
+// the groups are the last full scan's, but for processes that ended since:
+// those leave at the next full scan, at most quietMax scans later (or at
+// once where the BPF source's exit events ask for a scan: a scan asked
+// for by an event is full). An ended process in a group costs nothing but
+// a failed read: a signal goes through a pidfd opened after checking the
+// PID's start time. (The thread total moves whenever any thread on the
+// node starts or ends, most seconds on a busy node: it is parsed, to check
+// the file's shape, not compared.) What the mark cannot see is an exec
 // (a new name, same PID) or a process moved to another cgroup: a young
 // process (one that may still exec) keeps every scan full, and a full scan
 // is done at least every quietMax+1 scans, which rereads a tenth of the
@@ -84,43 +86,13 @@ func parseLoadavg(b []byte) (procMark, error) {
 	return procMark{threads: threads, lastPID: last}, nil
 }
 
+// Invalidate makes the next scan a full one: the caller knows of a change
+// the mark cannot show (the BPF source's exit and exec events).
+func (s *Scanner) Invalidate() { s.dirty = true }
+
 // quietOK tells whether this scan may be answered from the last full one.
 func (s *Scanner) quietOK(m procMark) bool {
-	return s.marked && s.last != nil && !s.young && s.quiet < quietMax && m == s.mark
-}
-
-// endsOnly tells whether this scan may only drop ended processes from the
-// last full one: no PID handed out since, nothing young, and a full scan
-// not yet due.
-func (s *Scanner) endsOnly(m procMark) bool {
-	return s.marked && s.last != nil && !s.young && s.quiet < quietMax && m.lastPID == s.mark.lastPID
-}
-
-// dropEnded returns the last full scan's groups without the processes
-// that are not in pids (and forgets those processes).
-func (s *Scanner) dropEnded(pids []int) map[string]*Group {
-	alive := make(map[int]bool, len(pids))
-	for _, pid := range pids {
-		alive[pid] = true
-	}
-	for pid := range s.known {
-		if !alive[pid] {
-			delete(s.known, pid)
-		}
-	}
-	for pid := range s.bad {
-		if !alive[pid] {
-			delete(s.bad, pid)
-		}
-	}
-	out := make(map[string]*Group, len(s.last))
-	for path, g := range s.last {
-		procs := slices.DeleteFunc(slices.Clone(g.Procs), func(p Process) bool { return !alive[p.PID] })
-		if len(procs) > 0 {
-			out[path] = &Group{Path: g.Path, Version: g.Version, Procs: procs}
-		}
-	}
-	return out
+	return s.marked && !s.dirty && s.last != nil && !s.young && s.quiet < quietMax && m.lastPID == s.mark.lastPID
 }
 
 // recycledRange returns a test for the known PIDs to reread because the

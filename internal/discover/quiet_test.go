@@ -38,7 +38,7 @@ func TestQuietScans(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Young processes keep every scan full (they may still exec).
-	for range revalidateEvery + 1 {
+	for range youngScans + 1 {
 		pids(t, s, "/pod/app")
 	}
 	if s.QuietScans != 0 {
@@ -59,7 +59,7 @@ func TestQuietScans(t *testing.T) {
 	if s.QuietScans != quietMax {
 		t.Fatalf("quiet scans %d, want %d", s.QuietScans, quietMax)
 	}
-	for range revalidateEvery + 1 { // 11 grows old
+	for range youngScans + 1 { // 11 grows old
 		pids(t, s, "/pod/app")
 	}
 	// A new PID: the next scan is full.
@@ -68,30 +68,38 @@ func TestQuietScans(t *testing.T) {
 	if got := pids(t, s, "/pod/app"); len(got) != 3 {
 		t.Fatalf("a new PID in loadavg, yet the scan missed it: %v", got)
 	}
-	for range revalidateEvery + 1 {
+	for range youngScans + 1 {
 		pids(t, s, "/pod/app")
 	}
-	// A process ends: the node's thread count drops; the scan lists the
-	// directory and reads no process's files.
+	s.Invalidate() // a full scan: the quiet scans below are counted from it
+	pids(t, s, "/pod/app")
+	// A process ends: the node's thread count drops, no PID is handed
+	// out; quiet scans still show it, the next full scan drops it.
 	if err := os.RemoveAll(filepath.Join(f.root, "12")); err != nil {
 		t.Fatal(err)
 	}
-	f.write("11/stat", "unreadable: a read would skip 11") // 11 must not be reread
 	f.loadavg(100, 12)
-	light := s.LightScans
-	if got := pids(t, s, "/pod/app"); !slices.Equal(got, []int{10, 11}) {
-		t.Fatalf("a process ended (threads dropped): scan shows %v, want [10 11]", got)
-	}
-	if s.LightScans != light+1 {
-		t.Fatalf("light scans %d, want %d", s.LightScans, light+1)
-	}
-	// The whole container ends: its group goes.
-	for _, d := range []string{"10", "11"} {
-		if err := os.RemoveAll(filepath.Join(f.root, d)); err != nil {
-			t.Fatal(err)
+	for i := range quietMax {
+		if got := pids(t, s, "/pod/app"); len(got) != 3 {
+			t.Fatalf("quiet scan %d after an end: %v", i, got)
 		}
 	}
-	f.loadavg(98, 12)
+	if got := pids(t, s, "/pod/app"); !slices.Equal(got, []int{10, 11}) {
+		t.Fatalf("the full scan after %d quiet ones shows %v, want [10 11]", quietMax, got)
+	}
+	// An exit event (Invalidate): the next scan is full.
+	if err := os.RemoveAll(filepath.Join(f.root, "11")); err != nil {
+		t.Fatal(err)
+	}
+	s.Invalidate()
+	if got := pids(t, s, "/pod/app"); !slices.Equal(got, []int{10}) {
+		t.Fatalf("scan after Invalidate shows %v, want [10]", got)
+	}
+	// The whole container ends.
+	if err := os.RemoveAll(filepath.Join(f.root, "10")); err != nil {
+		t.Fatal(err)
+	}
+	s.Invalidate()
 	if got := pids(t, s, "/pod/app"); got != nil {
 		t.Fatalf("every process ended, the group remains: %v", got)
 	}
@@ -128,13 +136,13 @@ func TestQuietScansRecycledAtOnce(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for range revalidateEvery + 1 {
+			for range youngScans + 1 {
 				pids(t, s, "/pod/app")
 			}
-			// Find a scan where 11 is not due for its tenth reread.
-			for (s.scans+1)%revalidateEvery == 11%revalidateEvery {
-				f.loadavg(100+s.scans, c.before) // threads move: a full scan
-				pids(t, s, "/pod/app")
+			// 11 is not due for its reread by seconds (the fake's
+			// slots count full scans: about 12 so far, 11's is 11+60k).
+			if s.slot%revalidateEvery == 10 {
+				t.Fatalf("slot %d: 11 would be due anyway", s.slot)
 			}
 			f.write("11/stat", fmt.Sprintf("11 (intruder) S 1 11 11 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 %d 1000 10 0", 999999))
 			f.write("11/cgroup", "4:memory:/pod/other\n")
@@ -224,17 +232,17 @@ func TestRevalidationBySeconds(t *testing.T) {
 	sec := int64(100)
 	slotClock = func() int64 { return sec } // newFake restores it
 	f.proc(50, 0, "oomhero", "4:memory:/pod/oomhero\n")
-	for pid := 10; pid < 30; pid++ {
+	for pid := 100; pid < 100+2*revalidateEvery; pid++ {
 		f.proc(pid, 0, "app", "4:memory:/pod/app\n")
 	}
 	s, err := NewScanner(f.root, 50)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for range revalidateEvery + 1 { // past young (by scans: the fake's start times are 0 s old)
+	for range youngScans + 1 { // past young (by scans: the fake's start times are 0 s old)
 		s.Scan()
 	}
-	for pid := 10; pid < 30; pid++ {
+	for pid := 100; pid < 100+2*revalidateEvery; pid++ {
 		f.proc(pid, 0, "renamed", "4:memory:/pod/app\n")
 	}
 	renamed := func() int {
@@ -253,7 +261,7 @@ func TestRevalidationBySeconds(t *testing.T) {
 			t.Fatalf("%d processes reread within one second of scans", n)
 		}
 	}
-	// One second on: one residue in ten (2 of 20 PIDs).
+	// One second on: one residue of revalidateEvery (2 of 120 PIDs).
 	sec++
 	if n := renamed(); n != 2 {
 		t.Fatalf("one second on: %d reread, want 2", n)
@@ -263,9 +271,9 @@ func TestRevalidationBySeconds(t *testing.T) {
 	if n := renamed(); n != 12 {
 		t.Fatalf("five seconds on: %d reread in all, want 12", n)
 	}
-	// Twenty seconds: all of them.
-	sec += 20
-	if n := renamed(); n != 20 {
-		t.Fatalf("twenty seconds on: %d reread in all, want 20", n)
+	// A whole period: all of them.
+	sec += revalidateEvery
+	if n := renamed(); n != 2*revalidateEvery {
+		t.Fatalf("%d seconds on: %d reread in all, want %d", revalidateEvery, n, 2*revalidateEvery)
 	}
 }
