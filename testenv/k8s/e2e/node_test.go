@@ -125,6 +125,14 @@ func TestNodeAgent(t *testing.T) {
 			source = e["source"]
 		}
 	}
+	if findLine(al, "pods of the node listed") == nil {
+		t.Errorf("the agent did not list its node's pods through the API server (informer not synced; RBAC?)")
+	}
+	for _, e := range al {
+		if e["level"] == "ERROR" || e["level"] == "WARN" {
+			t.Logf("agent said: %s %s %v", e["level"], e["msg"], e["error"])
+		}
+	}
 	if !strings.HasPrefix(source, "bpf") {
 		t.Errorf("the agent's source is %q, want bpf (kernel 6.18, BPF and PERFMON granted by deploy/node)", source)
 	}
@@ -239,6 +247,11 @@ func TestNodeAgent(t *testing.T) {
 		t.Fatalf("the kernel does not find the agent's BPF objects while it runs (the check would prove nothing): %v of %+v", left, objs)
 	}
 	t.Logf("agent (host pid %d) holds BPF programs %v, links %v, maps %v", pid, objs.progs, objs.links, objs.maps)
+
+	// The probes (`/oomhero probe` on the health socket) passed all along.
+	if out := mustKubectl(t, "-n", nodeNS, "get", "pod", agent, "-o", "jsonpath={.status.containerStatuses[0].restartCount}"); out != "0" {
+		t.Errorf("agent %s restarted: restartCount %q", agent, out)
+	}
 
 	// Restart: the new agent watches both opted-in containers again.
 	mustKubectl(t, "-n", nodeNS, "delete", "pod", agent, "--wait=true", "--timeout=60s")
