@@ -28,13 +28,17 @@ import (
 //	             its limit, working set low: watched, no signal
 //	node-quiet   did not opt in, grows past both: not watched, no signal
 //
-// Then: no other container on the node got a signal from the agent; Events
-// on node-leaker in its namespace, none on the others; /metrics (through
-// the API server's pod proxy) names namespace, pod and container; the agent
-// restarted (its pod deleted) watches both opted-in containers again within
-// nodeRediscoverBound of its start; the BPF programs, links and maps the
-// agent held (read from its /proc/<pid>/fdinfo on the host) are gone from
-// the kernel once the agent restarted and once the DaemonSet is deleted.
+// Then: no other container of the cluster got a signal from the agent (nor
+// was watched: node-quiet, the agent itself); Events on node-leaker in its
+// namespace, none on the others; /metrics (through the API server's pod
+// proxy) names namespace, pod and container; the agent restarted (its pod
+// deleted) watches both opted-in containers again within
+// nodeRediscoverBound of its start and signals the leaker again; a deleted
+// pod's series leave /metrics; the BPF programs, links and maps the agent
+// held (read from its /proc/<pid>/fdinfo on the host) are gone from the
+// kernel once the agent restarted and once the DaemonSet is deleted. The
+// test runs next to the other pod stories (t.Parallel): the cluster is
+// brought up once by TestMain.
 
 const (
 	nodeNS              = "oomhero-system"
@@ -309,6 +313,26 @@ func TestNodeAgent(t *testing.T) {
 			t.Errorf("%s received signals: %v", pod, r.signals)
 		}
 	}
+
+	// A pod that goes away takes its series with it.
+	mustKubectl(t, "-n", ns, "delete", "pod", "node-cache", "--grace-period=1", "--wait=true", "--timeout=60s")
+	gone := time.Now()
+	eventually(t, 30*time.Second, "node-cache's series gone from /metrics", func() error {
+		m, err := kubectl(t, "get", "--raw", "/api/v1/namespaces/"+nodeNS+"/pods/"+agent2+":9090/proxy/metrics")
+		if err != nil {
+			return err
+		}
+		if _, ok := sample(m, "oomhero_memory_limit_bytes", `namespace="`+ns+`"`, `pod="node-leaker"`); !ok {
+			return errors.New("no series of node-leaker either: is this the agent's /metrics?")
+		}
+		for _, l := range strings.Split(m, "\n") {
+			if strings.Contains(l, `pod="node-cache"`) {
+				return fmt.Errorf("still there: %s", l)
+			}
+		}
+		return nil
+	})
+	t.Logf("node-cache's series gone from /metrics %s after its pod was deleted", time.Since(gone).Round(100*time.Millisecond))
 
 	// Deleting the DaemonSet leaves none of its BPF objects in the kernel.
 	cid2 := agentContainerID(t, agent2)
