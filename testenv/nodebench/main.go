@@ -101,7 +101,8 @@ type idleRow struct {
 	watched, procs        int
 	startCPU, startTook   time.Duration
 	cpuPct                []float64
-	rss, anon, file, hwm  uint64 // KiB
+	forks, reads          []float64 // per window: host forks/s (/proc/stat processes), oomhero's read syscalls/s (/proc/<pid>/io syscr)
+	rss, anon, file, hwm  uint64    // KiB
 	loadBefore, loadAfter string
 	active                string
 }
@@ -389,6 +390,7 @@ func benchSource(ctx context.Context, h *host, o *opts, src string, leaker **con
 		if err != nil {
 			return row, nil, err
 		}
+		f0, r0 := counter("/proc/stat", "processes "), counter(fmt.Sprintf("/proc/%d/io", pid), "syscr: ")
 		t0 := time.Now()
 		if err := sleep(ctx, o.window); err != nil {
 			return row, nil, err
@@ -397,9 +399,14 @@ func benchSource(ctx context.Context, h *host, o *opts, src string, leaker **con
 		if err != nil {
 			return row, nil, err
 		}
-		pct := 100 * (c1 - c0).Seconds() / time.Since(t0).Seconds()
+		f1, r1 := counter("/proc/stat", "processes "), counter(fmt.Sprintf("/proc/%d/io", pid), "syscr: ")
+		el := time.Since(t0).Seconds()
+		pct := 100 * (c1 - c0).Seconds() / el
 		row.cpuPct = append(row.cpuPct, pct)
-		fmt.Fprintf(os.Stderr, "nodebench: %s: idle window %d: %.3f %% of one core (load %s)\n", src, w+1, pct, loadavg())
+		row.forks = append(row.forks, float64(f1-f0)/el)
+		row.reads = append(row.reads, float64(r1-r0)/el)
+		fmt.Fprintf(os.Stderr, "nodebench: %s: idle window %d: %.3f %% of one core, host forks %.0f/s, oomhero read syscalls %.0f/s (load %s)\n",
+			src, w+1, pct, float64(f1-f0)/el, float64(r1-r0)/el, loadavg())
 	}
 	if row.rss, row.anon, row.file, row.hwm, err = memory(pid); err != nil {
 		return row, nil, err
@@ -540,6 +547,22 @@ func waitFor(ctx context.Context, d time.Duration, cond func() bool) error {
 	return nil
 }
 
+// counter returns the number after prefix on a line of file (0 when
+// missing).
+func counter(file, prefix string) uint64 {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, prefix); ok {
+			n, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
 // memory returns VmRSS, RssAnon, RssFile and VmHWM of pid, KiB.
 func memory(pid int) (rss, anon, file, hwm uint64, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -581,6 +604,8 @@ func fmtDur(d time.Duration) string {
 	return fmt.Sprintf("%.2fms", float64(d)/1e6)
 }
 
+func median(xs []float64) float64 { m, _, _ := medianRange(xs); return m }
+
 func medianRange(xs []float64) (med, lo, hi float64) {
 	if len(xs) == 0 {
 		return 0, 0, 0
@@ -608,15 +633,16 @@ func printTables(w *os.File, o *opts, irows []idleRow, lrows []latRow, baselineP
 	fmt.Fprintf(w, "\nIdle cost of oomhero node next to %d containers / %d processes (%s)\n", o.containers, o.procs, machine())
 	fmt.Fprintf(w, "CPU from the cgroup accounting of oomhero's own cgroup over %d windows of %v; start-up (until every container was watched, plus 5 s) apart\n\n", o.windows, o.window)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "source\tcontainers watched\tprocesses\tCPU % of one core (median, range)\tstart-up CPU (all watched after)\tVmRSS\tRssAnon\tRssFile\tVmHWM\tload before\tload after\ttarget <0.2% / <64 MiB\t")
+	fmt.Fprintln(tw, "source\tcontainers watched\tprocesses\tCPU % of one core (median, range)\tstart-up CPU (all watched after)\tVmRSS\tRssAnon\tRssFile\tVmHWM\thost forks/s\toomhero reads/s\tload before\tload after\ttarget <0.2% / <64 MiB\t")
 	for _, r := range irows {
 		med, lo, hi := medianRange(r.cpuPct)
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.3f%% (%.3f..%.3f)\t%v (%v)\t%.1f MiB\t%.1f MiB\t%.1f MiB\t%.1f MiB\t%s\t%s\tCPU %s, RSS %s\t\n",
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.3f%% (%.3f..%.3f)\t%v (%v)\t%.1f MiB\t%.1f MiB\t%.1f MiB\t%.1f MiB\t%.0f\t%.0f\t%s\t%s\tCPU %s, RSS %s\t\n",
 			r.source, r.watched, r.procs, med, lo, hi, r.startCPU.Round(time.Millisecond), r.startTook.Round(100*time.Millisecond),
-			float64(r.rss)/1024, float64(r.anon)/1024, float64(r.file)/1024, float64(r.hwm)/1024, r.loadBefore, r.loadAfter,
+			float64(r.rss)/1024, float64(r.anon)/1024, float64(r.file)/1024, float64(r.hwm)/1024, median(r.forks), median(r.reads), r.loadBefore, r.loadAfter,
 			verdict(med < targetIdlePct), verdict(float64(r.rss)/1024 < targetRSSMiB))
 	}
 	tw.Flush()
+	fmt.Fprintln(w, "(host forks/s: the node's new processes, /proc/stat \"processes\"; oomhero reads/s: its read syscalls, /proc/<pid>/io syscr; medians over the windows)")
 	for _, r := range irows {
 		fmt.Fprintf(w, "--source %s: active source %q\n", r.source, r.active)
 	}
