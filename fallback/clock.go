@@ -26,14 +26,20 @@ type Timer interface {
 
 // SystemClock returns the system clock: Mono is time.Since of a time.Now
 // taken at the call, which reads the monotonic clock (package time,
-// "Monotonic Clocks"); timers are time.Timer, which run on it too.
+// "Monotonic Clocks"); timers are timerfds on CLOCK_MONOTONIC (timerfd.go),
+// or time.Timer, which runs on it too, where none can be made.
 func SystemClock() Clock { return systemClock{start: time.Now()} }
 
 type systemClock struct{ start time.Time }
 
 func (c systemClock) Now() time.Time                 { return time.Now() }
 func (c systemClock) Mono() time.Duration            { return time.Since(c.start) }
-func (c systemClock) NewTimer(d time.Duration) Timer { return sysTimer{time.NewTimer(d)} }
+func (c systemClock) NewTimer(d time.Duration) Timer {
+	if t := newFDTimer(d); t != nil {
+		return t
+	}
+	return sysTimer{time.NewTimer(d)}
+}
 
 type sysTimer struct{ t *time.Timer }
 

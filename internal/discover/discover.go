@@ -99,7 +99,7 @@ type Skip struct {
 // revalidateEvery is how many seconds pass before a known process's files
 // are read again: each second of scanning rereads the stat and cgroup files
 // of one known process in revalidateEvery (by PID), so a new command (exec)
-// or a moved process is noticed within a minute. That is all it is for: a
+// or a moved process is noticed within two minutes. That is all it is for: a
 // recycled PID is noticed at the next full scan (quiet.go), and what a
 // signal depends on (the runtime behind a PID, its handlers) is read again
 // at delivery, keyed by PID, start time and command. Counted in seconds,
@@ -108,7 +108,7 @@ type Skip struct {
 // that come every few seconds (a quiet pod) catch up on the seconds missed.
 // Next to 2,000 processes a tenth a second was most of an idle sidecar's
 // CPU (1.2 % of a core).
-const revalidateEvery = 60
+const revalidateEvery = 120
 
 // youngScans is how many scans reread a new process every time (while it
 // is younger than youngFor).

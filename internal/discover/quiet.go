@@ -44,7 +44,7 @@ import (
 
 // quietMax is how many scans in a row may be answered from the last full
 // scan.
-const quietMax = 4
+const quietMax = 9
 
 // procMark is what /proc/loadavg says about process starts and ends.
 type procMark struct {
