@@ -32,8 +32,8 @@ func SystemClock() Clock { return systemClock{start: time.Now()} }
 
 type systemClock struct{ start time.Time }
 
-func (c systemClock) Now() time.Time                 { return time.Now() }
-func (c systemClock) Mono() time.Duration            { return time.Since(c.start) }
+func (c systemClock) Now() time.Time      { return time.Now() }
+func (c systemClock) Mono() time.Duration { return time.Since(c.start) }
 func (c systemClock) NewTimer(d time.Duration) Timer {
 	if t := newFDTimer(d); t != nil {
 		return t
