@@ -120,7 +120,7 @@ func run() (err error) {
 	sources := flag.String("source", "bpf,cgroupfs", "comma-separated oomhero --source values, one row each")
 	flag.IntVar(&o.containers, "containers", 100, "containers (memory cgroups in the kubelet's layout)")
 	flag.IntVar(&o.procs, "procs", 5000, "processes in all the containers")
-	flag.IntVar(&o.runs, "runs", 20, "leak runs per rate")
+	flag.IntVar(&o.runs, "runs", 20, "leak runs per rate (0: idle figures only)")
 	rates := flag.String("rates", "20,200", "leak rates, MiB/s (each run stops at 95% of the limit)")
 	flag.IntVar(&o.windows, "windows", 5, "steady idle windows")
 	flag.DurationVar(&o.window, "window", 20*time.Second, "length of one idle window")
@@ -415,6 +415,9 @@ func benchSource(ctx context.Context, h *host, o *opts, src string, leaker **con
 
 	var lrows []latRow
 	for _, rate := range o.rates {
+		if o.runs <= 0 {
+			break
+		}
 		warn := latRow{source: src, level: "warning", rate: rate}
 		crit := latRow{source: src, level: "critical", rate: rate}
 		for i := 1; i <= o.runs; i++ {
