@@ -25,6 +25,7 @@ const syncWait = 15 * time.Second
 // podIndex is what nodeIdentifier uses of kube.Pods (tests fake it).
 type podIndex interface {
 	Lookup(ref kube.Ref) (kube.Identity, bool)
+	Synced() bool
 }
 
 // nodeIdentifier implements agent.Identifier.
@@ -41,6 +42,14 @@ func (n nodeIdentifier) Identify(path string) (agent.Identity, bool) {
 		if id, ok := n.pods.Lookup(ref); ok {
 			return agent.Identity{Namespace: id.Namespace, Pod: id.Pod, Container: id.Container,
 				PodUID: id.PodUID, ContainerID: id.ContainerID, Annotations: id.Annotations}, true
+		}
+		// The node's pods are listed and this UID is not among them: a
+		// kubelet-shaped cgroup of something else on the host (a kind
+		// cluster, a second kubelet, a test). It is asked again at each
+		// rescan: a pod the kubelet started before the watch brought it
+		// here is watched at the first rescan after.
+		if n.pods.Synced() {
+			return agent.Identity{PodUID: ref.PodUID, ContainerID: ref.ContainerID, Unlisted: true}, true
 		}
 	}
 	return agent.Identity{PodUID: ref.PodUID, ContainerID: ref.ContainerID}, true

@@ -24,6 +24,14 @@ func (f fakePods) Lookup(ref kube.Ref) (kube.Identity, bool) {
 	return id, ok
 }
 
+// Synced: a fakePods lists every pod of the node.
+func (f fakePods) Synced() bool { return true }
+
+// listing is a pod index whose first list has not come yet.
+type listing struct{ fakePods }
+
+func (listing) Synced() bool { return false }
+
 func TestNodeIdentifier(t *testing.T) {
 	const uid = "0f9e6a1c-2b3d-4e5f-8a9b-0c1d2e3f4a5b"
 	cid := "c0ffee" + strings.Repeat("0", 58)
@@ -38,7 +46,8 @@ func TestNodeIdentifier(t *testing.T) {
 	}{
 		{"api", nodeIdentifier{pods: pods}, path, true, "shop/web-1/app " + uid + " " + cid + " map[oomhero.dev/watch:true]"},
 		{"api, unknown container", nodeIdentifier{pods: pods}, "/kubepods/burstable/pod" + uid + "/" + strings.Repeat("a", 64), true, "shop/web-1/ " + uid + " " + strings.Repeat("a", 64) + " map[oomhero.dev/watch:true]"},
-		{"api, pod not listed yet", nodeIdentifier{pods: fakePods{}}, path, true, "// " + uid + " " + cid + " map[]"},
+		{"api, pods not listed yet", nodeIdentifier{pods: listing{}}, path, true, "// " + uid + " " + cid + " map[]"},
+		{"api, no such pod on this node", nodeIdentifier{pods: fakePods{}}, path, true, "// " + uid + " " + cid + " map[] unlisted"},
 		{"no api", nodeIdentifier{}, path, true, "// " + uid + " " + cid + " map[]"},
 		{"systemd service", nodeIdentifier{pods: pods}, "/system.slice/kubelet.service", false, ""},
 		{"the kubelet's own", nodeIdentifier{pods: pods}, "/kubepods", false, ""},
@@ -48,6 +57,9 @@ func TestNodeIdentifier(t *testing.T) {
 		got := ""
 		if ok {
 			got = id.Namespace + "/" + id.Pod + "/" + id.Container + " " + id.PodUID + " " + id.ContainerID + " " + fmtMap(id.Annotations)
+			if id.Unlisted {
+				got += " unlisted"
+			}
 		}
 		if ok != tc.ok || got != tc.want {
 			t.Errorf("%s: Identify(%s) = %q %v, want %q %v", tc.name, tc.path, got, ok, tc.want, tc.ok)

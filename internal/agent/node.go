@@ -48,6 +48,9 @@ type Identity struct {
 	Namespace, Pod, Container, PodUID, ContainerID string
 	// Annotations are the pod's (nil without the API server).
 	Annotations map[string]string
+	// Unlisted: the API server's list of this node's pods is complete
+	// and has no pod of this UID. Such a cgroup is never watched.
+	Unlisted bool
 }
 
 // Identifier maps a memory cgroup path to the container's identity; false
@@ -108,6 +111,8 @@ func (a *Agent) optIn(path string, g *discover.Group, t *tracked) (watched, forg
 	var in bool
 	var why string
 	switch {
+	case node && id.Unlisted:
+		why = "no pod of this UID on this node (the API server's list): a kubelet-shaped cgroup of something else on the host"
 	case node && id.Namespace != "" && id.Container == "":
 		// Listed by the API server, but not a container of the pod's
 		// spec: its sandbox (pause), or one the kubelet has not

@@ -522,3 +522,46 @@ func TestDecideOptIn(t *testing.T) {
 		})
 	}
 }
+
+// TestNodeUnlistedNeverWatched: a kubelet-shaped cgroup whose pod UID the
+// API server's complete list of this node's pods does not hold (a kind
+// cluster, a second kubelet, a test on the host) is not watched even when
+// it declares OOMHERO=on; listed later, it is.
+func TestNodeUnlistedNeverWatched(t *testing.T) {
+	proc := t.TempDir()
+	status(t, proc, 10, 0)
+	environ(t, proc, 10, "OOMHERO=on")
+	groups := map[string]*discover.Group{
+		podA + "aaaa": {Path: podA + "aaaa", Version: watch.V1, Procs: []discover.Process{{PID: 10, Comm: "app"}}},
+	}
+	res := fakeResolver{byPath: map[string]watch.Container{
+		podA + "aaaa": {ID: 1, Path: podA + "aaaa", Limit: 1000, Version: watch.V1},
+	}}
+	ident := &fakeIdentifier{m: map[string]Identity{podA + "aaaa": {PodUID: "u1", ContainerID: "aaaa", Unlisted: true}}}
+	cfg, err := config.ParseNode([]string{"--rescan", "20ms"}, func(string) (string, bool) { return "", false }, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Proc = proc
+	src := &latestSource{feed: make(chan watch.Reading)}
+	logs := &syncBuf{}
+	a := &Agent{Config: cfg, Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), Scanner: &swapScanner{groups: groups},
+		Resolver: res, Source: src, Sender: &fakeSender{}, Self: 99, Identifier: ident}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error)
+	go func() { done <- a.Run(ctx) }()
+	time.Sleep(200 * time.Millisecond)
+	if ids := src.ids(); len(ids) != 0 {
+		t.Fatalf("watched %v: a cgroup of no pod of this node was watched", ids)
+	}
+	if !strings.Contains(logs.String(), "no pod of this UID on this node") {
+		t.Errorf("the reason is not logged:\n%s", logs.String())
+	}
+	ident.set(podA+"aaaa", Identity{Namespace: "shop", Pod: "web-1", Container: "app", PodUID: "u1", ContainerID: "aaaa"})
+	waitFor(t, "app to be watched once listed", logs, func() bool { return slices.Equal(src.ids(), []uint64{1}) })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
