@@ -56,7 +56,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -92,7 +91,6 @@ type opts struct {
 	keep                 string
 	bin, app, sleeper    string
 	scratch              string
-	warning, critical    string
 	perContainer, extras int
 }
 
@@ -234,7 +232,7 @@ func run() (err error) {
 func build(root string, o *opts) error {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		return fmt.Errorf("the go command is not on PATH: %w", err)
 	}
 	o.bin = filepath.Join(o.scratch, "oomhero")
 	o.app = filepath.Join(o.scratch, "testapp")
