@@ -100,7 +100,7 @@ type tracked struct {
 	pressure cgroup.Pressure
 	hot      bool           // told the OOM watcher the cgroup is near its limit
 	oomAt    time.Time      // last OOM kill seen
-	scans    int            // rescans since the last full resolve
+	resolved time.Time      // last full resolve (resolveAge)
 	comm     string         // main process's command at the last resolve
 	cfg      *config.Config // the sidecar's, with the container's declaration applied
 	ds       declState
@@ -113,13 +113,18 @@ type tracked struct {
 	drySent  [3]time.Time      // last signal logged instead of sent (dry run), per level
 }
 
-// resolveEvery is how many rescans may reuse a known container's cgroup
-// (same processes) before it is resolved again to notice a new limit.
-const resolveEvery = 10
+// resolveAge is how long a known container's cgroup (same path, same main
+// command) is reused before it is resolved again to notice a new limit.
+const resolveAge = 10 * time.Second
 
 // eventGap is the shortest time between two scans that process events
-// (BPF: fork, exec, exit) ask for.
-const eventGap = 200 * time.Millisecond
+// (BPF: fork, exec, exit) ask for: in a pod, and on a node, where every
+// process start of every container (probes, shells, cron) asks for one
+// and a full scan lists thousands of processes.
+const (
+	eventGap     = 200 * time.Millisecond
+	nodeEventGap = time.Second
+)
 
 // afterOOM is how long signals to a container pause after an OOM kill: its
 // processes are being killed and the runtime is tearing it down.
@@ -242,7 +247,11 @@ func (a *Agent) Run(ctx context.Context) error {
 			if inv, ok := a.Scanner.(interface{ Invalidate() }); ok {
 				inv.Invalidate()
 			}
-			if wait := eventGap - time.Since(lastScan); wait > 0 {
+			gap := eventGap
+			if a.Config.Node() {
+				gap = nodeEventGap
+			}
+			if wait := gap - time.Since(lastScan); wait > 0 {
 				if pending == nil {
 					pending = time.After(wait)
 				}

@@ -46,9 +46,19 @@ func (a *Agent) rescan() error {
 			}
 			t = a.byPath[path]
 		}
-		if t != nil && t.scans < resolveEvery && slices.Equal(t.PIDs, g.PIDs()) && t.comm == g.Main().Comm {
-			t.scans++
+		if t != nil && a.now().Sub(t.resolved) < resolveAge && t.comm == g.Main().Comm {
+			// Same cgroup path, same main command, resolved lately: its
+			// directory and limit stand; only its processes are taken.
+			// (A node's containers gain and lose processes at every scan:
+			// resolving each again cost a quarter of an idle node agent.)
 			t.group = g
+			if pids := g.PIDs(); !slices.Equal(t.PIDs, pids) {
+				t.PIDs = pids
+				if a.declare(t, g) { // read again when the processes change
+					a.policy.Set(t.ID, a.thresholds(t))
+					changed = true
+				}
+			}
 			continue
 		}
 		c, err := a.Resolver.Resolve(g)
@@ -94,7 +104,7 @@ func (a *Agent) rescan() error {
 					changed = true
 				}
 			}
-			t.group, t.PIDs, t.scans, t.comm = g, c.PIDs, 0, g.Main().Comm
+			t.group, t.PIDs, t.resolved, t.comm = g, c.PIDs, a.now(), g.Main().Comm
 			redeclared := a.declare(t, g)
 			if t.Limit != c.Limit || t.Dir != c.Dir {
 				a.Log.Info("container limit changed", t.who(), "from_bytes", t.Limit, "to_bytes", c.Limit)
@@ -112,7 +122,7 @@ func (a *Agent) rescan() error {
 		}
 		c.Name = a.boundName(path, a.uniqueName(c.Name, g))
 		a.nameFromPod(path, &c) // node.go
-		t = &tracked{Container: c, group: g, comm: g.Main().Comm, ann: a.gateAnnotations(path)}
+		t = &tracked{Container: c, group: g, comm: g.Main().Comm, ann: a.gateAnnotations(path), resolved: a.now()}
 		a.byPath[path], a.byID[c.ID] = t, t
 		psiNote := "unavailable"
 		if r, err := cgroup.OpenPressure(c.Dir); err == nil {
