@@ -42,8 +42,10 @@
 // the other, then the 20 MiB/s leaks side by side; the fast leak also checks
 // oomhero's "oom kill" line and the container's PSI), and the page-cache
 // scenario of both sources. TestLoaderInVM runs the loader's test binary in
-// the guest (fexit/try_charge_memcg on cgroup v2). TestContainers and
-// TestCommands check the machinery itself.
+// the guest (fexit/try_charge_memcg on cgroup v2). TestNodeMode runs oomhero
+// node against kubelet-shaped v2 cgroups (systemd driver) with both sources:
+// only the opted-in container is signalled. TestContainers and TestCommands
+// check the machinery itself.
 //
 // OOMHERO_VM_SOURCES narrows the sources (e.g. "cgroupfs"); OOMHERO_VM_APPEND
 // adds kernel arguments (e.g. "loglevel=7"). The guest's events and console of
