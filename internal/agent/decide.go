@@ -147,7 +147,10 @@ func (a *Agent) decided(t *tracked, d policy.Decision, rd watch.Reading, origin 
 			// holds the signals of a falling level.
 			a.Log.Debug("level changed", append(attrs, "cause", "oom kill in progress")...)
 		} else {
-			a.Log.Info("level changed", append(attrs, a.topAttrs(t)...)...)
+			// The line names the largest processes (topAttrs reads every
+			// process's statm: milliseconds in a container of hundreds of
+			// processes): it is written once the signals are out.
+			defer func() { a.Log.Info("level changed", append(attrs, a.topAttrs(t)...)...) }()
 		}
 		a.Observer.LevelChanged(a.target(t), d.From, d.To, rd)
 		if d.To == watch.OK {
