@@ -252,3 +252,33 @@ func TestSlowDeclarationAppliedLate(t *testing.T) {
 	}
 	h.waitLog(`msg="container declaration" container=app pid=10 command=app declared="OOMHERO_WARNING=40"`)
 }
+
+// TestDeclarationRetriedWhileUnread: right after an exec the environment
+// can read empty; the declaration is read again at the next rescans (same
+// processes), not only at the container's next resolve.
+func TestDeclarationRetriedWhileUnread(t *testing.T) {
+	proc := t.TempDir()
+	usr := uint64(1<<(unix.SIGUSR1-1) | 1<<(unix.SIGUSR2-1))
+	status(t, proc, 10, usr)
+	d := filepath.Join(proc, "10")
+	if err := os.WriteFile(filepath.Join(d, "environ"), nil, 0o644); err != nil { // empty: unreadable for now
+		t.Fatal(err)
+	}
+	sc := &lockedScanner{groups: map[string]*discover.Group{
+		"/a": {Path: "/a", Version: watch.V1, Procs: []discover.Process{{PID: 10, Comm: "app"}}},
+	}}
+	res := fakeResolver{byPath: map[string]watch.Container{"/a": {ID: 1, Path: "/a", Limit: 1000, Version: watch.V1}}}
+	h := startAgent(t, []string{"--rescan", "10ms"}, proc, sc, res, nil)
+	if tg := <-h.src.updated; tg[0].Warn != 750 {
+		t.Fatalf("before the environment is readable: %+v", tg)
+	}
+	environ(t, proc, 10, "OOMHERO_WARNING=40", "OOMHERO_CRITICAL=45")
+	select {
+	case tg := <-h.src.updated:
+		if tg[0].Warn != 400 || tg[0].Crit != 450 {
+			t.Fatalf("after the environment became readable: %+v", tg)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatalf("declaration not read again while unread (same processes):\n%s", h.logs.String())
+	}
+}

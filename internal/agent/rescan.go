@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/oomhero/oomhero/internal/cgroup"
+	"github.com/oomhero/oomhero/internal/declare"
 	"github.com/oomhero/oomhero/internal/discover"
 	"github.com/oomhero/oomhero/internal/oomwatch"
 	"github.com/oomhero/oomhero/internal/watch"
@@ -52,9 +53,15 @@ func (a *Agent) rescan() error {
 			// (A node's containers gain and lose processes at every scan:
 			// resolving each again cost a quarter of an idle node agent.)
 			t.group = g
-			if pids := g.PIDs(); !slices.Equal(t.PIDs, pids) {
+			// The declaration is read again when the processes change, and
+			// at each rescan while no read has succeeded: right after an
+			// exec the environment can read empty, and a declared signal
+			// must not wait for the next resolve. (A process title written
+			// over the environment stays so: not retried.)
+			retry := !t.ds.read && !t.ds.pending && !strings.Contains(t.ds.unreadErr, declare.ErrRewritten.Error())
+			if pids := g.PIDs(); !slices.Equal(t.PIDs, pids) || retry {
 				t.PIDs = pids
-				if a.declare(t, g) { // read again when the processes change
+				if a.declare(t, g) {
 					a.policy.Set(t.ID, a.thresholds(t))
 					changed = true
 				}
