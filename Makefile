@@ -67,7 +67,7 @@ test-vm: ## cgroup v2 suite in a qemu VM (Debian 6.1 kernel)
 
 .PHONY: test-k8s
 test-k8s: ## real Kubernetes suite: builds (or reuses) the cluster, runs deploy/ on it, tears it down
-	cd testenv/k8s && $(GO) test -count=1 -timeout 40m -v ./... 2>&1 | tee /tmp/oomhero-k8s.log | grep -E '^(\s*--- |=== RUN|PASS|FAIL|ok|panic)' ; test $${PIPESTATUS[0]} -eq 0
+	cd testenv/k8s && HELM=$(HELM) $(GO) test -count=1 -timeout 40m -v ./... 2>&1 | tee /tmp/oomhero-k8s.log | grep -E '^(\s*--- |=== RUN|PASS|FAIL|ok|panic)' ; test $${PIPESTATUS[0]} -eq 0
 
 .PHONY: k8s-up
 k8s-up: ## start the local real Kubernetes (builds it the first time, about 11 min) and load the images

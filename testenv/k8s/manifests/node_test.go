@@ -117,8 +117,9 @@ func kubectl(t *testing.T) string {
 	return ""
 }
 
-// helm finds helm: $HELM (make test-unit passes the pinned bin/helm-<version>/helm),
-// else one on PATH.
+// helm finds helm: $HELM (make test-unit and test-k8s pass the pinned
+// bin/helm-<version>/helm), else the pinned one in the repository's bin/
+// (make helm), else one on PATH.
 func helm(t *testing.T) string {
 	t.Helper()
 	if p := os.Getenv("HELM"); p != "" {
@@ -126,6 +127,11 @@ func helm(t *testing.T) string {
 			missing(t, "HELM=%s: %v (make helm builds it; testenv/install-deps runs make helm)", p, err)
 		}
 		return p
+	}
+	if pinned, _ := filepath.Glob("../../../bin/helm-*/helm"); len(pinned) > 0 {
+		if p, err := filepath.Abs(pinned[len(pinned)-1]); err == nil {
+			return p
+		}
 	}
 	if p, err := exec.LookPath("helm"); err == nil {
 		return p
