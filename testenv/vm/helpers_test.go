@@ -163,7 +163,7 @@ func run(t *testing.T, m *Machine, spec Spec) *Result {
 		t.Logf("guest did not boot (%v); console:\n%s\nbooting again (try %d)", err, tail(res.Console), try)
 		res, err = m.Run(ctx, spec)
 	}
-	if err != nil && res != nil && strings.Contains(res.Console, "soft lockup") {
+	if err != nil && res != nil && bytes.Contains(res.Console, []byte("soft lockup")) {
 		// The emulated guest kernel hung in the OOM path ("watchdog: BUG:
 		// soft lockup - CPU#0 stuck for 22s! [testapp]", seen once in a
 		// CI run: two leakers at their limits under TCG): a failure of
