@@ -111,17 +111,19 @@ struct {
 	__type(value, struct event);
 } event_type SEC(".maps");
 
-/* Process events: a process of the PID namespace named by dev/ino (the
- * sidecar's own, as stat(2) of /proc/self/ns/pid gives them, dev in the
- * kernel's encoding) forked, exec'ed or exited. One KIND_PROC record is
- * submitted and `pending` set; more changes submit nothing until user space
- * clears it (after it rescanned), so a storm of processes costs one record
- * per rescan. ino 0: off. ino ~0: a process of any PID namespace (the node
- * agent in the host's: bpf_get_ns_current_pid_tgid matches the current
- * task's own namespace only, never an ancestor, so a container's processes,
- * in their own namespaces, would not count). */
+/* Process events: a process of the PID namespace named by `ino` (its
+ * inode, as stat(2) of /proc/self/ns/pid gives it) forked, exec'ed or
+ * exited.
+ * The process's PID in that namespace is put in `changed`, and one KIND_PROC
+ * record is submitted and `pending` set; more changes submit nothing until
+ * user space clears it, so a storm of processes costs one record per
+ * rescan, and user space rereads only the PIDs in `changed` (it takes and
+ * deletes them). A process counts when its PID namespace is that one or
+ * below it (struct pid numbers[], pid_in): the sidecar sees the pod's
+ * processes, the node agent (level 0) every process of the node. ino 0:
+ * off. When `changed` is full, lost[1] counts the PIDs left out, and user
+ * space scans every process instead. */
 struct proc_watch {
-	__u64 dev;
 	__u64 ino;
 	__u64 pending;
 };
@@ -133,10 +135,19 @@ struct {
 	__type(value, struct proc_watch);
 } procs SEC(".maps");
 
-/* Entry 0: records dropped because the ring buffer was full. */
+#define CHANGED_MAX 16384
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CHANGED_MAX);
+	__type(key, __u32);
+	__type(value, __u32);
+} changed SEC(".maps");
+
+/* Entry 0: records dropped because the ring buffer was full. Entry 1: PIDs
+ * of process events `changed` could not take. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__type(key, __u32);
 	__type(value, __u64);
 } lost SEC(".maps");
@@ -312,16 +323,61 @@ int on_lruvec_tp(struct lruvec_tp *ctx)
 	return 0;
 }
 
-static __always_inline void proc_changed(void)
+/* Deepest PID namespace level looked at (the kernel allows 32; a pod's
+ * processes are at 1, a node's at 0). */
+#define MAX_LEVEL 8
+
+/* The PID of task t's thread group in the namespace of p, or 0 when t's
+ * namespace is not that one or below it. User space knows its namespace's
+ * inode but not its level (a procfs mounted in a container shows none
+ * above its own), so the levels are tried from the top down. The index
+ * into numbers[] is a variable: the reads are probe reads of computed
+ * addresses. */
+static __always_inline __u32 pid_in(struct task_struct *t, struct proc_watch *p)
+{
+	struct pid *pid = BPF_CORE_READ(t, group_leader, thread_pid);
+	if (!pid)
+		return 0;
+	__u32 top = BPF_CORE_READ(pid, level);
+	__u64 base = (__u64)pid + bpf_core_field_offset(struct pid, numbers);
+	__u64 size = bpf_core_type_size(struct upid);
+	for (__u32 i = 0; i < MAX_LEVEL; i++) {
+		if (i > top)
+			return 0;
+		__u64 up = base + i * size;
+		int nr = 0;
+		struct pid_namespace *ns = 0;
+		if (bpf_probe_read_kernel(&ns, sizeof(ns), (void *)(up + bpf_core_field_offset(struct upid, ns))) || !ns)
+			return 0;
+		if (BPF_CORE_READ(ns, ns.inum) != p->ino)
+			continue;
+		if (bpf_probe_read_kernel(&nr, sizeof(nr), (void *)(up + bpf_core_field_offset(struct upid, nr))) || nr <= 0)
+			return 0;
+		return nr;
+	}
+	return 0;
+}
+
+static __always_inline void proc_changed(struct task_struct *t)
 {
 	__u32 k = 0;
 	struct proc_watch *p = bpf_map_lookup_elem(&procs, &k);
-	if (!p || !p->ino || p->pending)
+	if (!p || !p->ino)
 		return;
-	struct bpf_pidns_info ns;
-	if (p->ino != ~0ULL && bpf_get_ns_current_pid_tgid(p->dev, p->ino, &ns, sizeof(ns)))
-		return; /* another PID namespace */
-	if (__sync_lock_test_and_set(&p->pending, 1))
+	__u32 pid = pid_in(t, p);
+	if (!pid)
+		return;
+	if (!bpf_map_lookup_elem(&changed, &pid)) {
+		__u32 one = 1;
+		long err = bpf_map_update_elem(&changed, &pid, &one, BPF_NOEXIST);
+		if (err && err != -EEXIST) {
+			__u32 k1 = 1;
+			__u64 *n = bpf_map_lookup_elem(&lost, &k1);
+			if (n)
+				__sync_fetch_and_add(n, 1);
+		}
+	}
+	if (p->pending || __sync_lock_test_and_set(&p->pending, 1))
 		return;
 	submit(0, bpf_ktime_get_ns(), 0, 0, 0, KIND_PROC);
 }
@@ -334,7 +390,7 @@ int on_fork(__u64 *ctx)
 	struct task_struct *child = (void *)ctx[1];
 	if (child->pid != child->tgid)
 		return 0;
-	proc_changed();
+	proc_changed(child);
 	return 0;
 }
 
@@ -342,18 +398,19 @@ int on_fork(__u64 *ctx)
 SEC("tp_btf/sched_process_exec")
 int on_exec(__u64 *ctx)
 {
-	proc_changed();
+	proc_changed(bpf_get_current_task_btf());
 	return 0;
 }
 
-/* sched_process_exit(struct task_struct *p, ...): a thread group leader
- * exiting is a process going. */
+/* sched_process_exit(struct task_struct *p, ...): the process goes with
+ * its leader, or with its last thread (signal->live, decremented in
+ * do_exit before the tracepoint) when the leader left first. */
 SEC("tp_btf/sched_process_exit")
 int on_exit(__u64 *ctx)
 {
-	__u64 pt = bpf_get_current_pid_tgid();
-	if ((__u32)pt != (__u32)(pt >> 32))
+	struct task_struct *t = bpf_get_current_task_btf();
+	if (t->pid != t->tgid && BPF_CORE_READ(t, signal, live.counter) != 0)
 		return 0;
-	proc_changed();
+	proc_changed(t);
 	return 0;
 }

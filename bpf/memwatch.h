@@ -21,6 +21,8 @@ typedef __u32 __wsum;
 
 /* From the UAPI (stable numbers). */
 enum bpf_map_type { BPF_MAP_TYPE_HASH = 1, BPF_MAP_TYPE_ARRAY = 2, BPF_MAP_TYPE_RINGBUF = 27 };
+#define BPF_NOEXIST 1 /* bpf_map_update_elem: create only */
+#define EEXIST 17
 
 #define __pra __attribute__((preserve_access_index))
 
@@ -32,10 +34,20 @@ typedef atomic64_t atomic_long_t;
 struct page_counter { atomic_long_t usage; unsigned long max; } __pra;
 struct mem_cgroup { struct cgroup_subsys_state css; struct page_counter memory; } __pra;
 struct css_set { struct cgroup_subsys_state *subsys[1]; } __pra;
-struct task_struct { struct css_set *cgroups; int pid; int tgid; } __pra;
-
-/* From the UAPI (bpf_get_ns_current_pid_tgid). */
-struct bpf_pidns_info { __u32 pid; __u32 tgid; };
+struct ns_common { unsigned int inum; } __pra;
+struct pid_namespace { struct ns_common ns; } __pra;
+struct upid { int nr; struct pid_namespace *ns; } __pra;
+struct pid { unsigned int level; struct upid numbers[1]; } __pra;
+typedef struct { int counter; } __pra atomic_t;
+struct signal_struct { atomic_t live; } __pra;
+struct task_struct {
+	struct css_set *cgroups;
+	int pid;
+	int tgid;
+	struct pid *thread_pid;
+	struct task_struct *group_leader;
+	struct signal_struct *signal;
+} __pra;
 
 /* Values are placeholders: CO-RE relocates them to the kernel's. */
 enum node_stat_item { NR_INACTIVE_FILE = 2, NR_ISOLATED_FILE = 3, NR_ANON_MAPPED = 1 };

@@ -25,7 +25,6 @@ type memwatchEvent struct {
 
 type memwatchProcWatch struct {
 	_       structs.HostLayout
-	Dev     uint64
 	Ino     uint64
 	Pending uint64
 }
@@ -50,6 +49,7 @@ type memwatchWatchState struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	memwatchMapChanged     = "changed"
 	memwatchMapEventType   = "event_type"
 	memwatchMapEvents      = "events"
 	memwatchMapLost        = "lost"
@@ -118,6 +118,7 @@ type memwatchProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type memwatchMapSpecs struct {
+	Changed   *ebpf.MapSpec `ebpf:"changed"`
 	EventType *ebpf.MapSpec `ebpf:"event_type"`
 	Events    *ebpf.MapSpec `ebpf:"events"`
 	Lost      *ebpf.MapSpec `ebpf:"lost"`
@@ -152,6 +153,7 @@ func (o *memwatchObjects) Close() error {
 //
 // It can be passed to loadMemwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type memwatchMaps struct {
+	Changed   *ebpf.Map `ebpf:"changed"`
 	EventType *ebpf.Map `ebpf:"event_type"`
 	Events    *ebpf.Map `ebpf:"events"`
 	Lost      *ebpf.Map `ebpf:"lost"`
@@ -162,6 +164,7 @@ type memwatchMaps struct {
 
 func (m *memwatchMaps) Close() error {
 	return _MemwatchClose(
+		m.Changed,
 		m.EventType,
 		m.Events,
 		m.Lost,

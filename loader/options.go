@@ -58,10 +58,6 @@ type Options struct {
 	// ProcessEvents (default 100ms): a storm of processes costs at most
 	// one rescan a ProcessGap.
 	ProcessGap time.Duration
-	// AllPIDNamespaces: ProcessEvents report processes of every PID
-	// namespace, not only oomhero's own (the node agent, in the host's
-	// PID namespace: containers run in namespaces of their own, below it).
-	AllPIDNamespaces bool
 	// RingSize is the ring buffer size in bytes: a power of two, a multiple
 	// of the page size (default 256 KiB).
 	RingSize uint32

@@ -81,12 +81,16 @@ type Source struct {
 	heart heartbeat.Heart
 
 	// Process events (nil procCh: the programs are not attached).
-	procs     *ebpf.Map
-	procCfg   memwatchProcWatch
-	procCh    chan struct{}
-	procMu    sync.Mutex
-	procLast  time.Time
-	procTimer *time.Timer
+	procs   *ebpf.Map
+	changed *ebpf.Map
+	procCfg memwatchProcWatch
+	// changedLost is lost[1] (PIDs `changed` could not take) as of the
+	// last ProcessChanges.
+	changedLost uint64
+	procCh      chan struct{}
+	procMu      sync.Mutex
+	procLast    time.Time
+	procTimer   *time.Timer
 }
 
 type target struct {
@@ -161,24 +165,20 @@ func New(opts Options) (*Source, error) {
 }
 
 // watchProcs arms the process-event programs for this process's PID
-// namespace (the one --proc shows).
+// namespace (the one --proc shows) and those below it.
 func (s *Source) watchProcs() error {
 	if s.l.procErr != nil {
 		return s.l.procErr
 	}
-	s.procs = s.l.coll.Maps[memwatchMapProcs]
-	if s.procs == nil {
-		return errors.New("bpf object lacks the procs map")
+	s.procs, s.changed = s.l.coll.Maps[memwatchMapProcs], s.l.coll.Maps[memwatchMapChanged]
+	if s.procs == nil || s.changed == nil {
+		return errors.New("bpf object lacks the procs or changed map")
 	}
 	var st unix.Stat_t
 	if err := unix.Stat("/proc/self/ns/pid", &st); err != nil {
 		return fmt.Errorf("own PID namespace: %w", err)
 	}
-	// The kernel compares dev in its own encoding (MKDEV: major << 20).
-	s.procCfg = memwatchProcWatch{Dev: uint64(unix.Major(st.Dev))<<20 | uint64(unix.Minor(st.Dev)), Ino: st.Ino}
-	if s.opts.AllPIDNamespaces {
-		s.procCfg = memwatchProcWatch{Ino: ^uint64(0)} // every namespace (bpf/memwatch.c proc_changed)
-	}
+	s.procCfg = memwatchProcWatch{Ino: st.Ino}
 	if err := s.procs.Put(uint32(0), s.procCfg); err != nil {
 		return fmt.Errorf("arm process events: %w", err)
 	}
@@ -186,10 +186,65 @@ func (s *Source) watchProcs() error {
 	return nil
 }
 
+// ProcessChanges takes the PIDs (in oomhero's PID namespace) of the
+// processes that forked, exec'ed or exited since the last call, into buf.
+// complete is false when the kernel could not record some (its map was
+// full, or it could not be read): the caller must then look at every
+// process. It is safe to call concurrently with Run; the caller calls it
+// after a notification on ProcessEvents, which clears the kernel's pending
+// flag first, so a change recorded after the take brings another
+// notification.
+func (s *Source) ProcessChanges(buf []int) (pids []int, complete bool) {
+	pids = buf[:0]
+	if s.changed == nil {
+		return pids, false
+	}
+	complete = true
+	var lost uint64
+	if err := s.lost.Lookup(uint32(1), &lost); err != nil || lost != s.changedLost {
+		s.changedLost = lost
+		complete = false
+	}
+	keys := make([]uint32, 1024)
+	vals := make([]uint32, 1024)
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := s.changed.BatchLookupAndDelete(&cursor, keys, vals, nil)
+		for _, k := range keys[:n] {
+			pids = append(pids, int(k))
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return pids, complete
+		}
+		if err != nil {
+			return s.drainOneByOne(pids), false
+		}
+	}
+}
+
+// drainOneByOne empties the changed map key by key (kernels without batch
+// operations on hash maps), adding the keys to pids.
+func (s *Source) drainOneByOne(pids []int) []int {
+	var k uint32
+	for range 2 * changedMax {
+		if err := s.changed.NextKey(nil, &k); err != nil {
+			break
+		}
+		_ = s.changed.Delete(k)
+		pids = append(pids, int(k))
+	}
+	return pids
+}
+
+// changedMax is the size of the kernel's map of changed PIDs (CHANGED_MAX
+// in bpf/memwatch.c).
+const changedMax = 16384
+
 // ProcessEvents returns a channel that receives a value soon after a
-// process of oomhero's PID namespace forked, exec'ed or exited (at most one
-// a ProcessGap), or nil when the kernel does not provide these events. The
-// agent rescans on it instead of every --rescan period.
+// process of oomhero's PID namespace (or one below it) forked, exec'ed or
+// exited (at most one a ProcessGap), or nil when the kernel does not
+// provide these events. The agent rescans on it instead of every --rescan
+// period, rereading the processes ProcessChanges names.
 func (s *Source) ProcessEvents() <-chan struct{} {
 	s.procMu.Lock()
 	defer s.procMu.Unlock()

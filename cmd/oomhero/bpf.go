@@ -16,8 +16,7 @@ func newBPFSource(cfg *config.Config, log *slog.Logger) (watch.Source, error) {
 		Realtime:     cfg.Realtime,
 		// The node agent (host PID namespace): the processes of containers,
 		// in namespaces of their own, trigger rescans too.
-		AllPIDNamespaces: cfg.Node(),
-		Logger:           log.With("component", "bpf"),
+		Logger: log.With("component", "bpf"),
 	})
 	if err != nil {
 		return nil, err // not a typed nil *loader.Source
