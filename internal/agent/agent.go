@@ -206,8 +206,27 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer rescan.Stop()
 	lastScan := time.Now()
 	var pending <-chan time.Time // a scan owed to process events (eventGap)
+	// Where the source names the changed processes (BPF), the scanner
+	// rereads those only (discover/follow.go); else an event makes the
+	// next scan a full one: an exit or an exec does not show in the
+	// scanner's quiet-scan mark (discover/quiet.go).
+	changes, _ := a.Source.(interface {
+		ProcessChanges(buf []int) ([]int, bool)
+	})
+	follower, _ := a.Scanner.(interface {
+		Changed(pids []int, complete bool)
+	})
+	if procEvents == nil || follower == nil {
+		changes = nil
+	}
+	var changedBuf []int
 	scan := func() {
 		pending, lastScan = nil, time.Now()
+		if changes != nil {
+			var complete bool
+			changedBuf, complete = changes.ProcessChanges(changedBuf)
+			follower.Changed(changedBuf, complete)
+		}
 		if err := a.rescan(); err != nil {
 			a.Log.Error("rescan failed", "error", err)
 		}
@@ -241,10 +260,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-procEvents:
 			// On a busy node processes start and end many times a second:
 			// scans follow them at most once an eventGap, the events in
-			// between taken by one scan at its end. The scan is a full
-			// one: an exit or an exec does not show in the scanner's
-			// quiet-scan mark (discover/quiet.go).
-			if inv, ok := a.Scanner.(interface{ Invalidate() }); ok {
+			// between taken by one scan at its end.
+			if inv, ok := a.Scanner.(interface{ Invalidate() }); ok && changes == nil {
 				inv.Invalidate()
 			}
 			gap := eventGap

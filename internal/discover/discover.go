@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -26,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -144,9 +146,15 @@ type Scanner struct {
 	// tells whether there was one.
 	slot    int64
 	slotted bool
+	// Following (follow.go): the caller tells every process change
+	// (Changed), so a scan rereads only the changed PIDs.
+	following bool
+	changed   map[int]struct{}
+	lastFull  time.Time
 	// QuietScans counts the scans answered without reading the procfs
-	// directory, FullScans the others (for tests and the benchmark).
-	QuietScans, FullScans int
+	// directory, FollowScans those that reread only the changed PIDs,
+	// FullScans the others (for tests and the benchmark).
+	QuietScans, FollowScans, FullScans int
 }
 
 // NewScanner returns a Scanner of the procfs mounted at root (which must be
@@ -157,7 +165,7 @@ func NewScanner(root string, self int) (*Scanner, error) {
 	if err := safefs.CheckProc(root); err != nil {
 		return nil, err
 	}
-	s := &Scanner{root: root, self: self, known: map[int]entry{}, bad: map[int]bool{}, ticks: bootClock}
+	s := &Scanner{root: root, self: self, known: map[int]entry{}, bad: map[int]bool{}, changed: map[int]struct{}{}, ticks: bootClock}
 	e, err := s.read(self)
 	if err != nil {
 		return nil, fmt.Errorf("read own process %d: %w", self, err)
@@ -307,15 +315,20 @@ func gone(err error) bool {
 // Scan lists the process groups by memory cgroup path, oomhero's own cgroup
 // and PID 1 left out. Processes that exit during the scan are skipped;
 // a process whose files cannot be read or parsed is skipped too and
-// reported once (Skipped). No process can fail the scan.
+// reported once (Skipped). No process can fail the scan. The map is the
+// caller's; the groups are shared with later scans and must not be
+// changed.
 func (s *Scanner) Scan() (map[string]*Group, error) {
+	if s.followOK() {
+		return s.scanChanged(), nil
+	}
 	// The mark is read before the directory: a process that starts
 	// during the scan changes the mark, and the next scan reads it.
 	mark, markErr := s.readMark()
 	if markErr == nil && s.quietOK(mark) {
 		s.quiet++
 		s.QuietScans++
-		return cloneGroups(s.last), nil
+		return maps.Clone(s.last), nil
 	}
 	pids, err := s.listPIDs()
 	if err != nil {
@@ -323,6 +336,8 @@ func (s *Scanner) Scan() (map[string]*Group, error) {
 	}
 	recycled := s.recycledRange(mark, markErr == nil)
 	s.mark, s.marked, s.quiet, s.dirty = mark, markErr == nil, 0, false
+	clear(s.changed) // this scan rereads what they named
+	s.lastFull = time.Now()
 	s.FullScans++
 	s.scans++
 	now := s.ticks()
@@ -380,7 +395,7 @@ func (s *Scanner) Scan() (map[string]*Group, error) {
 		slices.SortFunc(g.Procs, func(a, b Process) int { return a.PID - b.PID })
 	}
 	s.last = groups
-	return cloneGroups(groups), nil
+	return maps.Clone(groups), nil
 }
 
 // Resolver finds the cgroup directory of a group.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"time"
 
@@ -153,6 +152,9 @@ var clockStart = time.Now()
 // of them after revalidateEvery seconds or more.
 func (s *Scanner) dueSlots() (due [revalidateEvery]bool) {
 	cur := slotClock()
+	if s.following {
+		cur /= followSlower
+	}
 	if !s.slotted {
 		s.slot, s.slotted = cur-1, true
 	}
@@ -161,15 +163,4 @@ func (s *Scanner) dueSlots() (due [revalidateEvery]bool) {
 	}
 	s.slot = max(s.slot, cur)
 	return due
-}
-
-// cloneGroups copies groups so that a caller may keep or change what it got.
-func cloneGroups(groups map[string]*Group) map[string]*Group {
-	out := make(map[string]*Group, len(groups))
-	for path, g := range groups {
-		c := *g
-		c.Procs = slices.Clone(g.Procs)
-		out[path] = &c
-	}
-	return out
 }
