@@ -2,17 +2,32 @@
 // container's memory files on an interval that tightens as the figure nears
 // the next threshold. It is used where the BPF source cannot load.
 //
+// On cgroup v1 a container far below its warning threshold is not polled on
+// the interval: the kernel's memory threshold notification (cgroup
+// .event_control on memory.usage_in_bytes, package cgroup, NotifyUsage) is
+// armed below the threshold, in usage terms (usage is never below the
+// working set or anonymous memory), far enough below it to cover the
+// kernel's lag in checking it (cgroup.ThresholdLag); until the kernel
+// signals a crossing, such a quiet container is read only every
+// quietEvery, as a safety net. Registrations run in a goroutine of their
+// own (each waits for an RCU grace period); the eventfds are gathered in
+// one epoll instance waited on through the Go netpoller. Where the
+// notification cannot be registered (cgroup v2, a read-only
+// cgroup.event_control, a PREEMPT_RT kernel) the container is polled on
+// the interval, as before.
+//
 // Polls are scheduled on the monotonic clock only (Clock.Mono: time.Since
 // of a time.Now reading): a step of the wall clock (NTP, a VM resumed, an
 // operator's date) neither delays nor bunches polls. The wall clock only
 // stamps readings. The loop beats a heartbeat on every turn (at least once
-// an interval), so /healthz notices a poll stuck in a read.
+// every quietEvery), so /healthz notices a poll stuck in a read.
 package fallback
 
 import (
 	"context"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/oomhero/oomhero/internal/cgroup"
@@ -29,6 +44,17 @@ type Source struct {
 	mu      sync.Mutex
 	targets map[uint64]watch.Target
 	changed chan struct{}
+
+	// register arms a cgroup v1 usage threshold (cgroup.NotifyUsage;
+	// tests replace it), lag is how far usage can pass it unchecked
+	// (cgroup.ThresholdLag).
+	register func(watch.CgroupDir, uint64) (*cgroup.UsageEvent, error)
+	lag      uint64
+	// notify is Run's notifier, nil when there is none; only Run's
+	// goroutine uses it.
+	notify *notifier
+	// reads counts the polls that read a usage counter (tests).
+	reads atomic.Uint64
 }
 
 // New returns a Source that polls every container at most interval apart
@@ -45,14 +71,16 @@ func NewWithClock(interval, minInterval time.Duration, clock Clock) *Source {
 	}
 	return &Source{interval: interval, minInterval: minInterval, clock: clock,
 		heart:   heartbeat.New(clock.Mono),
-		targets: map[uint64]watch.Target{}, changed: make(chan struct{}, 1)}
+		targets: map[uint64]watch.Target{}, changed: make(chan struct{}, 1),
+		register: cgroup.NotifyUsage, lag: cgroup.ThresholdLag()}
 }
 
 // Name implements watch.Source.
 func (s *Source) Name() string { return "cgroupfs" }
 
 // SinceProgress implements heartbeat.Progress: how long ago the poll loop
-// last turned. It turns at least once an interval; a read that blocks (a
+// last turned. It turns at least once every quietEvery (a second at the
+// default interval); a read that blocks (a
 // FIFO where a cgroup file should be) or a reader that stopped taking
 // readings stops it.
 func (s *Source) SinceProgress() time.Duration { return s.heart.SinceProgress() }
@@ -91,7 +119,23 @@ type polled struct {
 	sent      bool
 	sentTime  time.Duration
 	sentUsage uint64
+	// cgroup v1 threshold notification (see the package doc)
+	ev        *cgroup.UsageEvent // registered, nil when none
+	evState   evState
+	evGen     uint64 // registration asked for; a stale answer is dropped
+	evAt      uint64 // the usage it was asked at (armAt)
+	evFresh   bool   // registered since the last poll
+	crossings uint64 // signalled since registration: odd while the kernel holds usage above ev.At
+	quiet     bool   // below ev.At, kernel agreeing: polled every quietEvery
 }
+
+type evState uint8
+
+const (
+	evNone    evState = iota // not asked yet (or the thresholds changed)
+	evPending                // asked, registration in flight or queued
+	evDone                   // registered (ev) or refused (ev nil: polled)
+)
 
 // Far below the thresholds a poll is reported only when usage moved by
 // limit/changeDivisor or heartbeat passed: policy has nothing to decide and
@@ -103,14 +147,35 @@ const (
 
 // Run implements watch.Source.
 func (s *Source) Run(ctx context.Context, out chan<- watch.Reading) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	polls := map[uint64]*polled{}
+	var n *notifier
+	var helpers sync.WaitGroup
 	defer func() {
+		// The waiter and the registrar end first (a registration in
+		// flight is closed by the registrar), then every descriptor.
+		cancel()
+		if n != nil {
+			n.close()
+		}
+		helpers.Wait()
 		for _, p := range polls {
-			if p.r != nil {
-				p.r.Close()
-			}
+			s.closePoll(p)
 		}
 	}()
+	reg := &regQueue{reqs: make(chan registration, 1), out: make(chan registration, 1)}
+	if s.register != nil {
+		if n = newNotifier(); n != nil {
+			helpers.Go(func() { n.wait(ctx) })
+			helpers.Go(func() { registrar(ctx, s.register, reg.reqs, reg.out) })
+		}
+	}
+	s.notify = n
+	var ready <-chan struct{}
+	if n != nil {
+		ready = n.ready
+	}
 	timer := s.clock.NewTimer(s.interval)
 	defer timer.Stop()
 	var due []*polled // reused: an idle turn allocates nothing
@@ -119,7 +184,7 @@ func (s *Source) Run(ctx context.Context, out chan<- watch.Reading) error {
 		now := s.clock.Mono()
 		due = s.due(polls, now, due[:0])
 		for _, p := range due {
-			if rd, ok := s.poll(p, now); ok {
+			if rd, ok := s.poll(p, now, reg); ok {
 				select {
 				case out <- rd:
 				case <-ctx.Done():
@@ -127,6 +192,7 @@ func (s *Source) Run(ctx context.Context, out chan<- watch.Reading) error {
 				}
 			}
 		}
+		reg.next(polls)
 		timer.Reset(s.wake(polls, now) - now)
 		select {
 		case <-ctx.Done():
@@ -134,7 +200,121 @@ func (s *Source) Run(ctx context.Context, out chan<- watch.Reading) error {
 		case <-s.changed:
 			s.sync(polls)
 		case <-timer.C():
+		case <-ready:
+			now := s.clock.Mono()
+			if !n.collect(func(id uint64) { s.signalled(polls[id], now) }) {
+				// No more notifications: every container is polled.
+				for _, p := range polls {
+					s.dropEvent(p)
+					p.evState, p.next = evDone, min(p.next, now)
+				}
+				ready, s.notify = nil, nil
+			}
+		case r := <-reg.out:
+			reg.inflight = false
+			s.registered(polls[r.id], r)
 		}
+	}
+}
+
+// quietEvery is how often a quiet container (below its armed threshold
+// notification) is read all the same, and the longest the loop sleeps:
+// ten intervals, at most 3 s (a third of the shortest liveness limit), at
+// least one interval.
+func (s *Source) quietEvery() time.Duration {
+	return max(s.interval, min(10*s.interval, 3*time.Second))
+}
+
+// signalled handles a threshold notification of p: usage crossed its armed
+// threshold, up or down. A quiet container is read at once, its rate
+// estimated afresh (a burst from idle).
+func (s *Source) signalled(p *polled, now time.Duration) {
+	if p == nil || p.ev == nil {
+		return
+	}
+	c, err := p.ev.Drain()
+	if err != nil {
+		s.dropEvent(p)
+		p.evState = evDone // polled from now on
+		c = 1
+	}
+	if c == 0 {
+		return
+	}
+	p.crossings += c
+	if p.quiet || p.crossings%2 == 1 {
+		p.quiet, p.relaxed, p.seen = false, false, false
+		p.next = min(p.next, now)
+	}
+}
+
+// registered takes the answer to a registration.
+func (s *Source) registered(p *polled, r registration) {
+	if p == nil || p.evGen != r.gen || p.evState != evPending || s.notify == nil {
+		r.ev.Close()
+		return
+	}
+	p.evState = evDone
+	if r.err != nil {
+		return // polled
+	}
+	if err := s.notify.add(r.ev.Fd(), p.ID); err != nil {
+		r.ev.Close()
+		return
+	}
+	// Read at once: the kernel compared the threshold with the usage of
+	// the registration, so only a read after it tells which side we are.
+	p.ev, p.crossings, p.evFresh = r.ev, 0, true
+	p.next, p.relaxed = min(p.next, s.clock.Mono()), false
+}
+
+func (s *Source) dropEvent(p *polled) {
+	p.ev.Close()
+	p.ev, p.quiet, p.crossings = nil, false, 0
+}
+
+func (s *Source) closePoll(p *polled) {
+	if p.r != nil {
+		p.r.Close()
+	}
+	s.dropEvent(p)
+}
+
+// armAt returns the usage, in bytes, at which p's threshold notification
+// is armed: below the warning threshold by twice the kernel's check lag and
+// 1/32 of the limit, so the kernel signals before the figure (never above
+// usage) can reach it, and the first polls after the signal measure the
+// rate before the crossing. 0: too close to 0 to arm.
+func (s *Source) armAt(p *polled) uint64 {
+	margin := 2*s.lag + p.Limit/32
+	if p.Warn <= margin || p.Limit == 0 {
+		return 0
+	}
+	return p.Warn - margin
+}
+
+// regQueue holds the registrations to ask for, one in flight at a time.
+type regQueue struct {
+	reqs     chan registration
+	out      chan registration
+	queue    []uint64
+	inflight bool
+}
+
+// next sends the next queued registration whose container still wants it.
+func (q *regQueue) next(polls map[uint64]*polled) {
+	for !q.inflight && len(q.queue) > 0 {
+		id := q.queue[0]
+		q.queue = q.queue[1:]
+		p, ok := polls[id]
+		if !ok || p.evState != evPending {
+			continue
+		}
+		q.reqs <- registration{id: id, gen: p.evGen, dir: p.Dir, at: p.evAt}
+		q.inflight = true
+	}
+	if len(q.queue) == 0 {
+		q.queue = q.queue[:0:0] // let the array go after a start-up burst
 	}
 }
 
@@ -156,10 +336,10 @@ func (s *Source) due(polls map[uint64]*polled, now time.Duration, out []*polled)
 }
 
 // wake returns when the loop must wake next (monotonic): the earliest poll
-// due, and at most one interval after now, so the loop (and its heartbeat)
-// turns at least once an interval.
+// due, and at most quietEvery after now, so the loop (and its heartbeat)
+// turns at least once every quietEvery.
 func (s *Source) wake(polls map[uint64]*polled, now time.Duration) time.Duration {
-	next := now + s.interval
+	next := now + s.quietEvery()
 	for _, p := range polls {
 		next = min(next, p.next)
 	}
@@ -172,10 +352,13 @@ func (s *Source) wake(polls map[uint64]*polled, now time.Duration) time.Duration
 // The grid point lies beyond the batching window, or a poll done early
 // would be due again at once. (Rounding a time.Time would use the wall
 // clock: Truncate drops the monotonic reading, and a wall-clock step would
-// then move every poll by the step.)
-func (s *Source) grid(now time.Duration) time.Duration {
+// then move every poll by the step.) Quiet containers use a grid of
+// quietEvery (gridOf).
+func (s *Source) grid(now time.Duration) time.Duration { return s.gridOf(now, s.interval) }
+
+func (s *Source) gridOf(now, every time.Duration) time.Duration {
 	lead := s.interval / 5
-	return ((now+lead)/s.interval + 1) * s.interval
+	return ((now+lead)/every + 1) * every
 }
 
 // sync brings the polled set in line with the targets.
@@ -186,11 +369,15 @@ func (s *Source) sync(polls map[uint64]*polled) {
 	for id, p := range polls {
 		t, ok := targets[id]
 		if !ok || t.Dir != p.Dir || t.Limit != p.Limit || t.Version != p.Version {
-			if p.r != nil {
-				p.r.Close()
-			}
+			s.closePoll(p)
 			delete(polls, id)
 			continue
+		}
+		if t.Warn != p.Warn {
+			// Armed for the old threshold: ask again (a pending
+			// answer is dropped by its generation).
+			s.dropEvent(p)
+			p.evState = evNone
 		}
 		p.Target = t // thresholds may have changed
 	}
@@ -203,7 +390,7 @@ func (s *Source) sync(polls map[uint64]*polled) {
 
 // poll reads one container and schedules its next poll. It returns false
 // when there is nothing to report.
-func (s *Source) poll(p *polled, now time.Duration) (watch.Reading, bool) {
+func (s *Source) poll(p *polled, now time.Duration, reg *regQueue) (watch.Reading, bool) {
 	p.next = now + s.interval
 	if p.r == nil {
 		r, err := cgroup.NewReader(p.Dir, p.Version, p.Limit)
@@ -217,6 +404,7 @@ func (s *Source) poll(p *polled, now time.Duration) (watch.Reading, bool) {
 		p.r = r
 	}
 	usage, err := p.r.Usage()
+	s.reads.Add(1)
 	if err != nil {
 		return s.fail(p, err)
 	}
@@ -245,6 +433,9 @@ func (s *Source) poll(p *polled, now time.Duration) (watch.Reading, bool) {
 	if p.relaxed {
 		p.next = s.grid(now)
 	}
+	if s.arm(p, usage, reg); p.quiet {
+		p.next, p.relaxed = s.gridOf(now, s.quietEvery()), true
+	}
 	p.seen, p.lastTime, p.lastUsage, p.lastValue, p.lastFull = true, now, usage, value, full
 	if !full && !wasFailed && p.sent && now-p.sentTime < heartbeatEvery &&
 		absDiff(usage, p.sentUsage) < p.Limit/changeDivisor {
@@ -264,11 +455,55 @@ func absDiff(a, b uint64) uint64 {
 func (s *Source) fail(p *polled, err error) (watch.Reading, bool) {
 	p.r.Close()
 	p.r = nil
+	// The cgroup may be gone (its removal signals the eventfd too): ask
+	// again once it reads.
+	s.dropEvent(p)
+	p.evState = evNone
 	if p.failed {
 		return watch.Reading{}, false
 	}
 	p.failed = true
 	return watch.Reading{ID: p.ID, Time: s.clock.Now(), Origin: "poll", Err: err}, true
+}
+
+// arm asks for p's threshold notification once p is far below it, and tells
+// whether p is quiet: registered, usage below the armed threshold, and the
+// kernel of the same view (an even number of crossings signalled since the
+// registration). A kernel that saw usage above the threshold and has not
+// checked it since usage fell keeps p polled: it would not signal the next
+// rise.
+func (s *Source) arm(p *polled, usage uint64, reg *regQueue) {
+	p.quiet = false
+	if p.Version != watch.V1 || s.notify == nil {
+		return
+	}
+	switch p.evState {
+	case evNone:
+		// Asked only well below the threshold, so the kernel's view at
+		// the registration (which this read cannot see) is below too.
+		at := s.armAt(p)
+		if at == 0 || usage+s.lag+p.Limit/64 >= at {
+			return
+		}
+		p.evState, p.evAt = evPending, at
+		p.evGen++
+		reg.queue = append(reg.queue, p.ID)
+	case evDone:
+		if p.ev == nil {
+			return
+		}
+		if p.evFresh {
+			p.evFresh = false
+			if p.crossings == 0 && usage >= p.ev.At {
+				// Above at the first read after registering: the
+				// kernel's side is unknown. Ask again later.
+				s.dropEvent(p)
+				p.evState = evNone
+				return
+			}
+		}
+		p.quiet = p.crossings%2 == 0 && usage < p.ev.At
+	}
 }
 
 // nextInterval estimates how soon the figure can reach the next threshold

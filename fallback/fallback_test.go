@@ -11,10 +11,12 @@ import (
 	"github.com/oomhero/oomhero/internal/lab/labtest"
 	"github.com/oomhero/oomhero/internal/safefs"
 	"github.com/oomhero/oomhero/internal/watch"
+	"github.com/oomhero/oomhero/loader/lead"
 )
 
 func TestMain(m *testing.M) {
 	lab.MaybeLeaker()
+	lead.MaybeChild()
 	os.Exit(m.Run())
 }
 

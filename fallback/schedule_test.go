@@ -52,7 +52,7 @@ func TestDueAndWake(t *testing.T) {
 		due   []int // indexes into polls
 		wake  time.Duration
 	}{
-		{name: "nothing watched: wake an interval later", now: 500 * ms, wake: 600 * ms},
+		{name: "nothing watched: wake quietEvery (ten intervals) later", now: 500 * ms, wake: 1500 * ms},
 		{name: "new target: at once", now: 500 * ms, polls: []p{{next: 0}}, due: []int{0}, wake: 500 * ms},
 		{name: "tight poll not yet due", now: 500 * ms, polls: []p{{next: 503 * ms}}, wake: 503 * ms},
 		{name: "tight poll due", now: 503 * ms, polls: []p{{next: 503 * ms}}, due: []int{0}, wake: 503 * ms},
@@ -61,8 +61,8 @@ func TestDueAndWake(t *testing.T) {
 			due:   []int{0}, wake: 600 * ms},
 		{name: "overdue (the loop was busy): due, wake at once", now: 900 * ms,
 			polls: []p{{next: 600 * ms, relaxed: true}}, due: []int{0}, wake: 900 * ms},
-		{name: "far future poll: still wake within an interval", now: 0,
-			polls: []p{{next: time.Hour}}, wake: 100 * ms},
+		{name: "far future poll: still wake within quietEvery", now: 0,
+			polls: []p{{next: time.Hour}}, wake: time.Second},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			polls := map[uint64]*polled{}
