@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/oomhero/oomhero/internal/cgroup"
 	"github.com/oomhero/oomhero/internal/lab"
 	"github.com/oomhero/oomhero/internal/lab/labtest"
@@ -220,5 +222,66 @@ func loadavg() string {
 func TestThresholdLag(t *testing.T) {
 	if l := cgroup.ThresholdLag(); l < 128*uint64(os.Getpagesize()) {
 		t.Fatalf("ThresholdLag = %d", l)
+	}
+}
+
+// TestIdleManyContainers polls 100 idle real memory cgroups (v1 and v2)
+// and logs the poller's CPU time (getrusage of the test process) over a
+// window (OOMHERO_IDLE_WINDOW, default 5s), with and without threshold
+// notifications. It asserts the usage reads: one per container every
+// quietEvery where the notification is armed (v1), one every interval
+// otherwise.
+func TestIdleManyContainers(t *testing.T) {
+	_, v := labtest.Root(t)
+	window := 5 * time.Second
+	if e := os.Getenv("OOMHERO_IDLE_WINDOW"); e != "" {
+		d, err := time.ParseDuration(e)
+		if err != nil {
+			t.Fatalf("OOMHERO_IDLE_WINDOW=%q: %v", e, err)
+		}
+		window = d
+	}
+	const n = 100
+	const limit = 256 * lab.MiB
+	var targets []watch.Target
+	for range n {
+		c := labtest.Cgroup(t, limit)
+		targets = append(targets, c.Target(limit*65/100, limit*90/100, watch.WorkingSet))
+	}
+	for _, notify := range []bool{false, true} {
+		s := New(100*time.Millisecond, 2*time.Millisecond)
+		if !notify {
+			s.register = nil
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		out := make(chan watch.Reading, 4*n)
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx, out) }()
+		go func() {
+			for range out {
+			}
+		}()
+		s.Update(targets)
+		time.Sleep(3 * time.Second) // registrations: ~10 ms each
+		var r0, r1 unix.Rusage
+		unix.Getrusage(unix.RUSAGE_SELF, &r0)
+		reads := readsOver(s, window)
+		unix.Getrusage(unix.RUSAGE_SELF, &r1)
+		cpu := time.Duration(r1.Utime.Nano() + r1.Stime.Nano() - r0.Utime.Nano() - r0.Stime.Nano())
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		close(out)
+		perSec := float64(reads) / window.Seconds()
+		t.Logf("%d idle containers (%s), notifications %v: %.0f usage reads/s, CPU %.3f %% of one core (load %s)",
+			n, v, notify, perSec, 100*cpu.Seconds()/window.Seconds(), loadavg())
+		want := float64(n) / s.interval.Seconds() // polled every interval
+		if notify && v == watch.V1 {
+			want = float64(n) / s.quietEvery().Seconds()
+		}
+		if perSec > want*1.3+5 {
+			t.Errorf("notifications %v: %.0f usage reads/s, want about %.0f", notify, perSec, want)
+		}
 	}
 }

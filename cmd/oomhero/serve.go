@@ -52,7 +52,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	m.SetSource(src.Name())
 	// Liveness: the agent's loop finishes a discovery scan once a rescan
 	// period (metricsObserver.Scanned beats), the source's loop turns at
-	// least once a poll interval (BPF: once a second).
+	// least once every 10 poll intervals, at most 3 s (BPF: once a second).
 	loop := heartbeat.New(nil)
 	live := livenessLimit(cfg)
 	m.Watch("agent", loop, live)

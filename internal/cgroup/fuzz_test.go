@@ -388,3 +388,40 @@ func FuzzHierarchicalLimit(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseCPUList: any input either counts CPUs that a reference reading
+// of the same list agrees with, or is an ErrParse; never a panic.
+func FuzzParseCPUList(f *testing.F) {
+	for _, s := range []string{"0\n", "0-1\n", "0-63", "0,2-5,8\n", "", "1-0", "0,,1", "0-65535", "4294967296"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := ParseCPUList(s)
+		if err != nil {
+			if !errors.Is(err, ErrParse) {
+				t.Fatalf("ParseCPUList(%q): %v does not wrap ErrParse", s, err)
+			}
+			return
+		}
+		// Reference: every part is digits or digits-digits, ascending.
+		want := 0
+		for _, part := range strings.Split(strings.TrimSpace(s), ",") {
+			lo, hi, isRange := strings.Cut(part, "-")
+			if !fuzzDigits([]byte(lo)) || isRange && !fuzzDigits([]byte(hi)) {
+				t.Fatalf("ParseCPUList(%q) = %d, accepted a malformed part %q", s, n, part)
+			}
+			a, _ := strconv.ParseUint(lo, 10, 64)
+			b := a
+			if isRange {
+				b, _ = strconv.ParseUint(hi, 10, 64)
+			}
+			if b < a || b >= maxCPUs {
+				t.Fatalf("ParseCPUList(%q) = %d, accepted %q", s, n, part)
+			}
+			want += int(b-a) + 1
+		}
+		if n != want || n < 1 || n > maxCPUs {
+			t.Fatalf("ParseCPUList(%q) = %d, want %d", s, n, want)
+		}
+	})
+}
