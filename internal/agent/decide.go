@@ -51,12 +51,9 @@ func (a *Agent) reading(rd watch.Reading) {
 	t.last, t.hasLast = rd, true
 	value := rd.Value(a.Config.Metric)
 	d := a.policy.Observe(rd.ID, value, a.now())
+	warmed := false
 	if hot := rd.Usage >= t.Limit/2 || d.To > watch.OK; hot != t.hot {
-		t.hot = hot
-		if hot {
-			// Name the runtimes before a signal is due, not on its way.
-			a.identifyTargets(t)
-		}
+		t.hot, warmed = hot, hot
 		if a.OOM != nil {
 			a.OOM.SetHot(t.ID, hot)
 		}
@@ -68,6 +65,12 @@ func (a *Agent) reading(rd watch.Reading) {
 			"anon_bytes", rd.Anon, "limit_bytes", t.Limit, "latency", rd.Latency)
 	}
 	a.decided(t, d, rd, rd.Origin)
+	if warmed && len(d.Signal) == 0 {
+		// Read the processes and name their runtimes before a signal is
+		// due. (A signal due now does it on its way out, after the
+		// processes the book named got it: deliver.go, handlers.go.)
+		a.identifyTargets(t)
+	}
 }
 
 // readPressure refreshes a container's memory pressure and, when a pressure
@@ -155,7 +158,7 @@ func (a *Agent) decided(t *tracked, d policy.Decision, rd watch.Reading, origin 
 		a.Observer.LevelChanged(a.target(t), d.From, d.To, rd)
 		if d.To == watch.OK {
 			t.noTarget = [3]bool{}
-			t.ep = episode{}
+			t.ep.reset()
 		}
 		if d.To < watch.Critical {
 			t.noTarget[watch.Critical] = false

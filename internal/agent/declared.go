@@ -94,13 +94,13 @@ func readDeclaration(proc string, self int, order []discover.Process) declRead {
 // then; meanwhile the previous declaration (or the sidecar's configuration)
 // applies.
 func (a *Agent) declare(t *tracked, g *discover.Group) bool {
+	// The processes changed (or the container was resolved again): the
+	// book of their handlers and runtimes follows (handlers.go).
+	defer a.noteProcs(t)
 	ds := &t.ds
 	main := g.Main()
 	if ds.pending || ds.read && ds.main == main && slices.Equal(ds.pids, g.PIDs()) {
 		return false
-	}
-	if ds.main != main {
-		t.ep.runtimes = nil // an exec keeps PID and start time: identify again
 	}
 	ds.main, ds.pids = main, g.PIDs()
 	// The main process first; the others when it cannot be read (exiting,

@@ -3,10 +3,6 @@ package agent
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -41,14 +37,18 @@ type procKey struct {
 }
 
 // episode is what is said or learned once per episode (from leaving ok
-// until back at ok).
+// until back at ok), and the book of the container's processes, which
+// outlives it (handlers.go).
 type episode struct {
-	runtimes map[procKey]identified
-	pending  map[procKey]bool // identification under way (bounded.go)
-	said     map[string]bool
+	said map[string]bool
 	// refused is why a level's signal was refused, for the OOM-kill report.
 	refused [3]string
+	procs   *procBook // kept by reset
 }
+
+// reset starts a new episode: what was said is forgotten, the book of the
+// processes kept.
+func (e *episode) reset() { *e = episode{procs: e.procs} }
 
 func (e *episode) once(key string) bool {
 	if e.said == nil {
@@ -77,75 +77,57 @@ func signalVar(l watch.Level) string {
 	return declare.WarningSignal
 }
 
-// identify returns the runtime of process p, identified once per episode,
-// and false while it is not known yet. An exec keeps the PID and start
-// time, so the cached answer holds only while the process's command
-// (/proc/<pid>/comm, one small read) is the one it was identified with.
-// Identification reads the process's memory map: when that takes longer
-// than probeWait (the process is in memory reclaim), the answer is stored
-// when it comes (bounded.go).
-func (a *Agent) identify(t *tracked, p discover.Process) (runtimes.Runtime, bool) {
-	k := procKey{p.PID, p.Start}
-	comm := readComm(a.Config.Proc, p.PID)
-	if c, ok := t.ep.runtimes[k]; ok && c.comm == comm {
-		return c.rt, true
+// identify returns the runtime of process p (its note n, read lately),
+// and false while it is not known yet. The answer is kept in the book (an
+// exec keeps the PID and start time, so it holds only while the process's
+// command is the one it was identified under, and while no handler of the
+// container's signals appeared since: handlers.go). Identification reads
+// the process's memory map: when that takes longer than probeWait (the
+// process is in memory reclaim), the answer is stored when it comes
+// (bounded.go).
+func (a *Agent) identify(t *tracked, p discover.Process, n *procNote) (runtimes.Runtime, bool) {
+	if n.current(a.watchedSigs(t)) {
+		return n.rt, true
 	}
-	if t.ep.pending[k] {
+	if n.pending {
 		return runtimes.Runtime{}, false
 	}
 	id := a.Identify
 	if id == nil {
 		id = runtimes.Identify
 	}
-	if t.ep.pending == nil {
-		t.ep.pending = map[procKey]bool{}
-	}
-	t.ep.pending[k] = true
-	ep := &t.ep
+	b, k := t.ep.book(), procKey{p.PID, p.Start}
+	name, mask := n.h.Name, n.h.Caught&a.watchedSigs(t)
+	n.pending = true
 	var out runtimes.Runtime
 	proc := a.Config.Proc
 	ok := bounded(a, func() runtimes.Runtime { return id(proc, p.PID) }, func(rt runtimes.Runtime) {
-		if a.byID[t.ID] != t || ep.pending == nil || !ep.pending[k] {
-			return // forgotten, or a new episode began meanwhile
+		n.pending = false
+		if a.byID[t.ID] != t || t.ep.procs != b || b.notes[k] != n {
+			return // forgotten meanwhile
 		}
-		delete(ep.pending, k)
-		if ep.runtimes == nil {
-			ep.runtimes = map[procKey]identified{}
-		}
-		ep.runtimes[k] = identified{rt, comm}
+		n.rt, n.rtName, n.rtMask, n.known = rt, name, mask, true
 		out = rt
 	})
 	return out, ok
 }
 
-// identified is a runtime and the command it was identified under.
-type identified struct {
-	rt   runtimes.Runtime
-	comm string
-}
-
-// readComm reads /proc/<pid>/comm ("" when it cannot be read).
-func readComm(proc string, pid int) string {
-	f, err := os.Open(filepath.Join(proc, strconv.Itoa(pid), "comm"))
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	var buf [64]byte
-	n, _ := f.Read(buf[:])
-	return strings.TrimSpace(string(buf[:n]))
-}
-
-// identifyTargets identifies the runtimes of the processes that would get
-// a signal at either level, ahead of time.
+// identifyTargets reads the processes of container t and identifies the
+// runtimes of those that would get a signal, ahead of time (the container
+// got hot).
 func (a *Agent) identifyTargets(t *tracked) {
-	if t.ds.decl.Off {
+	if t.ds.decl.Off || t.excluded {
 		return
 	}
-	for _, l := range []watch.Level{watch.Warning, watch.Critical} {
-		if sig := a.sigFor(t, l); sig != 0 {
-			for _, p := range a.chooseTargets(t, sig) {
-				a.identify(t, p)
+	switch a.cfgOf(t).Targets {
+	case config.Handlers, config.Largest:
+		a.refreshProcs(t)
+	default:
+		for _, l := range []watch.Level{watch.Warning, watch.Critical} {
+			if sig := a.sigFor(t, l); sig != 0 {
+				for _, tg := range a.chooseTargets(t, sig, nil) {
+					a.identify(t, tg.Process, tg.n)
+				}
 			}
 		}
 	}
@@ -173,10 +155,10 @@ func runtimeName(rt runtimes.Runtime) string {
 // result to report instead ("refused", or "unidentified" while the
 // process's runtime is not known yet). It logs what is said once per
 // episode.
-func (a *Agent) vet(t *tracked, p discover.Process, l watch.Level, sig unix.Signal) string {
+func (a *Agent) vet(t *tracked, p discover.Process, n *procNote, l watch.Level, sig unix.Signal) string {
 	sigName := config.SignalName(sig)
 	key := fmt.Sprintf("%d/%d/%d", p.PID, p.Start, sig)
-	rt, known := a.identify(t, p)
+	rt, known := a.identify(t, p, n)
 	if !known {
 		// Not sent: it could be a runtime the table refuses. A process
 		// this slow to read is stuck in the kernel and would not act on
@@ -300,55 +282,133 @@ func (a *Agent) notified(r notify.Result) {
 	a.Observer.Notification(a.target(t), l, r.Outcome)
 }
 
-// signal sends level l's signal to the container's chosen processes.
+// target is a process chosen for a signal, and its note in the book.
+type target struct {
+	discover.Process
+	n *procNote
+	// handler: it was chosen for its handler, which must still be there
+	// when the signal goes.
+	handler bool
+}
+
+// signal sends level l's signal to the container's chosen processes: first
+// those the book names (handlers.go), then the others the --targets mode
+// chooses, read now.
 func (a *Agent) signal(t *tracked, l watch.Level, rd watch.Reading) {
 	sig := a.sigFor(t, l)
 	if sig == 0 {
 		return
 	}
-	procs := a.chooseTargets(t, sig)
-	if len(procs) == 0 {
-		if !t.noTarget[l] {
-			t.noTarget[l] = true
-			a.Log.Warn("no process can take the signal", t.who(), "level", l.String(),
-				"signal", config.SignalName(sig), "targets", string(a.cfgOf(t).Targets), "pids", len(t.group.Procs))
-			a.Observer.NoTarget(a.target(t), l)
+	chosen := 0
+	var first map[procKey]bool
+	for _, tg := range a.ready(t, sig) {
+		if a.send(t, tg, l, sig, rd, true) {
+			continue // changed since it was read: read again below
 		}
-		return
+		if first == nil {
+			first = map[procKey]bool{}
+		}
+		first[procKey{tg.PID, tg.Start}] = true
+		chosen++
 	}
-	now := a.now()
-	for _, p := range procs {
-		if result := a.vet(t, p, l, sig); result != "" {
-			a.Observer.Signal(a.target(t), l, p.PID, result)
-			continue
+	mode := a.cfgOf(t).Targets
+	procs := a.chooseTargets(t, sig, first)
+	for _, tg := range procs {
+		chosen++
+		a.send(t, tg, l, sig, rd, false)
+	}
+	if mode == config.Handlers || mode == config.Largest {
+		// Every process was read: its handlers for the other level's
+		// signal are identified now, after this one went out.
+		b := t.ep.book()
+		b.full = a.now()
+		if !t.ds.decl.Off {
+			for _, p := range t.group.Procs {
+				if n := b.notes[procKey{p.PID, p.Start}]; n != nil && n.ok {
+					a.identifyAhead(t, p, n)
+				}
+			}
 		}
-		if a.dryRun(t) {
-			t.drySent[l] = now
-			a.Log.Info("signal not sent (dry run)", a.signalAttrs(t, p, l, config.SignalName(sig), rd)...)
-			a.Observer.Signal(a.target(t), l, p.PID, resultDryRun)
-			continue
-		}
-		err := a.Sender.Send(p.PID, p.Start, sig)
-		result := "sent"
-		switch {
-		case err == nil:
-			t.sent[l] = now
-			a.Log.Info("signal sent", a.signalAttrs(t, p, l, config.SignalName(sig), rd)...)
-		case errors.Is(err, signals.ErrGone):
-			result = "gone"
-			a.Log.Debug("process gone before the signal", "pid", p.PID, t.who())
-		default:
-			result = "error"
-			a.Log.Error("signal failed", "pid", p.PID, "command", p.Comm, t.who(),
-				"signal", config.SignalName(sig), "error", err)
-		}
-		a.Observer.Signal(a.target(t), l, p.PID, result)
+	}
+	if chosen == 0 && !t.noTarget[l] {
+		t.noTarget[l] = true
+		a.Log.Warn("no process can take the signal", t.who(), "level", l.String(),
+			"signal", config.SignalName(sig), "targets", string(mode), "pids", len(t.group.Procs))
+		a.Observer.NoTarget(a.target(t), l)
 	}
 }
 
-// chooseTargets picks the processes that get sig, by the --targets mode.
-// PID 1 and oomhero itself are never chosen.
-func (a *Agent) chooseTargets(t *tracked, sig unix.Signal) []discover.Process {
+// send vets target tg and sends it sig, checked with the process pinned
+// (signals.Expect). fromBook: tg was chosen by the book without a read; it
+// reports true (nothing sent, nothing said) when the process changed since
+// its last read (an exec, a handler gone), for a read now.
+func (a *Agent) send(t *tracked, tg target, l watch.Level, sig unix.Signal, rd watch.Reading, fromBook bool) bool {
+	p := tg.Process
+	if result := a.vet(t, p, tg.n, l, sig); result != "" {
+		a.Observer.Signal(a.target(t), l, p.PID, result)
+		return false
+	}
+	if a.dryRun(t) {
+		t.drySent[l] = a.now()
+		a.Log.Info("signal not sent (dry run)", a.signalAttrs(t, p, l, config.SignalName(sig), rd)...)
+		a.Observer.Signal(a.target(t), l, p.PID, resultDryRun)
+		return false
+	}
+	want := signals.Expect{Start: p.Start, Handler: tg.handler}
+	if tg.n.ok {
+		want.Name = tg.n.h.Name
+	}
+	err := a.sendExpected(p.PID, want, sig)
+	result := "sent"
+	switch {
+	case err == nil:
+		t.sent[l] = a.now()
+		a.Log.Info("signal sent", a.signalAttrs(t, p, l, config.SignalName(sig), rd)...)
+	case errors.Is(err, signals.ErrGone):
+		result = "gone"
+		a.Log.Debug("process gone before the signal", "pid", p.PID, t.who())
+	case errors.Is(err, signals.ErrChanged), errors.Is(err, signals.ErrNoHandler):
+		// Exec'ed, or its handler reset, since it was read: what the book
+		// says of it no longer holds until it is read again.
+		tg.n.ok = false
+		if fromBook {
+			return true
+		}
+		a.Log.Debug("process changed before the signal: not sent", "pid", p.PID, "command", p.Comm, t.who(),
+			"signal", config.SignalName(sig), "why", err)
+		return false
+	default:
+		result = "error"
+		a.Log.Error("signal failed", "pid", p.PID, "command", p.Comm, t.who(),
+			"signal", config.SignalName(sig), "error", err)
+	}
+	a.Observer.Signal(a.target(t), l, p.PID, result)
+	return false
+}
+
+// sendExpected sends sig to pid if it is still want: with the process
+// pinned where the Sender can (signals.CheckedSender), else after a read
+// of its status.
+func (a *Agent) sendExpected(pid int, want signals.Expect, sig unix.Signal) error {
+	if cs, ok := a.Sender.(signals.CheckedSender); ok {
+		return cs.SendExpected(pid, want, sig)
+	}
+	if want.Name != "" || want.Handler {
+		h, err := signals.ReadHandlers(a.Config.Proc, pid)
+		if err != nil {
+			return signals.ErrGone
+		}
+		if err := h.Check(want, sig); err != nil {
+			return err
+		}
+	}
+	return a.Sender.Send(pid, want.Start, sig)
+}
+
+// chooseTargets picks the processes that get sig by the --targets mode,
+// leaving out those in skip (signalled already), read now. PID 1 and
+// oomhero itself are never chosen.
+func (a *Agent) chooseTargets(t *tracked, sig unix.Signal, skip map[procKey]bool) []target {
 	if t.group == nil || len(t.group.Procs) == 0 {
 		return nil
 	}
@@ -360,21 +420,32 @@ func (a *Agent) chooseTargets(t *tracked, sig unix.Signal) []discover.Process {
 	default:
 		cand = t.group.Procs
 	}
-	var out []discover.Process
+	handler := mode == config.Handlers || mode == config.Largest
+	var out []target
 	for _, p := range cand {
-		if p.PID == 1 || p.PID == a.Self || !a.commandSelected(t, p) {
+		if skip[procKey{p.PID, p.Start}] || a.skipped(t, p) || !a.commandSelected(t, p) {
 			continue
 		}
-		if mode == config.Handlers || mode == config.Largest {
-			mask, err := signals.Caught(a.Config.Proc, p.PID)
-			if err != nil || !signals.Handles(mask, sig) {
-				continue
+		n := a.note(t, p)
+		if !a.read(p, n) && handler || handler && !signals.Handles(n.h.Caught, sig) {
+			continue
+		}
+		out = append(out, target{p, n, handler})
+	}
+	if mode == config.Largest && len(out) > 1 {
+		ps := make([]discover.Process, len(out))
+		for i, tg := range out {
+			ps[i] = tg.Process
+		}
+		l := a.largest(ps)
+		if len(l) == 0 {
+			return nil
+		}
+		for _, tg := range out {
+			if tg.Process == l[0] {
+				return []target{tg}
 			}
 		}
-		out = append(out, p)
-	}
-	if mode == config.Largest {
-		out = a.largest(out)
 	}
 	return out
 }

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"github.com/oomhero/oomhero/internal/discover"
 	"github.com/oomhero/oomhero/internal/oomwatch"
 	"github.com/oomhero/oomhero/internal/runtimes"
+	"github.com/oomhero/oomhero/internal/signals"
 	"github.com/oomhero/oomhero/internal/watch"
 )
 
@@ -167,17 +170,18 @@ func TestKillReportSaysTheSignalWasRefused(t *testing.T) {
 }
 
 // TestIdentifyAgainAfterExec: a process identified as a shell that execs a
-// JVM (same PID, same start time) is identified again: its comm changed.
+// JVM (same PID, same start time) is identified again: its command changed.
 func TestIdentifyAgainAfterExec(t *testing.T) {
 	proc := t.TempDir()
+	usr := uint64(1<<(unix.SIGUSR1-1) | 1<<(unix.SIGUSR2-1))
 	write := func(comm string) {
 		os.MkdirAll(filepath.Join(proc, "10"), 0o755)
-		os.WriteFile(filepath.Join(proc, "10", "comm"), []byte(comm+"\n"), 0o644)
+		os.WriteFile(filepath.Join(proc, "10", "status"), []byte(fmt.Sprintf("Name:\t%s\nSigCgt:\t%016x\n", comm, usr)), 0o644)
 	}
 	calls := 0
-	a := &Agent{Config: &config.Config{Proc: proc}, Identify: func(_ string, pid int) runtimes.Runtime {
+	a := &Agent{Config: &config.Config{Proc: proc, WarningSignal: unix.SIGUSR1, CriticalSignal: unix.SIGUSR2}, Identify: func(_ string, pid int) runtimes.Runtime {
 		calls++
-		if readComm(proc, pid) == "java" {
+		if h, _ := signals.ReadHandlers(proc, pid); h.Name == "java" {
 			return runtimes.Runtime{Name: "hotspot"}
 		}
 		return runtimes.Runtime{Name: "shell"}
@@ -186,14 +190,18 @@ func TestIdentifyAgainAfterExec(t *testing.T) {
 	a.byID = map[uint64]*tracked{0: tr}
 	p := discover.Process{PID: 10, Start: 5, Comm: "sh"}
 	write("sh")
-	if rt, _ := a.identify(tr, p); rt.Name != "shell" {
+	n := a.note(tr, p)
+	a.read(p, n)
+	if rt, _ := a.identify(tr, p, n); rt.Name != "shell" {
 		t.Fatal(rt)
 	}
-	if rt, _ := a.identify(tr, p); rt.Name != "shell" || calls != 1 {
+	a.read(p, n)
+	if rt, _ := a.identify(tr, p, n); rt.Name != "shell" || calls != 1 {
 		t.Fatalf("%v after %d calls: want the cached answer", rt, calls)
 	}
 	write("java") // exec
-	if rt, _ := a.identify(tr, p); rt.Name != "hotspot" || calls != 2 {
+	a.read(p, n)
+	if rt, _ := a.identify(tr, p, n); rt.Name != "hotspot" || calls != 2 {
 		t.Fatalf("%v after %d calls: want identified again after the exec", rt, calls)
 	}
 }
@@ -250,5 +258,79 @@ func TestSlowIdentificationDoesNotBlockTheLoop(t *testing.T) {
 	clock.Add(int64(2 * time.Hour))
 	h.feed(1, 810) // warning again (cooldown passed): now known, sent
 	h.waitLog(`msg="signal sent" pid=10`)
+	h.stop()
+}
+
+// TestBookFirstThenSweep: a process with a handler is identified when its
+// container is watched, before any reading, and gets the first signal
+// straight from the book; a process whose handler came later gets it too,
+// after a read. A handler gone since the book read it (reset, or an exec)
+// is checked just before the signal: no signal goes to a process without
+// a handler, and a process that exec'ed is identified again (and its new
+// runtime's harmful signal refused).
+func TestBookFirstThenSweep(t *testing.T) {
+	proc := t.TempDir()
+	usr := uint64(1<<(unix.SIGUSR1-1) | 1<<(unix.SIGUSR2-1))
+	statusNamed := func(pid int, name string, cgt uint64) {
+		d := filepath.Join(proc, fmt.Sprint(pid))
+		os.MkdirAll(d, 0o755)
+		if err := os.WriteFile(filepath.Join(d, "status"), []byte(fmt.Sprintf("Name:\t%s\nState:\tS\nSigCgt:\t%016x\n", name, cgt)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	statusNamed(9, "late", 0) // installs its handlers after it was first read
+	statusNamed(10, "app", usr)
+	statusNamed(11, "child", 0)
+	environ(t, proc, 10, "PATH=/bin")
+	groups := map[string]*discover.Group{"/app": {Path: "/app", Version: watch.V1, Procs: []discover.Process{
+		{PID: 9, PPID: 10, Start: 3, Comm: "late"}, {PID: 10, Start: 2, Comm: "app"}, {PID: 11, PPID: 10, Start: 3, Comm: "child"}}}}
+	res := fakeResolver{byPath: map[string]watch.Container{"/app": {ID: 1, Path: "/app", Limit: 1000, Version: watch.V1}}}
+	var mu sync.Mutex
+	var ids []int
+	identified := func() []int { mu.Lock(); defer mu.Unlock(); return slices.Clone(ids) }
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	h := startAgent(t, []string{"--cooldown", "1h"}, proc, fakeScanner{groups}, res, func(a *Agent) {
+		fakeRuntimes(a)
+		a.Identify = func(proc string, pid int) runtimes.Runtime {
+			mu.Lock()
+			ids = append(ids, pid)
+			mu.Unlock()
+			if st, _ := signals.ReadHandlers(proc, pid); st.Name == "java" {
+				return runtimes.Runtime{Name: "hotspot"}
+			}
+			return runtimes.Runtime{}
+		}
+		a.Now = func() time.Time { return time.Unix(0, clock.Load()) }
+	})
+	<-h.src.updated
+	if got := identified(); !slices.Equal(got, []int{10}) {
+		t.Fatalf("identified ahead %v, want [10] (the only process with a handler)", got)
+	}
+	statusNamed(9, "late", usr)
+	h.feed(1, 800) // warning: the book's process first, then the one read now
+	h.waitLog(`msg="signal sent" pid=9 `)
+	if got, want := h.snd.take(), []sent{{10, unix.SIGUSR1}, {9, unix.SIGUSR1}}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("warning sent %v, want %v\n%s", got, want, h.logs.String())
+	}
+
+	statusNamed(10, "app", 0) // resets its handlers: the book still says it has them
+	h.feed(1, 950)            // critical
+	h.waitLog(`msg="signal sent" pid=9 command=late container=app level=critical`)
+	if got, want := h.snd.take(), []sent{{9, unix.SIGUSR2}}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("critical sent %v, want %v (nothing to the process whose handler is gone)\n%s", got, want, h.logs.String())
+	}
+
+	statusNamed(10, "java", usr) // exec'ed: a JVM, whose SIGUSR2 is harmful
+	clock.Add(int64(2 * time.Hour))
+	h.feed(1, 960) // critical again after the cooldown
+	h.waitLog(`msg="signal refused: the runtime's own handler would be harmed" pid=10 command=app container=app level=critical signal=SIGUSR2 runtime=hotspot`)
+	h.waitLog(`msg="signal sent" pid=9 command=late container=app level=critical signal=SIGUSR2 percent=96`)
+	if got, want := h.snd.take(), []sent{{9, unix.SIGUSR2}}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("critical again sent %v, want %v\n%s", got, want, h.logs.String())
+	}
+	if got := identified(); !slices.Equal(got, []int{10, 9, 10}) {
+		t.Errorf("identified %v, want [10 9 10]: the late handler once, the exec'ed process again", got)
+	}
 	h.stop()
 }

@@ -43,7 +43,8 @@ func (a *Agent) reselect(t *tracked) bool {
 		a.Observer.Forget(a.target(t))
 		a.policy.Forget(t.ID)
 		a.policy.Set(t.ID, a.thresholds(t))
-		t.ep, t.noTarget = episode{}, [3]bool{}
+		t.ep.reset()
+		t.noTarget = [3]bool{}
 		if t.hot {
 			t.hot = false
 			if a.OOM != nil {

@@ -2,7 +2,7 @@ package signals
 
 // Fuzz targets for the procfs text this package parses: /proc/<pid>/stat
 // (start time, which guards every signal against a recycled PID) and
-// /proc/<pid>/status (SigCgt). A process chooses its own name, which the
+// /proc/<pid>/status (Name and SigCgt). A process chooses its own name, which the
 // kernel prints unescaped in stat and escaped in status: the round trips put
 // any name there. Run by `make fuzz` (testenv/fuzz.sh) for a bounded time.
 
@@ -95,10 +95,19 @@ func FuzzCaught(f *testing.F) {
 				t.Fatalf("parseSigCgt(%q) = %#x: not the first SigCgt line", b, n)
 			}
 		}
+		if h, err := parseStatus(b); err == nil && (h.Caught != n || strings.Contains(h.Name, "\n")) {
+			t.Fatalf("parseStatus(%q) = %+v: SigCgt %#x, or a name of more than a line", b, h, n)
+		}
 		// A name cannot forge the mask: the kernel escapes it in status.
-		text := fuzzStatus(fuzzComm(name), cgt)
+		// It reads back as status writes it.
+		comm := fuzzComm(name)
+		text := fuzzStatus(comm, cgt)
 		if n, err := parseSigCgt([]byte(text)); err != nil || n != cgt {
 			t.Fatalf("parseSigCgt(%q) = %#x, %v; want %#x", text, n, err, cgt)
+		}
+		esc := strings.NewReplacer(`\`, `\\`, "\n", `\n`).Replace(comm)
+		if h, err := parseStatus([]byte(text)); err != nil || h.Caught != cgt || h.Name != esc {
+			t.Fatalf("parseStatus(%q) = %+v, %v; want %q %#x", text, h, err, esc, cgt)
 		}
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -33,6 +34,44 @@ type PidfdSender struct {
 
 // Send implements Sender.
 func (s PidfdSender) Send(pid int, start uint64, sig unix.Signal) error {
+	return s.SendExpected(pid, Expect{Start: start}, sig)
+}
+
+// Expect is what a process must still be for a signal to go: checked by
+// SendExpected once the process is pinned, just before the signal.
+type Expect struct {
+	// Start is its start time (field 22 of /proc/<pid>/stat): another one
+	// is another process on a recycled PID (ErrGone).
+	Start uint64
+	// Name, when not empty, is the Name line of its status when it was
+	// vetted: another one means it exec'ed since (ErrChanged), and what was
+	// learned of its runtime no longer holds.
+	Name string
+	// Handler asks that it has a handler for the signal now (SigCgt;
+	// ErrNoHandler otherwise): an exec resets every handler, and a program
+	// can reset its own, so a handler seen earlier never turns a signal
+	// into a kill.
+	Handler bool
+}
+
+// ErrNoHandler is returned by SendExpected when the process has no handler
+// for the signal (any more): nothing was sent.
+var ErrNoHandler = errors.New("no handler for the signal")
+
+// ErrChanged is returned by SendExpected when the process's command is not
+// the one it was vetted under (it exec'ed): nothing was sent.
+var ErrChanged = errors.New("process changed its command since it was vetted")
+
+// CheckedSender is a Sender that checks an Expect with the process pinned
+// before it sends.
+type CheckedSender interface {
+	SendExpected(pid int, want Expect, sig unix.Signal) error
+}
+
+// SendExpected sends sig to pid if the process is still want (same start
+// time and, as asked, same command and a handler for sig), checked after
+// the pidfd pins it: ErrGone, ErrChanged or ErrNoHandler when it is not.
+func (s PidfdSender) SendExpected(pid int, want Expect, sig unix.Signal) error {
 	fd, err := unix.PidfdOpen(pid, 0)
 	switch {
 	case errors.Is(err, unix.ESRCH):
@@ -40,7 +79,7 @@ func (s PidfdSender) Send(pid int, start uint64, sig unix.Signal) error {
 	case errors.Is(err, unix.ENOSYS):
 		// No pidfds (kernel < 5.3): check, then kill. The window between
 		// the two is as small as it can be made without pidfds.
-		if err := s.check(pid, start); err != nil {
+		if err := s.check(pid, want, sig); err != nil {
 			return err
 		}
 		if err := unix.Kill(pid, sig); err != nil {
@@ -56,7 +95,7 @@ func (s PidfdSender) Send(pid int, start uint64, sig unix.Signal) error {
 	defer unix.Close(fd)
 	// The pidfd pins the process: if the start time matches now, the signal
 	// goes to the process that was discovered.
-	if err := s.check(pid, start); err != nil {
+	if err := s.check(pid, want, sig); err != nil {
 		return err
 	}
 	if err := unix.PidfdSendSignal(fd, sig, nil, 0); err != nil {
@@ -68,7 +107,7 @@ func (s PidfdSender) Send(pid int, start uint64, sig unix.Signal) error {
 	return nil
 }
 
-func (s PidfdSender) check(pid int, start uint64) error {
+func (s PidfdSender) check(pid int, want Expect, sig unix.Signal) error {
 	got, err := StartTime(s.Proc, pid)
 	if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ESRCH) {
 		return ErrGone
@@ -76,10 +115,20 @@ func (s PidfdSender) check(pid int, start uint64) error {
 	if err != nil {
 		return err
 	}
-	if got != start {
+	if got != want.Start {
 		return ErrGone
 	}
-	return nil
+	if want.Name == "" && !want.Handler {
+		return nil
+	}
+	h, err := ReadHandlers(s.Proc, pid)
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ESRCH) {
+		return ErrGone
+	}
+	if err != nil {
+		return err
+	}
+	return h.Check(want, sig)
 }
 
 // StartTime reads the start time of pid (clock ticks since boot) from
@@ -119,15 +168,87 @@ func parseStartTime(b []byte) (uint64, error) {
 // Caught returns the set of signals pid has a handler for (SigCgt in
 // <proc>/<pid>/status), bit sig-1 for signal sig.
 func Caught(proc string, pid int) (uint64, error) {
-	b, err := os.ReadFile(filepath.Join(proc, strconv.Itoa(pid), "status"))
+	h, err := ReadHandlers(proc, pid)
+	return h.Caught, err
+}
+
+// Handlers is what /proc/<pid>/status says of a process's signal handlers.
+type Handlers struct {
+	// Name is the command, as status writes it (escaped: fs/proc/array.c
+	// proc_task_name).
+	Name string
+	// Caught is SigCgt: bit sig-1 for each signal sig with a handler.
+	Caught uint64
+}
+
+// Check reports whether a process whose status reads h is still want as
+// far as status tells (its Name and handler; not its start time): nil,
+// ErrChanged or ErrNoHandler.
+func (h Handlers) Check(want Expect, sig unix.Signal) error {
+	switch {
+	case want.Name != "" && h.Name != want.Name:
+		return ErrChanged
+	case want.Handler && !Handles(h.Caught, sig):
+		return ErrNoHandler
+	}
+	return nil
+}
+
+// maxStatus bounds a read of /proc/<pid>/status (about 1.5 KiB on kernel
+// 6.x; SigCgt is in its first half).
+const maxStatus = 16 << 10
+
+// ReadHandlers reads the Name and SigCgt lines of <proc>/<pid>/status, in
+// one read into a buffer on the stack where it fits.
+func ReadHandlers(proc string, pid int) (Handlers, error) {
+	name := filepath.Join(proc, strconv.Itoa(pid), "status")
+	f, err := os.Open(name)
 	if err != nil {
-		return 0, err
+		return Handlers{}, err
+	}
+	defer f.Close()
+	var small [4096]byte
+	b := small[:0]
+	for {
+		if len(b) == cap(b) {
+			if cap(b) >= maxStatus {
+				break
+			}
+			b = append(b, make([]byte, cap(b))...)[:len(b)]
+		}
+		n, err := f.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF || n == 0 && err == nil {
+			break
+		}
+		if err != nil {
+			return Handlers{}, fmt.Errorf("read %s: %w", name, err)
+		}
+	}
+	h, err := parseStatus(b)
+	if err != nil {
+		return Handlers{}, fmt.Errorf("parse %s: %w", name, err)
+	}
+	return h, nil
+}
+
+// parseStatus returns the Name and SigCgt of a /proc/<pid>/status content.
+// Name is the first line (a name cannot forge another line: status escapes
+// its newlines).
+func parseStatus(b []byte) (Handlers, error) {
+	var h Handlers
+	if v, ok := bytes.CutPrefix(b, []byte("Name:")); ok {
+		if i := bytes.IndexByte(v, '\n'); i >= 0 {
+			v = v[:i]
+		}
+		h.Name = string(bytes.TrimPrefix(v, []byte("\t")))
 	}
 	n, err := parseSigCgt(b)
 	if err != nil {
-		return 0, fmt.Errorf("parse %s/%d/status: %w", proc, pid, err)
+		return Handlers{}, err
 	}
-	return n, nil
+	h.Caught = n
+	return h, nil
 }
 
 // parseSigCgt returns the SigCgt mask of a /proc/<pid>/status content.

@@ -76,3 +76,133 @@ func TestStartTimeCommWithParens(t *testing.T) {
 		t.Fatalf("got %d, %v", n, err)
 	}
 }
+
+// TestSendExpectedChecksHandlerAndName: a process without a handler for
+// the signal (sleep) is not sent it when a handler is expected, nor one
+// whose command is not the one expected; it is still alive after both.
+func TestSendExpectedChecksHandlerAndName(t *testing.T) {
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Skipf("no sleep: %v", err)
+	}
+	defer cmd.Process.Kill()
+	pid := cmd.Process.Pid
+	var h Handlers
+	var start uint64
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		var err error
+		h, err = ReadHandlers("/proc", pid)
+		start, _ = StartTime("/proc", pid)
+		if err == nil && h.Name == "sleep" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sleep not exec'ed after 5 s: %+v, %v", h, err)
+		}
+	}
+	if Handles(h.Caught, unix.SIGUSR1) {
+		t.Skipf("sleep has a SIGUSR1 handler here (SigCgt %x)", h.Caught)
+	}
+	s := PidfdSender{Proc: "/proc"}
+	if err := s.SendExpected(pid, Expect{Start: start, Name: "sleep", Handler: true}, unix.SIGUSR1); !errors.Is(err, ErrNoHandler) {
+		t.Fatalf("no handler: want ErrNoHandler, got %v", err)
+	}
+	if err := s.SendExpected(pid, Expect{Start: start, Name: "java"}, unix.SIGUSR1); !errors.Is(err, ErrChanged) {
+		t.Fatalf("another command: want ErrChanged, got %v", err)
+	}
+	if err := s.SendExpected(pid, Expect{Start: start + 1, Name: "sleep"}, unix.SIGUSR1); !errors.Is(err, ErrGone) {
+		t.Fatalf("another start time: want ErrGone, got %v", err)
+	}
+	if err := unix.Kill(pid, 0); err != nil {
+		t.Fatalf("sleep gone after checked sends that should have sent nothing: %v", err)
+	}
+	// What it expects holds: sent (SIGTERM ends it, no handler asked).
+	if err := s.SendExpected(pid, Expect{Start: start, Name: "sleep"}, unix.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err == nil {
+		t.Fatal("sleep ended normally; want killed by SIGTERM")
+	}
+}
+
+func TestSendExpectedReachesHandler(t *testing.T) {
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, unix.SIGUSR1)
+	defer signal.Stop(c)
+	start, err := StartTime("/proc", os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := ReadHandlers("/proc", os.Getpid())
+	if err != nil || h.Name == "" {
+		t.Fatalf("%+v, %v", h, err)
+	}
+	if err := (PidfdSender{Proc: "/proc"}).SendExpected(os.Getpid(), Expect{Start: start, Name: h.Name, Handler: true}, unix.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-c:
+	case <-time.After(5 * time.Second):
+		t.Fatal("signal not received")
+	}
+}
+
+func TestParseStatusName(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		name string
+		cgt  uint64
+	}{
+		{fuzzStatus("cat", 0x400), "cat", 0x400},
+		{fuzzStatus("a\nSigCgt:\tffff", 1), `a\nSigCgt:	ffff`, 1},
+		{"SigCgt:\t0000000000000200\n", "", 0x200},
+		{"Name:\tx\nSigCgt:\t1\n", "x", 1},
+	} {
+		h, err := parseStatus([]byte(c.in))
+		if err != nil || h.Name != c.name || h.Caught != c.cgt {
+			t.Errorf("parseStatus(%q) = %+v, %v; want %q %#x", c.in, h, err, c.name, c.cgt)
+		}
+	}
+	if _, err := parseStatus([]byte("Name:\tx\n")); err == nil {
+		t.Error("no SigCgt line: want an error")
+	}
+	if err := (Handlers{Name: "x", Caught: 1 << (unix.SIGUSR1 - 1)}).Check(Expect{Name: "x", Handler: true}, unix.SIGUSR2); !errors.Is(err, ErrNoHandler) {
+		t.Errorf("Check: want ErrNoHandler, got %v", err)
+	}
+}
+
+// The reads that choose targets, on this machine's own processes: status
+// (SigCgt, every signal) against stat (field 34 sigcatch: signals 1-31
+// only, fs/proc/array.c do_task_stat).
+func BenchmarkReadHandlers(b *testing.B) {
+	pid := os.Getpid()
+	for b.Loop() {
+		if _, err := ReadHandlers("/proc", pid); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkReadStat(b *testing.B) {
+	pid := os.Getpid()
+	for b.Loop() {
+		if _, err := StartTime("/proc", pid); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkSendExpected(b *testing.B) {
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, unix.SIGUSR1)
+	defer signal.Stop(c)
+	start, _ := StartTime("/proc", os.Getpid())
+	h, _ := ReadHandlers("/proc", os.Getpid())
+	s := PidfdSender{Proc: "/proc"}
+	for b.Loop() {
+		if err := s.SendExpected(os.Getpid(), Expect{Start: start, Name: h.Name, Handler: true}, unix.SIGUSR1); err != nil {
+			b.Fatal(err)
+		}
+		<-c
+	}
+}
