@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/oomhero/oomhero/internal/cgroup"
 	"github.com/oomhero/oomhero/internal/declare"
@@ -47,7 +48,7 @@ func (a *Agent) rescan() error {
 			}
 			t = a.byPath[path]
 		}
-		if t != nil && a.now().Sub(t.resolved) < resolveAge && t.comm == g.Main().Comm {
+		if t != nil && a.now().Sub(t.resolved) < resolveAge && t.comm == g.Main().Comm && !a.limitMoved(t) {
 			// Same cgroup path, same main command, resolved lately: its
 			// directory and limit stand; only its processes are taken.
 			// (A node's containers gain and lose processes at every scan:
@@ -112,6 +113,7 @@ func (a *Agent) rescan() error {
 				}
 			}
 			t.group, t.PIDs, t.resolved, t.comm = g, c.PIDs, a.now(), g.Main().Comm
+			t.ownLimit, t.limitCheck = 0, time.Time{}
 			redeclared := a.declare(t, g)
 			if t.Limit != c.Limit || t.Dir != c.Dir {
 				a.Log.Info("container limit changed", t.who(), "from_bytes", t.Limit, "to_bytes", c.Limit)
@@ -187,6 +189,26 @@ func (a *Agent) rescan() error {
 	}
 	a.Observer.Scanned(targets)
 	return nil
+}
+
+// limitMoved reads container t's own limit file when limitAge passed since
+// it was last read, and tells whether it changed since (then t is resolved
+// again: its effective limit may be another). A limit that cannot be read,
+// or is not set on the container itself (an ancestor's applies), waits for
+// the next resolve.
+func (a *Agent) limitMoved(t *tracked) bool {
+	now := a.now()
+	if now.Sub(t.limitCheck) < limitAge {
+		return false
+	}
+	t.limitCheck = now
+	l, err := cgroup.Limit(t.Dir, t.Version)
+	if err != nil {
+		return false
+	}
+	moved := t.ownLimit != 0 && l != t.ownLimit
+	t.ownLimit = l
+	return moved
 }
 
 // uniqueName names a container by its main command ("java"), stable across
