@@ -153,9 +153,11 @@ func runtimeName(rt runtimes.Runtime) string {
 // vet decides whether sig may go to process p of container t at level l,
 // by the runtime safety table, consent and --allow: "" to send, or the
 // result to report instead ("refused", or "unidentified" while the
-// process's runtime is not known yet). It logs what is said once per
-// episode.
-func (a *Agent) vet(t *tracked, p discover.Process, n *procNote, l watch.Level, sig unix.Signal) string {
+// process's runtime is not known yet). It logs a refusal or a hold once
+// per episode; what is said of a signal that may go (consent, --allow, a
+// runtime that drops it) is returned in say, to be said once per episode
+// after the signal went (nothing of it on the signal's way).
+func (a *Agent) vet(t *tracked, p discover.Process, n *procNote, l watch.Level, sig unix.Signal) (result string, say func()) {
 	sigName := config.SignalName(sig)
 	key := fmt.Sprintf("%d/%d/%d", p.PID, p.Start, sig)
 	rt, known := a.identify(t, p, n)
@@ -167,7 +169,7 @@ func (a *Agent) vet(t *tracked, p discover.Process, n *procNote, l watch.Level, 
 			a.Log.Warn("signal held: the process's runtime is not identified yet (reading its memory map is slow: it may be in memory reclaim)",
 				"pid", p.PID, "command", p.Comm, t.who(), "level", l.String(), "signal", sigName)
 		}
-		return "unidentified"
+		return "unidentified", nil
 	}
 	eff := a.effectOf(rt, sig)
 	attrs := func(extra ...any) []any {
@@ -185,17 +187,19 @@ func (a *Agent) vet(t *tracked, p discover.Process, n *procNote, l watch.Level, 
 	case runtimes.Harmful:
 		switch {
 		case t.consented(l):
-			if t.ep.once("consent/" + key) {
-				a.Log.Warn(sent+" by the container's declaration although the runtime would be harmed",
-					attrs("declared", signalVar(l)+"="+sigName)...)
+			return "", func() {
+				if t.ep.once("consent/" + key) {
+					a.Log.Warn(sent+" by the container's declaration although the runtime would be harmed",
+						attrs("declared", signalVar(l)+"="+sigName)...)
+				}
 			}
-			return ""
 		case a.Config.Allowed(rt.Name, sig):
-			if t.ep.once("allow/" + key) {
-				a.Log.Warn(sent+", allowed by --allow although the runtime would be harmed",
-					attrs("allow", rt.Name+":"+sigName)...)
+			return "", func() {
+				if t.ep.once("allow/" + key) {
+					a.Log.Warn(sent+", allowed by --allow although the runtime would be harmed",
+						attrs("allow", rt.Name+":"+sigName)...)
+				}
 			}
-			return ""
 		}
 		t.ep.refused[l] = fmt.Sprintf("the %s signal was refused: %s %s (runtime %s)", l, sigName, eff.What, runtimeName(rt))
 		if t.ep.once("refused/" + key) {
@@ -203,13 +207,15 @@ func (a *Agent) vet(t *tracked, p discover.Process, n *procNote, l watch.Level, 
 				"opt_in", fmt.Sprintf("declare %s=%s on the container, or run oomhero with --allow %s:%s", signalVar(l), sigName, rt.Name, sigName),
 				"source", eff.Source)...)
 		}
-		return "refused"
+		return "refused", nil
 	case runtimes.Dropped:
-		if t.ep.once("dropped/" + key) {
-			a.Log.Info(sent+", but the runtime will likely drop it unless the program asked for it", attrs()...)
+		return "", func() {
+			if t.ep.once("dropped/" + key) {
+				a.Log.Info(sent+", but the runtime will likely drop it unless the program asked for it", attrs()...)
+			}
 		}
 	}
-	return ""
+	return "", nil
 }
 
 // deliver acts on one decision to signal level l (the level before was
@@ -344,12 +350,17 @@ func (a *Agent) signal(t *tracked, l watch.Level, rd watch.Reading) {
 // its last read (an exec, a handler gone), for a read now.
 func (a *Agent) send(t *tracked, tg target, l watch.Level, sig unix.Signal, rd watch.Reading, fromBook bool) bool {
 	p := tg.Process
-	if result := a.vet(t, p, tg.n, l, sig); result != "" {
+	result, say := a.vet(t, p, tg.n, l, sig)
+	if result != "" {
 		a.Observer.Signal(a.target(t), l, p.PID, result)
 		return false
 	}
+	if say == nil {
+		say = func() {}
+	}
 	if a.dryRun(t) {
 		t.drySent[l] = a.now()
+		say()
 		a.Log.Info("signal not sent (dry run)", a.signalAttrs(t, p, l, config.SignalName(sig), rd)...)
 		a.Observer.Signal(a.target(t), l, p.PID, resultDryRun)
 		return false
@@ -359,10 +370,11 @@ func (a *Agent) send(t *tracked, tg target, l watch.Level, sig unix.Signal, rd w
 		want.Name = tg.n.h.Name
 	}
 	err := a.sendExpected(p.PID, want, sig)
-	result := "sent"
+	result = "sent"
 	switch {
 	case err == nil:
 		t.sent[l] = a.now()
+		say()
 		a.Log.Info("signal sent", a.signalAttrs(t, p, l, config.SignalName(sig), rd)...)
 	case errors.Is(err, signals.ErrGone):
 		result = "gone"

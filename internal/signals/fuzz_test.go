@@ -1,10 +1,11 @@
 package signals
 
 // Fuzz targets for the procfs text this package parses: /proc/<pid>/stat
-// (start time, which guards every signal against a recycled PID) and
-// /proc/<pid>/status (Name and SigCgt). A process chooses its own name, which the
-// kernel prints unescaped in stat and escaped in status: the round trips put
-// any name there. Run by `make fuzz` (testenv/fuzz.sh) for a bounded time.
+// (start time, which guards every signal against a recycled PID; command
+// and sigcatch, checked just before a signal) and /proc/<pid>/status (Name
+// and SigCgt). A process chooses its own name, which the kernel prints
+// unescaped in stat and escaped in status: the round trips put any name
+// there. Run by `make fuzz` (testenv/fuzz.sh) for a bounded time.
 
 import (
 	"bytes"
@@ -18,10 +19,15 @@ import (
 // do_task_stat: "%d (%s) %c" then 49 numbers; the name is not escaped),
 // with start time (field 22) set.
 func fuzzStat(pid int, comm string, start uint64) string {
+	return fuzzStatCatch(pid, comm, start, 0)
+}
+
+// fuzzStatCatch is fuzzStat with sigcatch (field 34) set.
+func fuzzStatCatch(pid int, comm string, start, sigcatch uint64) string {
 	return fmt.Sprintf("%d (%s) S 25366 25366 15074 0 -1 4194304 97 0 0 0 0 0 0 0 20 0 1 0 %d 3133440 359 "+
-		"18446744073709551615 94530657218560 94530657238441 140725374433232 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 "+
+		"18446744073709551615 94530657218560 94530657238441 140725374433232 0 0 0 0 0 %d 0 0 0 17 0 0 0 0 0 0 "+
 		"94530657254448 94530657256064 94530665701376 140725374433987 140725374434007 140725374434007 140725374435307 0\n",
-		pid, comm, start)
+		pid, comm, start, sigcatch)
 }
 
 // fuzzStatus is /proc/<pid>/status as the kernel writes it: the name
@@ -108,6 +114,30 @@ func FuzzCaught(f *testing.F) {
 		esc := strings.NewReplacer(`\`, `\\`, "\n", `\n`).Replace(comm)
 		if h, err := parseStatus([]byte(text)); err != nil || h.Caught != cgt || h.Name != esc {
 			t.Fatalf("parseStatus(%q) = %+v, %v; want %q %#x", text, h, err, esc, cgt)
+		}
+	})
+}
+
+func FuzzStat(f *testing.F) {
+	f.Add([]byte(fuzzStatCatch(25374, "cat", 33859, 0x2a00)), "cat", uint64(33859), uint64(0x2a00))
+	f.Add([]byte("1 (a) b) S"+strings.Repeat(" 1", 31)), ") ) (", uint64(1), uint64(1)<<31)
+	f.Add([]byte("7 (x) R"+strings.Repeat(" 1", 30)+" 2147483648"), "a\nb c", uint64(1)<<63, ^uint64(0))
+	f.Add([]byte("7 x) (y R"+strings.Repeat(" 1", 32)), "\xff\xfe(x", uint64(42), uint64(0x7fffffff))
+	f.Fuzz(func(t *testing.T, b []byte, comm string, start, catch uint64) {
+		if st, err := parseStat(b); err == nil {
+			n, serr := parseStartTime(b)
+			i := bytes.IndexByte(b, '(')
+			if serr != nil || n != st.start || st.sigcatch > 0x7fffffff || i < 0 || !bytes.HasPrefix(b[i+1:], st.comm) {
+				t.Fatalf("parseStat(%q) = start %d sigcatch %#x comm %q; parseStartTime %d, %v", b, st.start, st.sigcatch, st.comm, n, serr)
+			}
+		}
+		// Whatever name a process gives itself, it reads back as it is,
+		// and so do its start time and handlers.
+		c, catch := fuzzComm(comm), catch&0x7fffffff
+		line := fuzzStatCatch(7, c, start, catch)
+		st, err := parseStat([]byte(line))
+		if err != nil || st.start != start || st.sigcatch != catch || string(st.comm) != c {
+			t.Fatalf("parseStat(%q) = %d %#x %q, %v; want %d %#x %q", line, st.start, st.sigcatch, st.comm, err, start, catch, c)
 		}
 	})
 }

@@ -107,18 +107,44 @@ func (s PidfdSender) SendExpected(pid int, want Expect, sig unix.Signal) error {
 	return nil
 }
 
+// check reads /proc/<pid>/stat once: its start time, its command and (for
+// signals 1 to 31) its handlers, which is what want asks for unless the
+// signal is a real-time one or the command holds a byte that status
+// escapes: then status is read as well.
 func (s PidfdSender) check(pid int, want Expect, sig unix.Signal) error {
-	got, err := StartTime(s.Proc, pid)
+	var buf [1024]byte
+	b, err := readSmall(filepath.Join(s.Proc, strconv.Itoa(pid), "stat"), buf[:0], maxStat)
 	if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ESRCH) {
 		return ErrGone
 	}
 	if err != nil {
 		return err
 	}
-	if got != want.Start {
+	st, err := parseStat(b)
+	if err != nil {
+		return fmt.Errorf("parse %s/%d/stat: %w", s.Proc, pid, err)
+	}
+	if st.start != want.Start {
 		return ErrGone
 	}
-	if want.Name == "" && !want.Handler {
+	status := false
+	if want.Name != "" {
+		switch {
+		case bytes.ContainsAny(st.comm, "\\\n"):
+			status = true // status escapes it: compared there
+		case string(st.comm) != want.Name:
+			return ErrChanged
+		}
+	}
+	if want.Handler {
+		switch {
+		case sig < 1 || sig > 31:
+			status = true // stat has signals 1-31 only
+		case !Handles(st.sigcatch, sig):
+			return ErrNoHandler
+		}
+	}
+	if !status {
 		return nil
 	}
 	h, err := ReadHandlers(s.Proc, pid)
@@ -129,6 +155,71 @@ func (s PidfdSender) check(pid int, want Expect, sig unix.Signal) error {
 		return err
 	}
 	return h.Check(want, sig)
+}
+
+// maxStat bounds a read of /proc/<pid>/stat (52 numbers and a command of
+// at most 64 bytes).
+const maxStat = 4 << 10
+
+// readSmall reads the procfs file name into buf (its capacity first, more
+// up to max), in as few reads as it takes.
+func readSmall(name string, buf []byte, max int) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b := buf[:0]
+	for {
+		if len(b) == cap(b) {
+			if cap(b) >= max {
+				return b, nil
+			}
+			b = append(b, make([]byte, min(max, 2*cap(b)+512)-cap(b))...)[:len(b)]
+		}
+		n, err := f.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		switch {
+		case err == io.EOF, n == 0 && err == nil:
+			return b, nil
+		case err != nil:
+			return nil, fmt.Errorf("read %s: %w", name, err)
+		}
+	}
+}
+
+// procStat is what check reads of /proc/<pid>/stat.
+type procStat struct {
+	start    uint64 // field 22
+	comm     []byte // field 2, as the kernel keeps it (not escaped)
+	sigcatch uint64 // field 34: the handlers of signals 1-31 (bit sig-1)
+}
+
+// parseStat parses a /proc/<pid>/stat content: the command between the
+// first '(' and the last ')' (it may hold anything but NUL), then the
+// numbers. Field 34 is sigcatch, decimal, masked to signals 1-31
+// (fs/proc/array.c do_task_stat: sigcatch.sig[0] & 0x7fffffffUL, "use
+// /proc/#/status for real-time signals"), from the same
+// collect_sigign_sigcatch as status's SigCgt.
+func parseStat(b []byte) (procStat, error) {
+	var st procStat
+	i, j := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+	if i < 0 || j < i {
+		return st, errors.New("no (command)")
+	}
+	st.comm = b[i+1 : j]
+	f := bytes.Fields(b[j+1:])
+	if len(f) < 32 {
+		return st, fmt.Errorf("%d fields", len(f)+2)
+	}
+	var err error
+	if st.start, err = strconv.ParseUint(string(f[19]), 10, 64); err != nil {
+		return st, fmt.Errorf("start time %q", f[19])
+	}
+	if st.sigcatch, err = strconv.ParseUint(string(f[31]), 10, 64); err != nil || st.sigcatch > 0x7fffffff {
+		return st, fmt.Errorf("sigcatch %q", f[31])
+	}
+	return st, nil
 }
 
 // StartTime reads the start time of pid (clock ticks since boot) from
@@ -198,32 +289,13 @@ func (h Handlers) Check(want Expect, sig unix.Signal) error {
 // 6.x; SigCgt is in its first half).
 const maxStatus = 16 << 10
 
-// ReadHandlers reads the Name and SigCgt lines of <proc>/<pid>/status, in
-// one read into a buffer on the stack where it fits.
+// ReadHandlers reads the Name and SigCgt lines of <proc>/<pid>/status.
 func ReadHandlers(proc string, pid int) (Handlers, error) {
 	name := filepath.Join(proc, strconv.Itoa(pid), "status")
-	f, err := os.Open(name)
+	var buf [4096]byte
+	b, err := readSmall(name, buf[:0], maxStatus)
 	if err != nil {
 		return Handlers{}, err
-	}
-	defer f.Close()
-	var small [4096]byte
-	b := small[:0]
-	for {
-		if len(b) == cap(b) {
-			if cap(b) >= maxStatus {
-				break
-			}
-			b = append(b, make([]byte, cap(b))...)[:len(b)]
-		}
-		n, err := f.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if err == io.EOF || n == 0 && err == nil {
-			break
-		}
-		if err != nil {
-			return Handlers{}, fmt.Errorf("read %s: %w", name, err)
-		}
 	}
 	h, err := parseStatus(b)
 	if err != nil {

@@ -5,6 +5,8 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -204,5 +206,74 @@ func BenchmarkSendExpected(b *testing.B) {
 			b.Fatal(err)
 		}
 		<-c
+	}
+}
+
+// TestCheckReadsStatOnlyWhenItCan: the handler of a signal 1-31 and a
+// plain command are checked from stat alone; a real-time signal's handler
+// and a command that status escapes are checked in status.
+func TestCheckReadsStatOnlyWhenItCan(t *testing.T) {
+	proc := t.TempDir()
+	write := func(pid int, comm, statusName string, catch, cgt uint64) {
+		d := filepath.Join(proc, strconv.Itoa(pid))
+		os.MkdirAll(d, 0o755)
+		os.WriteFile(filepath.Join(d, "stat"), []byte(fuzzStatCatch(pid, comm, 77, catch)), 0o644)
+		if statusName != "" {
+			os.WriteFile(filepath.Join(d, "status"), []byte(fuzzStatus(statusName, cgt)), 0o644)
+		}
+	}
+	usr1 := uint64(1 << (unix.SIGUSR1 - 1))
+	rt := unix.Signal(34)                        // SIGRTMIN
+	write(1, "app", "", usr1, 0)                 // no status: stat must do
+	write(2, `a\b`, `a\b`, usr1, usr1|1<<(rt-1)) // escaped in status
+	write(3, "app", "app", usr1, usr1|1<<(rt-1)) // real-time handler in status only
+	write(4, "app", "app", usr1, usr1)           // no real-time handler
+	write(5, "a\nb", "a\nb", 0, usr1)            // stat says no handler
+	s := PidfdSender{Proc: proc}
+	for _, c := range []struct {
+		pid  int
+		want Expect
+		sig  unix.Signal
+		err  error
+	}{
+		{1, Expect{Start: 77, Name: "app", Handler: true}, unix.SIGUSR1, nil},
+		{1, Expect{Start: 77, Name: "app", Handler: true}, unix.SIGUSR2, ErrNoHandler},
+		{1, Expect{Start: 77, Name: "java", Handler: true}, unix.SIGUSR1, ErrChanged},
+		{1, Expect{Start: 78, Name: "app"}, unix.SIGUSR1, ErrGone},
+		{2, Expect{Start: 77, Name: `a\\b`, Handler: true}, unix.SIGUSR1, nil},
+		{2, Expect{Start: 77, Name: `a\b`, Handler: true}, unix.SIGUSR1, ErrChanged},
+		{3, Expect{Start: 77, Name: "app", Handler: true}, rt, nil},
+		{4, Expect{Start: 77, Name: "app", Handler: true}, rt, ErrNoHandler},
+		{5, Expect{Start: 77, Name: `a\nb`, Handler: true}, unix.SIGUSR1, ErrNoHandler},
+		{6, Expect{Start: 77}, unix.SIGUSR1, ErrGone},
+	} {
+		if err := s.check(c.pid, c.want, c.sig); !errors.Is(err, c.err) || (c.err == nil) != (err == nil) {
+			t.Errorf("pid %d %+v %v: got %v, want %v", c.pid, c.want, c.sig, err, c.err)
+		}
+	}
+}
+
+// BenchmarkCheck is what SendExpected reads of a process before its
+// signal: stat alone for a handler of signals 1-31 (BenchmarkCheckStatus:
+// stat and status, as for a real-time signal).
+func BenchmarkCheck(b *testing.B) {
+	benchCheck(b, unix.SIGUSR1)
+}
+
+func BenchmarkCheckStatus(b *testing.B) {
+	benchCheck(b, unix.Signal(40))
+}
+
+func benchCheck(b *testing.B, sig unix.Signal) {
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, sig)
+	defer signal.Stop(c)
+	start, _ := StartTime("/proc", os.Getpid())
+	h, _ := ReadHandlers("/proc", os.Getpid())
+	s := PidfdSender{Proc: "/proc"}
+	for b.Loop() {
+		if err := s.check(os.Getpid(), Expect{Start: start, Name: h.Name, Handler: true}, sig); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
