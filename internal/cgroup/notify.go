@@ -95,6 +95,12 @@ func NotifyUsage(d watch.CgroupDir, bytes uint64) (*UsageEvent, error) {
 	return &UsageEvent{fd: efd, At: at, name: dir.Name()}, nil
 }
 
+// NewUsageEvent wraps an eventfd registered by other means (tests signal
+// one themselves); at is the threshold it stands for.
+func NewUsageEvent(fd int, at uint64, name string) *UsageEvent {
+	return &UsageEvent{fd: fd, At: at, name: name}
+}
+
 // Fd returns the eventfd, for epoll (EPOLLIN).
 func (e *UsageEvent) Fd() int { return e.fd }
 
