@@ -4,8 +4,8 @@ package cgroup
 // when the usage counter crosses a registered threshold, in either
 // direction (cgroup.event_control with memory.usage_in_bytes: Linux
 // mm/memcontrol-v1.c, memcg_write_event_control,
-// mem_cgroup_usage_register_event and __mem_cgroup_threshold; before 6.10
-// the same functions in mm/memcontrol.c). A poller can then leave a
+// mem_cgroup_usage_register_event and __mem_cgroup_threshold; in older
+// kernels the same functions in mm/memcontrol.c). A poller can then leave a
 // container that sits below the threshold alone until the kernel says it
 // moved.
 //
