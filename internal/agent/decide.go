@@ -152,8 +152,10 @@ func (a *Agent) decided(t *tracked, d policy.Decision, rd watch.Reading, origin 
 		} else {
 			// The line names the largest processes (topAttrs reads every
 			// process's statm: milliseconds in a container of hundreds of
-			// processes): it is written once the signals are out.
-			defer func() { a.Log.Info("level changed", append(attrs, a.topAttrs(t)...)...) }()
+			// processes): it is written once the signals are out, after
+			// the pause that leaves the CPU to the processes signalled
+			// (later: handlers.go).
+			defer a.later(t, func() { a.Log.Info("level changed", append(attrs, a.topAttrs(t)...)...) })
 		}
 		a.Observer.LevelChanged(a.target(t), d.From, d.To, rd)
 		if d.To == watch.OK {

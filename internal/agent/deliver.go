@@ -298,8 +298,8 @@ type target struct {
 }
 
 // signal sends level l's signal to the container's chosen processes: first
-// those the book names (handlers.go), then the others the --targets mode
-// chooses, read now.
+// those the book names (handlers.go), then, after a pause when some did
+// get it (afterPause), the others the --targets mode chooses, read now.
 func (a *Agent) signal(t *tracked, l watch.Level, rd watch.Reading) {
 	sig := a.sigFor(t, l)
 	if sig == 0 {
@@ -317,9 +317,23 @@ func (a *Agent) signal(t *tracked, l watch.Level, rd watch.Reading) {
 		first[procKey{tg.PID, tg.Start}] = true
 		chosen++
 	}
+	if chosen > 0 {
+		a.pause(t)
+	}
+	a.later(t, func() {
+		if a.byID[t.ID] != t || t.ds.decl.Off || t.excluded {
+			return // forgotten, opted out or excluded meanwhile
+		}
+		a.signalRest(t, l, sig, rd, first, chosen)
+	})
+}
+
+// signalRest sends sig to the processes of container t the book did not
+// name (those in first got it), read now, and says when no process at all
+// could take it.
+func (a *Agent) signalRest(t *tracked, l watch.Level, sig unix.Signal, rd watch.Reading, first map[procKey]bool, chosen int) {
 	mode := a.cfgOf(t).Targets
-	procs := a.chooseTargets(t, sig, first)
-	for _, tg := range procs {
+	for _, tg := range a.chooseTargets(t, sig, first) {
 		chosen++
 		a.send(t, tg, l, sig, rd, false)
 	}
@@ -328,7 +342,7 @@ func (a *Agent) signal(t *tracked, l watch.Level, rd watch.Reading) {
 		// signal are identified now, after this one went out.
 		b := t.ep.book()
 		b.full = a.now()
-		if !t.ds.decl.Off {
+		if t.group != nil {
 			for _, p := range t.group.Procs {
 				if n := b.notes[procKey{p.PID, p.Start}]; n != nil && n.ok {
 					a.identifyAhead(t, p, n)
@@ -338,8 +352,12 @@ func (a *Agent) signal(t *tracked, l watch.Level, rd watch.Reading) {
 	}
 	if chosen == 0 && !t.noTarget[l] {
 		t.noTarget[l] = true
+		procs := 0
+		if t.group != nil {
+			procs = len(t.group.Procs)
+		}
 		a.Log.Warn("no process can take the signal", t.who(), "level", l.String(),
-			"signal", config.SignalName(sig), "targets", string(mode), "pids", len(t.group.Procs))
+			"signal", config.SignalName(sig), "targets", string(mode), "pids", procs)
 		a.Observer.NoTarget(a.target(t), l)
 	}
 }

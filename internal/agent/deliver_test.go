@@ -309,9 +309,15 @@ func TestBookFirstThenSweep(t *testing.T) {
 	}
 	statusNamed(9, "late", usr)
 	h.feed(1, 800) // warning: the book's process first, then the one read now
-	h.waitLog(`msg="signal sent" pid=9 `)
+	h.waitLog(`msg="level changed" container=app from=ok to=warning`)
 	if got, want := h.snd.take(), []sent{{10, unix.SIGUSR1}, {9, unix.SIGUSR1}}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("warning sent %v, want %v\n%s", got, want, h.logs.String())
+	}
+	// The level line (it reads every process's memory) comes after every
+	// signal, the late one's included.
+	out := h.logs.String()
+	if i, j, k := strings.Index(out, `msg="signal sent" pid=10 `), strings.Index(out, `msg="signal sent" pid=9 `), strings.Index(out, `msg="level changed"`); !(i < j && j < k) {
+		t.Errorf("want the book's signal, then the late handler's, then the level line:\n%s", out)
 	}
 
 	statusNamed(10, "app", 0) // resets its handlers: the book still says it has them
