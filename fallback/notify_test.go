@@ -261,8 +261,18 @@ func TestIdleManyContainers(t *testing.T) {
 			for range out {
 			}
 		}()
+		base := eventfds(t)
 		s.Update(targets)
-		time.Sleep(3 * time.Second) // registrations: ~10 ms each
+		time.Sleep(time.Second)
+		if notify && v == watch.V1 {
+			// Registrations: an RCU grace period each, one at a time.
+			for deadline := time.Now().Add(30 * time.Second); eventfds(t)-base < n; time.Sleep(100 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d of %d thresholds registered after 30 s", eventfds(t)-base, n)
+				}
+			}
+			time.Sleep(time.Second)
+		}
 		var r0, r1 unix.Rusage
 		unix.Getrusage(unix.RUSAGE_SELF, &r0)
 		reads := readsOver(s, window)
