@@ -340,3 +340,51 @@ func TestBookFirstThenSweep(t *testing.T) {
 	}
 	h.stop()
 }
+
+// TestNoteProcs: the book reads a process when it first sees it and again
+// when its command changes (an exec), not at every change of the
+// container's processes; it identifies the processes with a handler for
+// the container's signals only, and forgets those gone.
+func TestNoteProcs(t *testing.T) {
+	proc := t.TempDir()
+	usr := uint64(1<<(unix.SIGUSR1-1) | 1<<(unix.SIGUSR2-1))
+	write := func(pid int, name string, cgt uint64) {
+		os.MkdirAll(filepath.Join(proc, fmt.Sprint(pid)), 0o755)
+		os.WriteFile(filepath.Join(proc, fmt.Sprint(pid), "status"), []byte(fmt.Sprintf("Name:\t%s\nSigCgt:\t%016x\n", name, cgt)), 0o644)
+	}
+	write(10, "app", usr)
+	write(11, "child", 1<<(unix.SIGTERM-1)) // a handler, not for a watched signal
+	write(12, "other", 0)
+	var ids []int
+	a := &Agent{Config: &config.Config{Proc: proc, WarningSignal: unix.SIGUSR1, CriticalSignal: unix.SIGUSR2}, Identify: func(_ string, pid int) runtimes.Runtime {
+		ids = append(ids, pid)
+		return runtimes.Runtime{Name: "go"}
+	}}
+	tr := &tracked{group: &discover.Group{Procs: []discover.Process{{PID: 10, Start: 5, Comm: "app"}, {PID: 11, Start: 5, Comm: "child"}}}}
+	a.byID = map[uint64]*tracked{0: tr}
+	a.noteProcs(tr)
+	a.noteProcs(tr)
+	b := tr.ep.procs
+	if n := b.notes[procKey{10, 5}]; n == nil || n.reads != 1 || !n.current(a.watchedSigs(tr)) || n.rt.Name != "go" {
+		t.Fatalf("app: %+v, want read once and identified", n)
+	}
+	if n := b.notes[procKey{11, 5}]; n == nil || n.reads != 1 || n.known {
+		t.Fatalf("child: %+v, want read once, not identified", n)
+	}
+	write(10, "java", usr) // exec
+	tr.group = &discover.Group{Procs: []discover.Process{{PID: 10, Start: 5, Comm: "java"}, {PID: 12, Start: 6, Comm: "other"}}}
+	a.noteProcs(tr)
+	if n := b.notes[procKey{10, 5}]; n == nil || n.reads != 2 || n.h.Name != "java" || !n.current(a.watchedSigs(tr)) {
+		t.Fatalf("exec'ed app: %+v, want read again and identified again", n)
+	}
+	if _, ok := b.notes[procKey{11, 5}]; ok || b.notes[procKey{12, 6}] == nil || len(b.notes) != 2 {
+		t.Fatalf("book %v: want the gone child forgotten, the new process read", b.notes)
+	}
+	if !slices.Equal(ids, []int{10, 10}) {
+		t.Errorf("identified %v, want [10 10]", ids)
+	}
+	tr.ep.reset()
+	if tr.ep.procs != b {
+		t.Error("a new episode lost the book")
+	}
+}

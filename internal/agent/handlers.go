@@ -36,7 +36,8 @@ import (
 // A signal goes first to the processes the book names (a handler for it, a
 // runtime known under the command last read), each one checked again once
 // the pidfd pins it, just before the signal (signals.Expect: same start
-// time, same command, the handler still there): a handler gone since it
+// time, same command, the handler still there, in one read of
+// /proc/<pid>/stat for the signals 1-31): a handler gone since it
 // was read (an exec resets them, a program can reset its own) never turns
 // a signal into a kill, and a process whose command changed is read and
 // identified again. Then, after a pause that leaves the CPU to the
