@@ -14,12 +14,23 @@ func newBPFSource(cfg *config.Config, log *slog.Logger) (watch.Source, error) {
 	s, err := loader.New(loader.Options{
 		PollInterval: cfg.Interval,
 		Realtime:     cfg.Realtime,
-		// The node agent (host PID namespace): the processes of containers,
-		// in namespaces of their own, trigger rescans too.
-		Logger: log.With("component", "bpf"),
+		RingSize:     ringSize(cfg),
+		Logger:       log.With("component", "bpf"),
 	})
 	if err != nil {
 		return nil, err // not a typed nil *loader.Source
 	}
 	return s, nil
+}
+
+// ringSize is the BPF ring buffer's size: a sidecar's few containers send
+// few records (progress events at most one per 5 ms each), and the ring's
+// pages, mapped twice, count in its resident memory (the default 256 KiB
+// ring was 0.5 MiB of a sidecar's 14); the node agent keeps the default.
+// A full ring loses records, and a loss resynchronizes from cgroupfs.
+func ringSize(cfg *config.Config) uint32 {
+	if cfg.Node() {
+		return 0
+	}
+	return 64 << 10
 }
