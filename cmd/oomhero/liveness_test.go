@@ -51,7 +51,10 @@ func TestStuckScanTurnsHealthzRed(t *testing.T) {
 	const limit = 300 * time.Millisecond
 	m.Watch("agent", loop, limit)
 	src := fallback.New(cfg.Interval, cfg.MinInterval)
-	m.Watch("source", src, limit)
+	// The poller turns at least every 10 intervals (fallback quietEvery),
+	// and serve gives it at least 10 s (livenessLimit): the source must
+	// stay green while the agent's scan hangs.
+	m.Watch("source", src, 10*time.Second)
 	a := &agent.Agent{
 		Config:   cfg,
 		Log:      slog.New(slog.DiscardHandler),
