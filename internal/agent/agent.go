@@ -8,8 +8,10 @@
 // decisions; deliver.go chooses the target processes, checks each against
 // the runtime safety table (package runtimes: a runtime's own handler is not
 // consent), sends the signals and queues the HTTP notifications (package
-// notify); report.go writes the OOM-kill report and feeds the observers;
-// top.go names a container's largest processes.
+// notify); handlers.go keeps each container's book of its processes'
+// handler masks and runtimes ahead of the signal; report.go writes the
+// OOM-kill report and feeds the observers; top.go names a container's
+// largest processes.
 package agent
 
 import (
