@@ -107,8 +107,9 @@ type tracked struct {
 	// since the last resolve.
 	ownLimit   uint64
 	limitCheck time.Time
-	comm       string         // main process's command at the last resolve
-	cfg        *config.Config // the sidecar's, with the container's declaration applied
+	comm       string           // main process's command at the last resolve
+	main       discover.Process // main process at the last resolve (mainOf)
+	cfg        *config.Config   // the sidecar's, with the container's declaration applied
 	ds         declState
 	ep         episode     // said and learned this episode
 	top        topSnapshot // processes' memory at the last level change

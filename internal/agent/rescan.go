@@ -48,9 +48,12 @@ func (a *Agent) rescan() error {
 			}
 			t = a.byPath[path]
 		}
-		if t != nil && a.now().Sub(t.resolved) < resolveAgeOf(t) && t.comm == g.Main().Comm && !a.limitMoved(t) {
-			// Same cgroup path, same main command, resolved lately: its
-			// directory and limit stand; only its processes are taken.
+		if t != nil && a.now().Sub(t.resolved) < resolveAgeOf(t) && t.main == mainOf(g) && !a.limitMoved(t) {
+			// Same cgroup path, same main process (PID, start time and
+			// command), resolved lately: its directory and limit stand;
+			// only its processes are taken. A new main process (the
+			// container restarted: its runtime may have made the cgroup
+			// anew, with another id) is resolved at once.
 			// (A node's containers gain and lose processes at every scan:
 			// resolving each again cost a quarter of an idle node agent.)
 			t.group = g
@@ -112,7 +115,7 @@ func (a *Agent) rescan() error {
 					changed = true
 				}
 			}
-			t.group, t.PIDs, t.resolved, t.comm = g, c.PIDs, a.now(), g.Main().Comm
+			t.group, t.PIDs, t.resolved, t.comm, t.main = g, c.PIDs, a.now(), g.Main().Comm, mainOf(g)
 			t.ownLimit, t.limitCheck = 0, time.Time{}
 			redeclared := a.declare(t, g)
 			if t.Limit != c.Limit || t.Dir != c.Dir {
@@ -131,7 +134,7 @@ func (a *Agent) rescan() error {
 		}
 		c.Name = a.boundName(path, a.uniqueName(c.Name, g))
 		a.nameFromPod(path, &c) // node.go
-		t = &tracked{Container: c, group: g, comm: g.Main().Comm, ann: a.gateAnnotations(path), resolved: a.now()}
+		t = &tracked{Container: c, group: g, comm: g.Main().Comm, main: mainOf(g), ann: a.gateAnnotations(path), resolved: a.now()}
 		a.byPath[path], a.byID[c.ID] = t, t
 		psiNote := "unavailable"
 		if r, err := cgroup.OpenPressure(c.Dir); err == nil {
@@ -189,6 +192,13 @@ func (a *Agent) rescan() error {
 	}
 	a.Observer.Scanned(targets)
 	return nil
+}
+
+// mainOf names a group's main process: PID, start time and command.
+func mainOf(g *discover.Group) discover.Process {
+	m := g.Main()
+	m.PPID = 0 // a reparented main process is the same one
+	return m
 }
 
 // resolveAgeOf spreads the resolves of containers watched at the same time
