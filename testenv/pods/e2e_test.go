@@ -553,10 +553,16 @@ func TestCooldown(t *testing.T) {
 		t.Fatalf("no \"container watched\" with thresholds for the app (%v)", err)
 	}
 	lg := parseApp(t, alog)
-	// The app must really have stayed between warning and critical.
+	// The app must really have stayed between warning and critical. The
+	// first warning comes at the crossing, while the app still grows, and
+	// its working set moves by a few pages either way meanwhile (page
+	// cache turning inactive): a dip of less than the hysteresis (one
+	// point, 2.6 MiB here) does not end the level, so it does not change
+	// what the cooldown must give.
+	const noise = 1 << 20
 	for _, s := range lg.Samples {
-		if s.Mono >= first && s.Mono < first+10*time.Second && (s.WorkingSet < w.Warning || s.WorkingSet >= w.Critical) {
-			t.Fatalf("working set %d at +%v outside [warning %d, critical %d): the scenario is wrong",
+		if s.Mono >= first && s.Mono < first+10*time.Second && (s.WorkingSet+noise < w.Warning || s.WorkingSet >= w.Critical) {
+			t.Fatalf("working set %d at +%v outside [warning %d - 1 MiB, critical %d): the scenario is wrong",
 				s.WorkingSet, s.Mono-first, w.Warning, w.Critical)
 		}
 	}
