@@ -401,22 +401,11 @@ func (s *Scanner) Scan() (map[string]*Group, error) {
 		seen[pid] = true
 		e, ok := s.known[pid]
 		if !ok || e.young > 0 && !s.old(e, now) || due[pid%revalidateEvery] || recycled(pid) {
-			ne, err := s.read(pid)
-			if err != nil {
-				delete(s.known, pid)
-				if !gone(err) && !errors.Is(err, errNoMemoryCgroup) && !s.bad[pid] {
-					s.bad[pid] = true
-					s.skipped = append(s.skipped, Skip{PID: pid, Err: err})
-				}
+			ne, read := s.reread(pid, e, ok)
+			if !read {
 				continue
 			}
-			delete(s.bad, pid)
-			ne.young = youngScans
-			if ok && ne.Start == e.Start {
-				ne.young = max(e.young-1, 0)
-			}
 			e = ne
-			s.known[pid] = e
 		}
 		if e.path == s.selfPath {
 			continue
@@ -446,6 +435,28 @@ func (s *Scanner) Scan() (map[string]*Group, error) {
 	}
 	s.last = groups
 	return maps.Clone(groups), nil
+}
+
+// reread reads process pid's files again and records what it found (old
+// and had: what was known of it before). A process that cannot be read is
+// forgotten, and skipped once with its error unless it simply went (false).
+func (s *Scanner) reread(pid int, old entry, had bool) (entry, bool) {
+	e, err := s.read(pid)
+	if err != nil {
+		delete(s.known, pid)
+		if !gone(err) && !errors.Is(err, errNoMemoryCgroup) && !s.bad[pid] {
+			s.bad[pid] = true
+			s.skipped = append(s.skipped, Skip{PID: pid, Err: err})
+		}
+		return e, false
+	}
+	delete(s.bad, pid)
+	e.young = youngScans
+	if had && e.Start == old.Start {
+		e.young = max(old.young-1, 0)
+	}
+	s.known[pid] = e
+	return e, true
 }
 
 // Resolver finds the cgroup directory of a group.

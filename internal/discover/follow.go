@@ -1,7 +1,6 @@
 package discover
 
 import (
-	"errors"
 	"maps"
 	"slices"
 	"time"
@@ -65,22 +64,9 @@ func (s *Scanner) scanChanged() map[string]*Group {
 		if had {
 			touched[old.path] = true
 		}
-		e, err := s.read(pid)
-		if err != nil {
-			delete(s.known, pid)
-			if !gone(err) && !errors.Is(err, errNoMemoryCgroup) && !s.bad[pid] {
-				s.bad[pid] = true
-				s.skipped = append(s.skipped, Skip{PID: pid, Err: err})
-			}
-			continue
+		if e, read := s.reread(pid, old, had); read {
+			touched[e.path] = true
 		}
-		delete(s.bad, pid)
-		e.young = youngScans
-		if had && e.Start == old.Start {
-			e.young = max(old.young-1, 0)
-		}
-		s.known[pid] = e
-		touched[e.path] = true
 	}
 	clear(s.changed)
 	delete(touched, s.selfPath)
