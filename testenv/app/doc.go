@@ -8,6 +8,8 @@
 //
 //	-mode leak   touch anonymous memory at -rate MiB/s (0: as fast as it can),
 //	             in -chunk KiB steps so the rate is smooth, every page written;
+//	             time the app was not scheduled is made up at once, up to
+//	             250 ms of it (a longer stall is not paid in one burst);
 //	             with -cap MiB (or -cap-percent of the limit, working set) it
 //	             stops there and holds. Without a cap it leaks until the kernel
 //	             kills it.

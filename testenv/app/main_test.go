@@ -164,3 +164,43 @@ func TestLeakCap(t *testing.T) {
 		t.Errorf("%d samples, want 32 (one per 256 KiB chunk)", samples)
 	}
 }
+
+// TestPacerBoundsDebt: a leak that fell behind its schedule catches up at
+// once, by no more than maxLag's worth.
+func TestPacerBoundsDebt(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	const chunk = 64 << 10
+	p := pacer{rate: 1 << 20, start: t0} // 1 MiB/s: a chunk per 62.5 ms
+	if d := p.wait(t0, 0, chunk); d != 62500*time.Microsecond {
+		t.Fatalf("first chunk due in %s, want 62.5ms", d)
+	}
+	if d := p.wait(t0.Add(70*time.Millisecond), chunk, chunk); d != 55*time.Millisecond {
+		t.Fatalf("on schedule: due in %s, want 55ms", d)
+	}
+	// Late sleeps are made up: 100 ms late is within maxLag.
+	if d := p.wait(t0.Add(225*time.Millisecond), 2*chunk, chunk); d != -37500*time.Microsecond {
+		t.Fatalf("100ms late: %s, want -37.5ms (leak now)", d)
+	}
+	// A second later with two chunks leaked: 14 chunks behind, of which
+	// maxLag's 4 are kept.
+	late := t0.Add(time.Second)
+	if d := p.wait(late, 2*chunk, chunk); d != -maxLag {
+		t.Fatalf("behind: %s, want -maxLag", d)
+	}
+	burst := 0
+	for n := uint64(3); ; n++ {
+		if d := p.wait(late, n*chunk, chunk); d > 0 {
+			if d != 62500*time.Microsecond {
+				t.Fatalf("after the catch-up: due in %s, want 62.5ms", d)
+			}
+			break
+		}
+		burst++
+	}
+	if burst != 4 {
+		t.Fatalf("caught up with %d chunks at once, want 4 (maxLag 250ms at a chunk per 62.5ms)", burst)
+	}
+	if d := (&pacer{}).wait(late, 0, chunk); d != 0 {
+		t.Fatalf("rate 0: wait %s", d)
+	}
+}
