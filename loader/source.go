@@ -39,7 +39,7 @@ const (
 const (
 	OriginBPF    = "bpf"    // caused by a BPF event
 	OriginResync = "resync" // a target was (re)configured or records were lost
-	OriginPoll   = "poll"   // periodic read while at or above a threshold
+	OriginPoll   = "poll"   // periodic read while at or above a threshold, or the settle read (settleAfter)
 )
 
 // Source is the BPF implementation of watch.Source. Create it with New; Run
@@ -111,7 +111,23 @@ type target struct {
 	// confirm; past maxNotYet the state is no longer seeded again for them
 	// (progress events and polls take over) until kernel and read agree.
 	notYet int
+	// added is when the target was first seeded; settled tells whether
+	// the settle read (settleAfter) was done.
+	added   time.Time
+	settled bool
 }
+
+// settleAfter is how long after a target's first seed it is read and, if
+// its offset moved, seeded again, once. The first seed comes right after
+// the container started, when its processes' page-cache and LRU updates
+// are still in the kernel's per-CPU counters: memory.stat is flushed only
+// past a batch of updates per CPU or by the kernel's periodic flush every
+// 2 s (mm/memcontrol.c, FLUSH_TIME), so the inactive-file figure the
+// offset is seeded from could be off by hundreds of KiB, and the program
+// carries the error (it follows the changes, not the figure) until a
+// crossing reseeds it: a warning that came 10 ms late at 20 MiB/s in one
+// run in five of the node benchmark.
+const settleAfter = 3 * time.Second
 
 // maxNotYet bounds the re-arms a target gets for crossings the confirming
 // read does not confirm: at most this many records per crossing, never one
@@ -490,6 +506,13 @@ func (s *Source) readRing(ctx context.Context, out chan<- watch.Reading) error {
 		if err != nil {
 			return ctxNil(ctx, err)
 		}
+		// The readings sent woke the agent's goroutine into this P's next
+		// slot, and ReadInto blocks next in epoll_wait: the P stays with
+		// this thread in the syscall (Go 1.26) until a spinning thread
+		// steals the agent or the runtime's monitor takes the P back,
+		// milliseconds later when the process was idle (its back-off).
+		// Yield first, so the agent runs now.
+		runtime.Gosched()
 	}
 }
 
@@ -734,11 +757,14 @@ func (s *Source) poll(ctx context.Context, out chan<- watch.Reading) error {
 		if t.broken != nil {
 			continue
 		}
-		if t.polled {
+		switch {
+		case t.polled:
 			if now.Sub(t.last) < s.opts.PollInterval-s.opts.PollInterval/4 {
 				continue
 			}
-		} else if !t.above || now.Sub(t.last) < every-every/4 {
+		case !t.settled && now.Sub(t.added) >= settleAfter:
+			t.settled = true // read once, reseeded if its offset moved (rearm)
+		case !t.above || now.Sub(t.last) < every-every/4:
 			continue
 		}
 		if err := s.deliver(ctx, out, t, OriginPoll, 0); err != nil {
@@ -888,7 +914,7 @@ func (s *Source) apply(ctx context.Context, out chan<- watch.Reading) error {
 			s.opts.Logger.Warn("cannot read cgroup, not watching it", "cgroup", nt.Dir, "err", err)
 			continue
 		}
-		t := &target{t: nt, r: r}
+		t := &target{t: nt, r: r, added: time.Now()}
 		t.lo, _ = thresholds(nt)
 		s.targets[id] = t
 		fresh[id] = rd

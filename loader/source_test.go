@@ -329,6 +329,47 @@ func TestLostRecordsResync(t *testing.T) {
 	t.Logf("lost %d records, %d resyncs, %d readings", lost, s.resyncs.Load(), len(all))
 }
 
+// TestSettleRead: settleAfter after a target is first seeded, it is read
+// once (origin poll) even far below its thresholds, and its kernel offset
+// is then the one that read shows: page cache that came after the seed is
+// in it. No other poll follows while it stays below.
+func TestSettleRead(t *testing.T) {
+	dir := t.TempDir()
+	limit := uint64(256 * lab.MiB)
+	c := labtest.Cgroup(t, limit)
+	leaker := labtest.Leaker(t, c)
+	s := newSource(t, Options{})
+	r := run(t, s)
+	s.Update([]watch.Target{c.Target(limit*80/100, limit*90/100, watch.WorkingSet)})
+	r.wait(t, 0, 2*time.Second, "after Update", func(rd watch.Reading) bool { return rd.ID == c.ID })
+	file := filepath.Join(dir, "settle")
+	if err := leaker.Cache(file, 8*lab.MiB); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	rd, i := r.wait(t, 0, settleAfter+3*time.Second, "settle read", func(rd watch.Reading) bool {
+		return rd.ID == c.ID && rd.Origin == OriginPoll
+	})
+	t.Logf("settle read %s after the cache write: usage %d, inactive file %d", time.Since(start).Round(time.Millisecond), rd.Usage, rd.InactiveFile)
+	if !s.Attach().SeesFrees() {
+		return // charge-only attach points poll every PollInterval anyway
+	}
+	s.tmu.Lock()
+	tg := s.targets[c.ID]
+	want := s.offsetPages(tg.t, rd)
+	got := tg.kOffset
+	s.tmu.Unlock()
+	if got != want {
+		t.Errorf("kernel offset %d pages after the settle read, want %d (the read's)", got, want)
+	}
+	time.Sleep(2500 * time.Millisecond)
+	for _, rd := range r.readings()[i+1:] {
+		if rd.ID == c.ID && rd.Origin == OriginPoll {
+			t.Errorf("a second poll below the thresholds: %+v", rd)
+		}
+	}
+}
+
 func TestPageCacheNoFloodAnonCaught(t *testing.T) {
 	dir := os.Getenv("OOMHERO_CACHE_DIR")
 	if dir == "" {
