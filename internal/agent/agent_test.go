@@ -158,17 +158,17 @@ func TestAgentSignalsOnlyHandlers(t *testing.T) {
 	for _, w := range []string{
 		`msg="container not watched" container=x cgroup=/free reason="no memory limit"`,
 		`msg="level changed" container=app from=ok to=warning percent=80`,
-		`msg="signal sent" pid=10 command=app container=app level=critical signal=SIGUSR2`,
+		`msg="signal sent" pid=10 command=app container=app memory_level=critical signal=SIGUSR2`,
 		`msg="level changed" container=app from=critical to=ok`,
 	} {
 		if !strings.Contains(out, w) {
 			t.Errorf("log lacks %s\n%s", w, out)
 		}
 	}
-	if n := strings.Count(out, `msg="no process can take the signal" container=bare level=warning`); n != 1 {
+	if n := strings.Count(out, `msg="no process can take the signal" container=bare memory_level=warning`); n != 1 {
 		t.Errorf("no-target for warning said %d times, want once\n%s", n, out)
 	}
-	if n := strings.Count(out, `msg="no process can take the signal" container=bare level=critical`); n != 1 {
+	if n := strings.Count(out, `msg="no process can take the signal" container=bare memory_level=critical`); n != 1 {
 		t.Errorf("no-target for critical said %d times, want once\n%s", n, out)
 	}
 }

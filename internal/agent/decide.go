@@ -60,7 +60,7 @@ func (a *Agent) reading(rd watch.Reading) {
 	}
 	a.Observer.Reading(a.target(t), rd, d.To)
 	if a.Log.Enabled(context.Background(), slog.LevelDebug) {
-		a.Log.Debug("sample", t.who(), "origin", rd.Origin, "level", d.To.String(),
+		a.Log.Debug("sample", t.who(), "origin", rd.Origin, "memory_level", d.To.String(),
 			"percent", percent(value, t.Limit), "usage_bytes", rd.Usage, "working_set_bytes", rd.WorkingSet(),
 			"anon_bytes", rd.Anon, "limit_bytes", t.Limit, "latency", rd.Latency)
 	}

@@ -167,7 +167,7 @@ func (a *Agent) vet(t *tracked, p discover.Process, n *procNote, l watch.Level, 
 		// a signal now anyway; a later decision tries again.
 		if t.ep.once("unidentified/" + key) {
 			a.Log.Warn("signal held: the process's runtime is not identified yet (reading its memory map is slow: it may be in memory reclaim)",
-				"pid", p.PID, "command", p.Comm, t.who(), "level", l.String(), "signal", sigName)
+				"pid", p.PID, "command", p.Comm, t.who(), "memory_level", l.String(), "signal", sigName)
 		}
 		return "unidentified", nil
 	}
@@ -176,7 +176,7 @@ func (a *Agent) vet(t *tracked, p discover.Process, n *procNote, l watch.Level, 
 		if a.dryRun(t) {
 			extra = append(extra, "dry_run", true)
 		}
-		return append([]any{"pid", p.PID, "command", p.Comm, t.who(), "level", l.String(), "signal", sigName,
+		return append([]any{"pid", p.PID, "command", p.Comm, t.who(), "memory_level", l.String(), "signal", sigName,
 			"runtime", runtimeName(rt), "version", rt.Version, "effect", eff.What, "evidence", rt.Evidence}, extra...)
 	}
 	sent := "signal sent"
@@ -227,7 +227,7 @@ func (a *Agent) deliver(t *tracked, l, from watch.Level, rd watch.Reading) {
 		return
 	}
 	if !t.oomAt.IsZero() && a.now().Sub(t.oomAt) < afterOOM {
-		a.Log.Debug("signal held back: the container was just OOM-killed", t.who(), "level", l.String())
+		a.Log.Debug("signal held back: the container was just OOM-killed", t.who(), "memory_level", l.String())
 		return
 	}
 	a.notify(t, l, from, rd)
@@ -269,7 +269,7 @@ func (a *Agent) notified(r notify.Result) {
 	if t == nil {
 		return // container gone
 	}
-	attrs := []any{t.who(), "level", r.Level, "url", r.URL}
+	attrs := []any{t.who(), "memory_level", r.Level, "url", r.URL}
 	if r.Superseded > 0 {
 		attrs = append(attrs, "replaced_unsent", r.Superseded)
 	}
@@ -356,7 +356,7 @@ func (a *Agent) signalRest(t *tracked, l watch.Level, sig unix.Signal, rd watch.
 		if t.group != nil {
 			procs = len(t.group.Procs)
 		}
-		a.Log.Warn("no process can take the signal", t.who(), "level", l.String(),
+		a.Log.Warn("no process can take the signal", t.who(), "memory_level", l.String(),
 			"signal", config.SignalName(sig), "targets", string(mode), "pids", procs)
 		a.Observer.NoTarget(a.target(t), l)
 	}
@@ -379,7 +379,7 @@ func (a *Agent) send(t *tracked, tg target, l watch.Level, sig unix.Signal, rd w
 	if a.dryRun(t) {
 		t.drySent[l] = a.now()
 		say()
-		a.Log.Info("signal not sent (dry run)", a.signalAttrs(t, p, l, config.SignalName(sig), rd)...)
+		a.Log.Info("signal not sent (dry run)", a.signalAttrs(t, p, l, config.SignalName(sig), rd, time.Now())...)
 		a.Observer.Signal(a.target(t), l, p.PID, resultDryRun)
 		return false
 	}
@@ -388,12 +388,13 @@ func (a *Agent) send(t *tracked, tg target, l watch.Level, sig unix.Signal, rd w
 		want.Name = tg.n.h.Name
 	}
 	err := a.sendExpected(p.PID, want, sig)
+	sentAt := time.Now()
 	result = "sent"
 	switch {
 	case err == nil:
 		t.sent[l] = a.now()
 		say()
-		a.Log.Info("signal sent", a.signalAttrs(t, p, l, config.SignalName(sig), rd)...)
+		a.Log.Info("signal sent", a.signalAttrs(t, p, l, config.SignalName(sig), rd, sentAt)...)
 	case errors.Is(err, signals.ErrGone):
 		result = "gone"
 		a.Log.Debug("process gone before the signal", "pid", p.PID, t.who())

@@ -92,7 +92,7 @@ func TestRuntimeSafetyRefusalConsentAllowOnce(t *testing.T) {
 	<-h.src.updated
 	h.feed(1, 800) // warning: SIGUSR1 to all four (node by --allow)
 	h.feed(1, 950) // critical: SIGUSR2; the JVM refused
-	h.waitLog(`msg="signal sent" pid=13 command=plain container=java level=critical`)
+	h.waitLog(`msg="signal sent" pid=13 command=plain container=java memory_level=critical`)
 	clock.Add(int64(2 * time.Hour))
 	h.feed(1, 951) // critical again after the cooldown: refused again, said once
 	h.feed(2, 950) // declared critical: sent to the JVM despite the table (consent), warning too
@@ -123,12 +123,12 @@ func TestRuntimeSafetyRefusalConsentAllowOnce(t *testing.T) {
 		t.Errorf("refusals counted %d, want 2 (JVM critical, twice)", refused)
 	}
 	out := h.logs.String()
-	if n := strings.Count(out, `msg="signal refused: the runtime's own handler would be harmed" pid=10 command=java container=java level=critical signal=SIGUSR2 runtime=hotspot version=17.0.15 effect="crashes the JVM (SR_handler)" evidence="maps libjvm.so" opt_in="declare OOMHERO_CRITICAL_SIGNAL=SIGUSR2 on the container, or run oomhero with --allow hotspot:SIGUSR2"`); n != 1 {
+	if n := strings.Count(out, `msg="signal refused: the runtime's own handler would be harmed" pid=10 command=java container=java memory_level=critical signal=SIGUSR2 runtime=hotspot version=17.0.15 effect="crashes the JVM (SR_handler)" evidence="maps libjvm.so" opt_in="declare OOMHERO_CRITICAL_SIGNAL=SIGUSR2 on the container, or run oomhero with --allow hotspot:SIGUSR2"`); n != 1 {
 		t.Errorf("JVM refusal said %d times, want once\n%s", n, out)
 	}
 	for _, w := range []string{
 		`msg="signal sent, but the runtime will likely drop it unless the program asked for it" pid=12`,
-		`msg="signal sent by the container's declaration although the runtime would be harmed" pid=210 command=java2 container=java2 level=critical signal=SIGUSR2 runtime=hotspot`,
+		`msg="signal sent by the container's declaration although the runtime would be harmed" pid=210 command=java2 container=java2 memory_level=critical signal=SIGUSR2 runtime=hotspot`,
 		`declared="OOMHERO_CRITICAL_SIGNAL=SIGUSR2"`,
 		`msg="signal sent, allowed by --allow although the runtime would be harmed" pid=311`,
 	} {
@@ -203,6 +203,44 @@ func TestIdentifyAgainAfterExec(t *testing.T) {
 	a.read(p, n)
 	if rt, _ := a.identify(tr, p, n); rt.Name != "hotspot" || calls != 2 {
 		t.Fatalf("%v after %d calls: want identified again after the exec", rt, calls)
+	}
+}
+
+// TestProvisionalIdentityAskedAgain: a server's child identified before it
+// wrote its title (same command, same handlers: nothing else tells) is not
+// kept: the next identification reads it again and sees its real role. (A
+// PostgreSQL checkpointer read a millisecond after its fork was kept as
+// the postmaster, and got SIGUSR2: crash recovery.)
+func TestProvisionalIdentityAskedAgain(t *testing.T) {
+	proc := t.TempDir()
+	os.MkdirAll(filepath.Join(proc, "10"), 0o755)
+	os.WriteFile(filepath.Join(proc, "10", "status"), []byte(fmt.Sprintf("Name:\tpostgres\nSigCgt:\t%016x\n", uint64(1<<(unix.SIGUSR2-1)))), 0o644)
+	role := runtimes.RoleUntitled
+	calls := 0
+	a := &Agent{Config: &config.Config{Proc: proc, WarningSignal: unix.SIGUSR1, CriticalSignal: unix.SIGUSR2}, Identify: func(string, int) runtimes.Runtime {
+		calls++
+		return runtimes.Runtime{Name: "postgres", Role: role}
+	}}
+	tr := &tracked{}
+	a.byID = map[uint64]*tracked{0: tr}
+	p := discover.Process{PID: 10, Start: 5, Comm: "postgres"}
+	n := a.note(tr, p)
+	a.read(p, n)
+	if rt, _ := a.identify(tr, p, n); rt.Role != runtimes.RoleUntitled {
+		t.Fatal(rt)
+	}
+	if n.current(a.watchedSigs(tr)) {
+		t.Fatal("a provisional identification counts as current")
+	}
+	role = "checkpointer" // the child wrote its title
+	if rt, _ := a.identify(tr, p, n); rt.Role != "checkpointer" || calls != 2 {
+		t.Fatalf("%v after %d calls: want identified again", rt, calls)
+	}
+	if rt, _ := a.identify(tr, p, n); rt.Role != "checkpointer" || calls != 2 || !n.current(a.watchedSigs(tr)) {
+		t.Fatalf("%v after %d calls: want the final answer kept", rt, calls)
+	}
+	if eff := a.effectOf(runtimes.Runtime{Name: "postgres", Role: runtimes.RoleUntitled}, unix.SIGUSR2); eff.Harm != runtimes.Harmful {
+		t.Fatalf("SIGUSR2 to an untitled postgres child: %v, want harmful", eff)
 	}
 }
 
@@ -322,7 +360,7 @@ func TestBookFirstThenSweep(t *testing.T) {
 
 	statusNamed(10, "app", 0) // resets its handlers: the book still says it has them
 	h.feed(1, 950)            // critical
-	h.waitLog(`msg="signal sent" pid=9 command=late container=app level=critical`)
+	h.waitLog(`msg="signal sent" pid=9 command=late container=app memory_level=critical`)
 	if got, want := h.snd.take(), []sent{{9, unix.SIGUSR2}}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("critical sent %v, want %v (nothing to the process whose handler is gone)\n%s", got, want, h.logs.String())
 	}
@@ -330,8 +368,8 @@ func TestBookFirstThenSweep(t *testing.T) {
 	statusNamed(10, "java", usr) // exec'ed: a JVM, whose SIGUSR2 is harmful
 	clock.Add(int64(2 * time.Hour))
 	h.feed(1, 960) // critical again after the cooldown
-	h.waitLog(`msg="signal refused: the runtime's own handler would be harmed" pid=10 command=app container=app level=critical signal=SIGUSR2 runtime=hotspot`)
-	h.waitLog(`msg="signal sent" pid=9 command=late container=app level=critical signal=SIGUSR2 percent=96`)
+	h.waitLog(`msg="signal refused: the runtime's own handler would be harmed" pid=10 command=app container=app memory_level=critical signal=SIGUSR2 runtime=hotspot`)
+	h.waitLog(`msg="signal sent" pid=9 command=late container=app memory_level=critical signal=SIGUSR2 percent=96`)
 	if got, want := h.snd.take(), []sent{{9, unix.SIGUSR2}}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("critical again sent %v, want %v\n%s", got, want, h.logs.String())
 	}

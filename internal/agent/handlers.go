@@ -189,10 +189,12 @@ func (a *Agent) read(p discover.Process, n *procNote) bool {
 
 // current reports whether n's runtime is known under the command last
 // read, identified after a read that showed each of the handlers (of the
-// signals in watched) it has now.
+// signals in watched) it has now, and for good: a provisional answer (a
+// server's child read before it wrote its title) is asked again at the
+// next read or signal.
 func (n *procNote) current(watched uint64) bool {
 	bits := n.h.Caught & watched
-	return n.known && n.rtName == n.h.Name && n.rtMask&bits == bits
+	return n.known && n.rtName == n.h.Name && n.rtMask&bits == bits && !n.rt.Provisional()
 }
 
 // noteProcs brings container t's book up to its processes: new ones and

@@ -303,7 +303,7 @@ func TestNodeOptIn(t *testing.T) {
 	}
 	out := logs.String()
 	for _, w := range []string{
-		`msg="signal sent" pid=30 command=cmd30 namespace=blog pod=blog-0 container=web level=warning signal=SIGUSR1`,
+		`msg="signal sent" pid=30 command=cmd30 namespace=blog pod=blog-0 container=web memory_level=warning signal=SIGUSR1`,
 		`msg="container watched" namespace=shop pod=web-1 container=app cgroup=` + podA + "aaaa",
 		`msg="container not watched: not opted in" namespace=ops pod=tools container=off cgroup=` + podC + `eeee reason="OOMHERO=off in its environment"`,
 		`msg="container not watched: not opted in" namespace=blog pod=blog-0 container=cache`,

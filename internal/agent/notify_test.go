@@ -76,7 +76,7 @@ func TestNotifications(t *testing.T) {
 	h.feed(2, 950)
 	start := time.Now()
 	h.feed(3, 950) // another container's signals are not delayed
-	h.waitLog(`msg="signal sent" pid=30 command=plain container=plain level=critical`)
+	h.waitLog(`msg="signal sent" pid=30 command=plain container=plain memory_level=critical`)
 	if d := time.Since(start); d > 300*time.Millisecond {
 		t.Errorf("signals of another container took %v behind a slow URL", d)
 	}
@@ -111,9 +111,9 @@ func TestNotifications(t *testing.T) {
 	}
 	out := h.logs.String()
 	for _, w := range []string{
-		`msg="notification sent" container=java level=warning url=` + app.URL + `/oomhero status=200`,
-		`msg="notification refused" container=remote level=warning url=http://192.0.2.7:8080/x error=`,
-		`msg="notification failed" container=slow level=`,
+		`msg="notification sent" container=java memory_level=warning url=` + app.URL + `/oomhero status=200`,
+		`msg="notification refused" container=remote memory_level=warning url=http://192.0.2.7:8080/x error=`,
+		`msg="notification failed" container=slow memory_level=`,
 	} {
 		if !strings.Contains(out, w) {
 			t.Errorf("log lacks %s\n%s", w, out)

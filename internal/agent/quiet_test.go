@@ -35,7 +35,7 @@ func TestQuietDuringOOMKill(t *testing.T) {
 			})
 			<-h.src.updated
 			h.feed(1, 950) // critical: warning and critical signals
-			h.waitLog(`msg="signal sent" pid=10 command=app container=app level=critical`)
+			h.waitLog(`msg="signal sent" pid=10 command=app container=app memory_level=critical`)
 			clock.Add(int64(2 * time.Hour)) // every cooldown passed
 			if killed {
 				counter.Store(1) // the kernel counted a kill; memory is being freed
@@ -44,7 +44,7 @@ func TestQuietDuringOOMKill(t *testing.T) {
 			h.feed(1, 10)  // and to ok
 			h.waitLog(`from=warning to=ok`)
 			if killed {
-				h.waitLog(`level=DEBUG msg="signal held back: the container was just OOM-killed" container=app level=warning`)
+				h.waitLog(`level=DEBUG msg="signal held back: the container was just OOM-killed" container=app memory_level=warning`)
 				h.waitLog(`level=DEBUG msg="level changed" container=app from=critical to=warning percent=80 metric=workingset working_set_bytes=800 usage_bytes=800 limit_bytes=1000 origin="" cause="oom kill in progress"`)
 			}
 			h.stop()
@@ -81,7 +81,7 @@ func TestKillReportedWhenTheContainerIsGone(t *testing.T) {
 	})
 	<-h.src.updated
 	h.feed(1, 950)
-	h.waitLog(`msg="signal sent" pid=10 command=app container=app level=critical`)
+	h.waitLog(`msg="signal sent" pid=10 command=app container=app memory_level=critical`)
 	counter.Store(1)
 	sc.mu.Lock()
 	delete(sc.groups, "/a") // the killed process left procfs

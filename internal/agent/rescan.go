@@ -117,6 +117,8 @@ func (a *Agent) rescan() error {
 			}
 			t.group, t.PIDs, t.resolved, t.comm, t.main = g, c.PIDs, a.now(), g.Main().Comm, mainOf(g)
 			t.ownLimit, t.limitCheck = 0, time.Time{}
+			t.limitFile.Close() // the directory may be another now
+			t.limitFile = nil
 			redeclared := a.declare(t, g)
 			if t.Limit != c.Limit || t.Dir != c.Dir {
 				a.Log.Info("container limit changed", t.who(), "from_bytes", t.Limit, "to_bytes", c.Limit)
@@ -221,8 +223,19 @@ func (a *Agent) limitMoved(t *tracked) bool {
 		return false
 	}
 	t.limitCheck = now
-	l, err := cgroup.Limit(t.Dir, t.Version)
+	if t.limitFile == nil {
+		f, err := cgroup.OpenLimit(t.Dir, t.Version)
+		if err != nil {
+			return false
+		}
+		t.limitFile = f
+	}
+	l, err := t.limitFile.Read()
 	if err != nil {
+		// Unset (an ancestor's limit applies), or the directory is gone:
+		// opened again at the next check.
+		t.limitFile.Close()
+		t.limitFile = nil
 		return false
 	}
 	moved := t.ownLimit != 0 && l != t.ownLimit
@@ -247,6 +260,8 @@ func (a *Agent) forget(t *tracked) {
 	if t.psi != nil {
 		t.psi.Close()
 	}
+	t.limitFile.Close()
+	t.limitFile = nil
 	// A container whose only process was just OOM-killed is gone from
 	// procfs before a polled OOM-kill counter is read again (and an exit
 	// seen by the BPF source rescans at once): read the counter one last

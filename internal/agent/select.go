@@ -3,6 +3,7 @@ package agent
 import (
 	"github.com/oomhero/oomhero/internal/discover"
 	"github.com/oomhero/oomhero/internal/watch"
+	"time"
 )
 
 // Selection and dry run.
@@ -75,9 +76,25 @@ func (a *Agent) dryRun(t *tracked) bool { return a.cfgOf(t).DryRun }
 
 // signalAttrs are the attributes of a "signal sent" line (and of its dry
 // run twin).
-func (a *Agent) signalAttrs(t *tracked, p discover.Process, l watch.Level, sigName string, rd watch.Reading) []any {
-	return append([]any{"pid", p.PID, "command", p.Comm, t.who(), "level", l.String(),
+func (a *Agent) signalAttrs(t *tracked, p discover.Process, l watch.Level, sigName string, rd watch.Reading, at time.Time) []any {
+	return append([]any{"pid", p.PID, "command", p.Comm, t.who(), "memory_level", l.String(),
 		"signal", sigName, "percent", percent(rd.Value(a.Config.Metric), t.Limit),
 		"working_set_bytes", rd.WorkingSet(), "usage_bytes", rd.Usage, "limit_bytes", t.Limit},
-		t.pressureAttrs()...)
+		append(t.pressureAttrs(), readingAge(rd, at)...)...)
+}
+
+// readingAge says how old the reading behind a signal was when it went (at:
+// right after the send, before anything is logged): since its figures were
+// read ("reading_age"), and, for a reading a kernel event caused, since
+// that event ("event_age").
+func readingAge(rd watch.Reading, at time.Time) []any {
+	if rd.Time.IsZero() {
+		return nil
+	}
+	age := at.Sub(rd.Time)
+	out := []any{"reading_age", age.Round(time.Microsecond).String()}
+	if rd.Latency > 0 {
+		out = append(out, "event_age", (rd.Latency + age).Round(time.Microsecond).String())
+	}
+	return out
 }

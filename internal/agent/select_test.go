@@ -143,10 +143,10 @@ func TestDryRun(t *testing.T) {
 	}
 	out := h.logs.String()
 	for _, w := range []string{
-		`msg="signal not sent (dry run)" pid=13 command=app container=app level=warning signal=SIGUSR1 percent=80 working_set_bytes=800 usage_bytes=800 limit_bytes=1000`,
-		`msg="signal not sent (dry run)" pid=13 command=app container=app level=critical signal=SIGUSR2 percent=95 working_set_bytes=950`,
-		`msg="signal sent" pid=23 command=optin container=optin level=warning signal=SIGUSR1 percent=80`,
-		`msg="notification not sent (dry run)" container=hooked level=critical url=` + app.URL + `/oomhero`,
+		`msg="signal not sent (dry run)" pid=13 command=app container=app memory_level=warning signal=SIGUSR1 percent=80 working_set_bytes=800 usage_bytes=800 limit_bytes=1000`,
+		`msg="signal not sent (dry run)" pid=13 command=app container=app memory_level=critical signal=SIGUSR2 percent=95 working_set_bytes=950`,
+		`msg="signal sent" pid=23 command=optin container=optin memory_level=warning signal=SIGUSR1 percent=80`,
+		`msg="notification not sent (dry run)" container=hooked memory_level=critical url=` + app.URL + `/oomhero`,
 		`msg="signal refused: the runtime's own handler would be harmed" pid=111 command=node`,
 		`msg="level changed" container=app from=ok to=warning percent=80`,
 		`msg="container declaration" container=optin`,

@@ -96,11 +96,7 @@ func ID(d watch.CgroupDir) (uint64, error) {
 // Limit returns the memory limit of d in bytes, or an error wrapping
 // watch.ErrNoLimit when the cgroup has none.
 func Limit(d watch.CgroupDir, v watch.CgroupVersion) (uint64, error) {
-	f, ok := names[v]
-	if !ok {
-		return 0, fmt.Errorf("unknown cgroup version %d", v)
-	}
-	dir, err := OpenDir(d)
+	f, dir, err := openFiles(d, v)
 	if err != nil {
 		return 0, err
 	}
@@ -110,6 +106,61 @@ func Limit(d watch.CgroupDir, v watch.CgroupVersion) (uint64, error) {
 		return 0, err
 	}
 	return parseLimit(b, dir.Name()+"/"+f.limit)
+}
+
+// openFiles opens d and returns the names of the memory files of version v
+// in it.
+func openFiles(d watch.CgroupDir, v watch.CgroupVersion) (files, *safefs.Dir, error) {
+	f, ok := names[v]
+	if !ok {
+		return files{}, nil, fmt.Errorf("unknown cgroup version %d", v)
+	}
+	dir, err := OpenDir(d)
+	if err != nil {
+		return files{}, nil, err
+	}
+	return f, dir, nil
+}
+
+// LimitFile is a cgroup's own memory limit file, opened once through
+// package safefs and reread with one pread: a node agent checks the limits
+// of a hundred containers every few seconds, and each check through Limit
+// walked /proc/<pid>/root and verified the directory and the file again.
+// A LimitFile is not safe for concurrent use.
+type LimitFile struct {
+	f   *safefs.File
+	buf []byte
+}
+
+// OpenLimit opens d's own limit file.
+func OpenLimit(d watch.CgroupDir, v watch.CgroupVersion) (*LimitFile, error) {
+	f, dir, err := openFiles(d, v)
+	if err != nil {
+		return nil, err
+	}
+	defer dir.Close()
+	lf, err := dir.Open(f.limit)
+	if err != nil {
+		return nil, err
+	}
+	return &LimitFile{f: lf, buf: make([]byte, 0, 64)}, nil
+}
+
+// Read rereads the limit, as Limit does (watch.ErrNoLimit when unset).
+func (l *LimitFile) Read() (uint64, error) {
+	b, err := l.f.ReadAll(l.buf, safefs.LimitValue)
+	if err != nil {
+		return 0, err
+	}
+	return parseLimit(b, l.f.Name())
+}
+
+// Close closes the file (a nil LimitFile too).
+func (l *LimitFile) Close() error {
+	if l == nil {
+		return nil
+	}
+	return l.f.Close()
 }
 
 func parseLimit(b []byte, name string) (uint64, error) {
@@ -185,11 +236,7 @@ type Reader struct {
 // not zero, is reported as the limit instead of the directory's own (an
 // effective limit found up the tree).
 func NewReader(d watch.CgroupDir, v watch.CgroupVersion, limit uint64) (*Reader, error) {
-	f, ok := names[v]
-	if !ok {
-		return nil, fmt.Errorf("unknown cgroup version %d", v)
-	}
-	dir, err := OpenDir(d)
+	f, dir, err := openFiles(d, v)
 	if err != nil {
 		return nil, err
 	}
