@@ -115,7 +115,7 @@ func TestServeWithThePortTaken(t *testing.T) {
 	if err := l.Anon(90*lab.MiB, 0); err != nil { // 70% of the limit and more
 		t.Fatal(err)
 	}
-	waitLog(t, logs, 10*time.Second, "signal sent", "level=warning", "level=critical", "signal=SIGURG")
+	waitLog(t, logs, 10*time.Second, "signal sent", "memory_level=warning", "memory_level=critical", "signal=SIGURG")
 	select {
 	case err := <-done:
 		t.Fatalf("serve returned %v while the port was taken", err)

@@ -197,15 +197,27 @@ func (r *Reactions) Critical() {
 
 func (r *Reactions) writeHeapProfile() (string, error) {
 	path := filepath.Join(r.ProfileDir, fmt.Sprintf("heap-%d-%s.pprof", os.Getpid(), time.Now().UTC().Format("20060102T150405Z")))
-	f, err := os.Create(path)
+	// Written under a temporary name and renamed when complete: whatever
+	// collects profiles from the directory never takes a half-written one.
+	f, err := os.CreateTemp(r.ProfileDir, ".heap-*.tmp")
 	if err != nil {
 		return "", fmt.Errorf("create heap profile: %w", err)
 	}
-	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
-		f.Close()
+	err = f.Chmod(0o644) // as os.Create would: a collector may run as another user
+	if err == nil {
+		err = pprof.Lookup("heap").WriteTo(f, 0)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
 		return "", fmt.Errorf("write heap profile: %w", err)
 	}
-	return path, f.Close()
+	return path, nil
 }
 
 // calm is how long without signals means the pressure is over (oomhero

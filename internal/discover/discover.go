@@ -104,17 +104,20 @@ type Skip struct {
 // revalidateEvery is how many seconds pass before a known process's files
 // are read again: each second of scanning rereads the stat and cgroup files
 // of one known process in revalidateEvery (by PID), so a new command (exec)
-// or a moved process is noticed within two minutes. That is all it is for: a
-// recycled PID is noticed at the next full scan (quiet.go), and what a
-// signal depends on (the runtime behind a PID, its handlers) is read again
-// at delivery, keyed by PID, start time and command. Counted in seconds,
-// not scans: scans that come every few hundred milliseconds (process events
-// on a busy node) must not reread a share of the node each time, and scans
-// that come every few seconds (a quiet pod) catch up on the seconds missed.
-// Next to 2,000 processes a tenth a second was most of an idle sidecar's
-// CPU (1.2 % of a core); one in 120 a second was still 15 % of it (perf,
-// 30 Nov), hence five minutes.
-const revalidateEvery = 300
+// of a process past its young scans, or a moved process, is noticed within
+// fifteen minutes. That is all it is for: a recycled PID is noticed at the
+// next full scan (quiet.go), an exec while young (a runtime's init becoming
+// the application) by the young rereads, and what a signal depends on (the
+// runtime behind a PID, its handlers) is read again at delivery, keyed by
+// PID, start time and command. Counted in seconds, not scans: scans that
+// come every few hundred milliseconds (process events on a busy node) must
+// not reread a share of the node each time, and scans that come every few
+// seconds (a quiet pod) catch up on the seconds missed. Next to 2,000
+// processes a tenth a second was most of an idle sidecar's CPU (1.2 % of a
+// core); one in 120 a second was still 15 % of it (perf, 30 Nov); at one
+// in 300 the rereads were still 40 % of the idle cgroupfs sidecar's
+// profile (2,000 processes, 1 Dec), hence fifteen minutes.
+const revalidateEvery = 900
 
 // youngScans is how many scans reread a new process every time (while it
 // is younger than youngFor).
@@ -138,10 +141,11 @@ type Scanner struct {
 	// no thread come or gone since the last full scan, Scan returns that
 	// scan's groups without reading the procfs directory.
 	mark   procMark
-	marked bool // mark is valid
-	quiet  int  // scans answered from last since the last full scan
-	young  bool // a process of the last full scan is still young
-	dirty  bool // Invalidate: the next scan is full
+	marked bool             // mark is valid
+	quiet  int              // scans answered from last since the last full scan
+	young  bool             // a known process is still young (fresh not empty)
+	fresh  map[int]struct{} // the young processes: probed scans reread them
+	dirty  bool             // Invalidate: the next scan is full
 	last   map[string]*Group
 	// ticks returns clock ticks since boot (the unit of Process.Start);
 	// tests fix it.
@@ -160,9 +164,11 @@ type Scanner struct {
 	pids   []int
 	seen   map[int]bool
 	// QuietScans counts the scans answered without reading the procfs
-	// directory, FollowScans those that reread only the changed PIDs,
-	// FullScans the others (for tests and the benchmark).
-	QuietScans, FollowScans, FullScans int
+	// directory, ProbeScans those that read only the PIDs handed out since
+	// and the young processes (quiet.go), FollowScans those that reread
+	// only the changed PIDs, FullScans the others (for tests and the
+	// benchmark).
+	QuietScans, ProbeScans, FollowScans, FullScans int
 }
 
 // NewScanner returns a Scanner of the procfs mounted at root (which must be
@@ -173,7 +179,7 @@ func NewScanner(root string, self int) (*Scanner, error) {
 	if err := safefs.CheckProc(root); err != nil {
 		return nil, err
 	}
-	s := &Scanner{root: root, self: self, known: map[int]entry{}, bad: map[int]bool{}, changed: map[int]struct{}{}, ticks: bootClock}
+	s := &Scanner{root: root, self: self, known: map[int]entry{}, bad: map[int]bool{}, changed: map[int]struct{}{}, fresh: map[int]struct{}{}, ticks: bootClock}
 	e, err := s.read(self)
 	if err != nil {
 		return nil, fmt.Errorf("read own process %d: %w", self, err)
@@ -376,11 +382,24 @@ func (s *Scanner) Scan() (map[string]*Group, error) {
 		s.QuietScans++
 		return maps.Clone(s.last), nil
 	}
+	if markErr == nil && s.probeOK(mark) {
+		return s.scanProbed(mark), nil
+	}
 	pids, err := s.listPIDs()
 	if err != nil {
 		return nil, fmt.Errorf("list processes in %q: %w", s.root, err)
 	}
 	recycled := s.recycledRange(mark, markErr == nil)
+	if s.following && !s.dirty && s.last != nil {
+		// The minute's safety net while following: every fork, exec and
+		// exit since the last scan came as an event and its PID was
+		// reread (follow.go), so no PID was recycled unseen. Rereading
+		// the PIDs handed out since the last full scan read each process
+		// started meanwhile a second time (1,528 of 2,005 in a pod that
+		// grew after oomhero started: the costliest window of an idle BPF
+		// sidecar).
+		recycled = func(int) bool { return false }
+	}
 	s.mark, s.marked, s.quiet, s.dirty = mark, markErr == nil, 0, false
 	clear(s.changed) // this scan rereads what they named
 	s.lastFull = time.Now()
@@ -417,14 +436,17 @@ func (s *Scanner) Scan() (map[string]*Group, error) {
 		}
 		g.Procs = append(g.Procs, e.Process)
 	}
-	s.young = false
+	clear(s.fresh)
 	for pid, e := range s.known {
 		if !seen[pid] {
 			delete(s.known, pid)
 			continue
 		}
-		s.young = s.young || e.young > 0 && !s.old(e, now)
+		if e.young > 0 && !s.old(e, now) {
+			s.fresh[pid] = struct{}{}
+		}
 	}
+	s.young = len(s.fresh) > 0
 	for pid := range s.bad {
 		if !seen[pid] {
 			delete(s.bad, pid)
@@ -456,6 +478,9 @@ func (s *Scanner) reread(pid int, old entry, had bool) (entry, bool) {
 		e.young = max(old.young-1, 0)
 	}
 	s.known[pid] = e
+	if e.young > 0 {
+		s.fresh[pid] = struct{}{} // probed scans reread it (quiet.go)
+	}
 	return e, true
 }
 

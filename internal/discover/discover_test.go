@@ -57,6 +57,14 @@ func (f fakeProc) proc(pid, ppid int, comm, cg string) {
 	}
 	f.write(d+"/stat", fmt.Sprintf("%d (%s) %s\n", pid, comm, rest))
 	f.write(d+"/cgroup", cg)
+	f.write(d+"/status", fmt.Sprintf("Name:\t%s\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t%d\nNgid:\t0\nPid:\t%d\nPPid:\t%d\n", comm, pid, pid, ppid))
+}
+
+// thread makes tid a thread of process pid: its directory opens (as a
+// thread's does in a real procfs, though no listing shows it).
+func (f fakeProc) thread(pid, tid int, comm, cg string) {
+	f.proc(tid, 0, comm, cg)
+	f.write(fmt.Sprint(tid)+"/status", fmt.Sprintf("Name:\t%s\nTgid:\t%d\nPid:\t%d\n", comm, pid, tid))
 }
 
 // v1dir fills a cgroup v1 memory directory seen through pid's root.

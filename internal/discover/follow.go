@@ -52,6 +52,13 @@ func (s *Scanner) followOK() bool {
 // or joined; every other group is the last scan's.
 func (s *Scanner) scanChanged() map[string]*Group {
 	s.FollowScans++
+	return s.applyChanged()
+}
+
+// applyChanged rereads the PIDs in s.changed, rebuilds the groups they
+// left or joined (every other group is the last scan's) and empties
+// s.changed.
+func (s *Scanner) applyChanged() map[string]*Group {
 	if len(s.changed) == 0 {
 		return maps.Clone(s.last)
 	}

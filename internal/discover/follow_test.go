@@ -116,3 +116,65 @@ func TestFollowingHostile(t *testing.T) {
 		t.Fatalf("skipped %v, want PID 30 once", sk)
 	}
 }
+
+// TestFollowingFullScanTrustsEvents: the safety-net full scan of a
+// follower does not reread the processes started since the last full scan
+// (each was reread on its event), unless a change went unrecorded: then
+// the PIDs handed out meanwhile are read again.
+func TestFollowingFullScanTrustsEvents(t *testing.T) {
+	f := newFake(t)
+	f.proc(50, 0, "oomhero", "4:memory:/pod/oomhero\n")
+	f.proc(10, 0, "app", "4:memory:/pod/app\n")
+	f.loadavg(100, 50)
+	// Every process a minute old (start times: 1000+PID ticks): none is
+	// reread for being young.
+	bootClock = func() uint64 { return 1100 + userHZ*60 } // newFake restores it
+	s, err := NewScanner(f.root, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Scan(); err != nil {
+		t.Fatal(err)
+	}
+	s.Changed(nil, true)
+	var started []int
+	for pid := 60; pid < 70; pid++ {
+		f.proc(pid, 10, "worker", "4:memory:/pod/app\n")
+		started = append(started, pid)
+	}
+	f.loadavg(110, 69)
+	s.Changed(started, true)
+	if _, err := s.Scan(); err != nil {
+		t.Fatal(err)
+	}
+	// Their files change behind the scanner's back (a fake: the kernel
+	// would report an exec): only a reread would show it.
+	for _, pid := range started {
+		f.proc(pid, 10, "reread", "4:memory:/pod/app\n")
+	}
+	comms := func() map[string]int {
+		t.Helper()
+		groups, err := s.Scan()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := map[string]int{}
+		for _, p := range groups["/pod/app"].Procs {
+			n[p.Comm]++
+		}
+		return n
+	}
+	full := s.FullScans
+	s.lastFull = time.Now().Add(-followFull)
+	if n := comms(); s.FullScans != full+1 || n["reread"] != 0 || n["worker"] != 10 {
+		t.Fatalf("safety-net full scan (%d full scans, want %d): commands %v, want 10 worker, none reread", s.FullScans, full+1, n)
+	}
+	// A lost change: the next full scan rereads the PIDs handed out since
+	// the last one (here none: 69 was the mark), and all of them when the
+	// PIDs wrapped.
+	f.loadavg(110, 5)
+	s.Changed(nil, false)
+	if n := comms(); n["reread"] != 10 {
+		t.Fatalf("full scan after a lost change, PIDs wrapped: commands %v, want 10 reread", n)
+	}
+}

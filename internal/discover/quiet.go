@@ -33,13 +33,24 @@ import (
 // a failed read: a signal goes through a pidfd opened after checking the
 // PID's start time. (The thread total moves whenever any thread on the
 // node starts or ends, most seconds on a busy node: it is parsed, to check
-// the file's shape, not compared.) What the mark cannot see is an exec
-// (a new name, same PID) or a process moved to another cgroup: a young
-// process (one that may still exec) keeps every scan full, and a full scan
-// is done at least every quietMax+1 scans, which rereads a tenth of the
-// known processes as before. PIDs are handed out cyclically (idr_alloc_cyclic),
-// so a known PID can name a new process only if the cursor passed it since
-// the last full scan: those PIDs are reread at once (recycledRange).
+// the file's shape, not compared.)
+//
+// When the last PID moved by a few (probeMax), the scan probes those PIDs
+// one by one instead of listing the directory: PIDs are handed out
+// cyclically (idr_alloc_cyclic), so every process started since the last
+// scan has one of them, and so has every known PID that may now name
+// another process. A probed PID is read if it is known or names a
+// thread-group leader (a thread's PID comes from the same cursor and
+// /proc/<tid> opens, but is no process: status Tgid tells). A process that
+// started in the last youngFor may still exec (a runtime's init becoming
+// the application): young processes are reread by PID at every scan. So a
+// pod where something starts now and then (a kubelet exec probe every ten
+// seconds, a cron job, the runtime's own threads) pays for the processes
+// that started, not for all of them. The cursor moving further, or
+// backwards (wrapped), makes the scan full. What neither mark nor probe can
+// see is an exec of an older process (same PID, new name) or a process
+// moved to another cgroup: a full scan is done at least every quietMax+1
+// scans, which rereads a share of the known processes (revalidateEvery).
 
 // quietMax is how many scans in a row may be answered from the last full
 // scan.
@@ -92,6 +103,82 @@ func (s *Scanner) Invalidate() { s.dirty = true }
 // quietOK tells whether this scan may be answered from the last full one.
 func (s *Scanner) quietOK(m procMark) bool {
 	return s.marked && !s.dirty && s.last != nil && !s.young && s.quiet < quietMax && m.lastPID == s.mark.lastPID
+}
+
+// probeMax is the most PIDs handed out since the last scan that a scan
+// probes one by one; past it, listing the directory is the cheaper way.
+const probeMax = 64
+
+// probeOK tells whether this scan may probe the PIDs handed out since the
+// last scan (and reread the young processes) instead of listing them all.
+func (s *Scanner) probeOK(m procMark) bool {
+	return !s.following && s.marked && !s.dirty && s.last != nil && s.quiet < quietMax &&
+		m.lastPID >= s.mark.lastPID && m.lastPID-s.mark.lastPID <= probeMax
+}
+
+// scanProbed rereads the known PIDs in (last mark, m] and the young
+// processes, reads the new processes in that range, and rebuilds the groups
+// they touched.
+func (s *Scanner) scanProbed(m procMark) map[string]*Group {
+	s.quiet++
+	s.ProbeScans++
+	for p := s.mark.lastPID + 1; p <= m.lastPID; p++ {
+		pid := int(p)
+		if _, ok := s.known[pid]; ok || s.leader(pid) {
+			s.changed[pid] = struct{}{}
+		}
+	}
+	s.mark = m
+	now := s.ticks()
+	for pid := range s.fresh {
+		if e, ok := s.known[pid]; ok && e.young > 0 && !s.old(e, now) {
+			s.changed[pid] = struct{}{}
+		}
+	}
+	groups := s.applyChanged()
+	for pid := range s.fresh {
+		if e, ok := s.known[pid]; !ok || e.young == 0 || s.old(e, now) {
+			delete(s.fresh, pid)
+		}
+	}
+	s.young = len(s.fresh) > 0
+	return groups
+}
+
+// leader tells whether pid names a thread-group leader (a process, not one
+// of its threads) in the procfs. A PID that cannot be read is none.
+func (s *Scanner) leader(pid int) bool {
+	if pid == 1 || pid == s.self || pid <= 0 {
+		return false
+	}
+	b, err := safefs.ReadProcFile(filepath.Join(s.root, strconv.Itoa(pid), "status"), safefs.LimitStat)
+	if err != nil {
+		return false
+	}
+	tgid, err := parseTgid(b)
+	return err == nil && tgid == pid
+}
+
+var errTgid = errors.New("status: no \"Tgid:\t<n>\" line")
+
+// parseTgid returns the Tgid of a /proc/<pid>/status content.
+func parseTgid(b []byte) (int, error) {
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		if v, ok := bytes.CutPrefix(line, []byte("Tgid:")); ok {
+			n, err := strconv.Atoi(string(bytes.TrimSpace(v)))
+			if err != nil || n <= 0 {
+				return 0, errTgid
+			}
+			return n, nil
+		}
+	}
+	return 0, errTgid
 }
 
 // recycledRange returns a test for the known PIDs to reread because the

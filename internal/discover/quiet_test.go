@@ -37,7 +37,8 @@ func TestQuietScans(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Young processes keep every scan full (they may still exec).
+	// Young processes are reread at every scan (they may still exec):
+	// no scan is quiet while one is.
 	for range youngScans + 1 {
 		pids(t, s, "/pod/app")
 	}
@@ -105,7 +106,7 @@ func TestQuietScans(t *testing.T) {
 	}
 	f.proc(10, 0, "app", "4:memory:/pod/app\n")
 	f.proc(11, 10, "worker", "4:memory:/pod/app\n")
-	f.loadavg(100, 13)
+	f.loadavg(100, 11) // the cursor wrapped: a full scan
 	// Groups handed out are the caller's: changing them changes no later scan.
 	groups, _ := s.Scan()
 	groups["/pod/app"].Procs[0].Comm = "changed"
@@ -156,6 +157,105 @@ func TestQuietScansRecycledAtOnce(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestProbedScans: when the last PID moved by a few, a scan reads those
+// PIDs (processes, not threads) and the young processes, without listing
+// the directory; a longer move, a wrap or quietMax such scans make the
+// next scan full.
+func TestProbedScans(t *testing.T) {
+	f := newFake(t)
+	f.proc(50, 0, "oomhero", "4:memory:/pod/oomhero\n")
+	f.proc(10, 0, "app", "4:memory:/pod/app\n") // start 1010 ticks
+	f.loadavg(100, 50)
+	s, err := NewScanner(f.root, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := uint64(1010 + 2*userHZ*youngFor.Seconds()) // 10 is old
+	s.ticks = func() uint64 { return now }
+	if got := pids(t, s, "/pod/app"); !slices.Equal(got, []int{10}) {
+		t.Fatalf("first scan: %v", got)
+	}
+	// A process starts (51), and a thread of 10 (52): a probed scan reads
+	// both PIDs and keeps the process only. A process whose PID the
+	// cursor did not pass (a fake: 70) is not seen: no listing.
+	f.proc(51, 10, "runc:[2:INIT]", "4:memory:/pod/app\n") // start 1051
+	f.thread(10, 52, "app", "4:memory:/pod/app\n")
+	f.proc(70, 10, "unseen", "4:memory:/pod/app\n")
+	f.loadavg(101, 52)
+	now = 1051 + userHZ // 51 is one second old
+	if got := pids(t, s, "/pod/app"); !slices.Equal(got, []int{10, 51}) {
+		t.Fatalf("probed scan: %v, want [10 51]", got)
+	}
+	if s.FullScans != 1 || s.ProbeScans != 1 {
+		t.Fatalf("%d full, %d probed scans, want 1 and 1", s.FullScans, s.ProbeScans)
+	}
+	// 51 execs: the next scan (no PID handed out) rereads it, being young.
+	f.proc(51, 10, "java", "4:memory:/pod/app\n")
+	groups, err := s.Scan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := groups["/pod/app"]; g == nil || len(g.Procs) != 2 || g.Procs[1].Comm != "java" {
+		t.Fatalf("young process's exec not seen: %+v", g)
+	}
+	// Grown old, it is no longer reread: scans are quiet.
+	now += 2 * userHZ * uint64(youngFor.Seconds())
+	pids(t, s, "/pod/app")
+	q := s.QuietScans
+	pids(t, s, "/pod/app")
+	if s.QuietScans != q+1 || s.FullScans != 1 {
+		t.Fatalf("quiet scans %d -> %d, full %d: an old process kept scans busy", q, s.QuietScans, s.FullScans)
+	}
+	// A PID that cannot be read, or a status without Tgid, names no process.
+	f.proc(53, 10, "hostile", "4:memory:/pod/app\n")
+	f.write("53/status", "Name:\tx\nTgid:\t-5\n")
+	f.loadavg(101, 54)
+	if got := pids(t, s, "/pod/app"); !slices.Equal(got, []int{10, 51}) {
+		t.Fatalf("probed scan with a hostile status: %v", got)
+	}
+	// The cursor moved by more than probeMax: a full scan (which lists 70).
+	f.loadavg(101, 54+probeMax+1)
+	if got := pids(t, s, "/pod/app"); !slices.Contains(got, 70) || s.FullScans != 2 {
+		t.Fatalf("after a long move: %v, %d full scans", got, s.FullScans)
+	}
+	// quietMax scans without a full one: the next is full.
+	for range quietMax {
+		pids(t, s, "/pod/app")
+	}
+	if pids(t, s, "/pod/app"); s.FullScans != 3 {
+		t.Fatalf("%d full scans after quietMax, want 3", s.FullScans)
+	}
+}
+
+func TestParseTgid(t *testing.T) {
+	for in, want := range map[string]int{
+		"Name:\tapp\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t4711\nNgid:\t0\n": 4711,
+		"Tgid:\t1":                     1,
+		"Name:\tTgid:\t9\nTgid:\t12\n": 12, // a name never starts a line
+	} {
+		if got, err := parseTgid([]byte(in)); err != nil || got != want {
+			t.Errorf("%q: %d %v, want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "Name:\tx\n", "Tgid:\t\n", "Tgid:\t-1\n", "Tgid:\t0\n", "Tgid:\tx\n", "tgid:\t5\n"} {
+		if _, err := parseTgid([]byte(bad)); err == nil {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+}
+
+func FuzzParseTgid(f *testing.F) {
+	for _, s := range []string{"Name:\tapp\nTgid:\t4711\n", "Tgid:\t1", "Tgid:\t\n", "Tgid: 99999999999999999999\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		n, err := parseTgid(b)
+		if err == nil && n <= 0 {
+			t.Fatalf("%q: Tgid %d", b, n)
+		}
+	})
 }
 
 func TestParseLoadavg(t *testing.T) {

@@ -87,7 +87,21 @@ func TestPolledCounter(t *testing.T) {
 	out := make(chan Kill, 1)
 	w.SetHot(7, true)
 	go w.Run(ctx, out)
-	os.WriteFile(d+"/memory.oom_control", []byte("oom_kill_disable 0\nunder_oom 0\noom_kill 5\n"), 0o644)
+	// In place, one byte changed, as the kernel's counter moves: a
+	// truncate-and-write (os.WriteFile) could be read empty in between, an
+	// unreadable counter (taken for a removed cgroup) that is no longer
+	// polled. (The watcher keeps the file open: a rename would not show.)
+	ctl, err := os.OpenFile(d+"/memory.oom_control", os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = ctl.WriteAt([]byte("oom_kill_disable 0\nunder_oom 0\noom_kill 5\n"), 0)
+	if cerr := ctl.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 	select {
 	case k := <-out:
 		if k.ID != 7 || k.Kills != 3 || k.Total != 5 {

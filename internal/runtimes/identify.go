@@ -292,6 +292,13 @@ func classify(f facts) Runtime {
 		return Runtime{Name: "dumb-init", Evidence: ev("exe", orComm(f.Exe, f.Comm))}
 	case strings.HasPrefix(title, "postgres: ") || is("postgres", "postmaster"):
 		rt := Runtime{Name: "postgres", Role: postgresRole(title)}
+		if rt.Role == "postmaster" && (f.ParentComm == "postgres" || base(f.ParentExe) == "postgres") {
+			// A child of the postmaster that has not written its title
+			// yet (it does so right after the fork): its argv is still
+			// the postmaster's, but it may be the checkpointer or the
+			// logger, for which SIGUSR2 or SIGUSR1 is harmful.
+			rt.Role = RoleUntitled
+		}
 		if m := rePostgres.FindStringSubmatch(f.Exe); m != nil {
 			rt.Version = m[1]
 		}
@@ -492,7 +499,8 @@ func hasArg(args []string, want ...string) bool {
 // postgresRole reads the role from the process title the backend sets
 // ("postgres: checkpointer", or with a cluster_name "postgres: 15/main:
 // checkpointer"); a client backend's title is "postgres: user db host state".
-// An untitled postgres process is the postmaster.
+// An untitled postgres process is the postmaster (or a child that has not
+// set its title yet: classify tells them apart by the parent).
 func postgresRole(title string) string {
 	rest, ok := strings.CutPrefix(title, "postgres: ")
 	if !ok {

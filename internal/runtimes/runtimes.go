@@ -44,6 +44,16 @@ type Runtime struct {
 	Options string
 }
 
+// RoleUntitled is the role of a server's child process that has not set
+// its process title yet, the title that names its role: identified a few
+// milliseconds too early, it is neither its parent's role nor its own.
+const RoleUntitled = "untitled"
+
+// Provisional reports whether rt may change without an exec: the role of
+// an untitled child follows its title. Such an identification must not be
+// kept; the process is identified again at its next read or signal.
+func (rt Runtime) Provisional() bool { return rt.Role == RoleUntitled }
+
 // Has reports whether opt is one of rt's Options.
 func (rt Runtime) Has(opt string) bool {
 	for _, o := range strings.Fields(rt.Options) {

@@ -92,6 +92,8 @@ func TestEffectOf(t *testing.T) {
 		{Runtime{Name: "postgres", Role: "checkpointer"}, unix.SIGUSR2, Harmful, "crash recovery"},
 		{Runtime{Name: "postgres", Role: "backend"}, unix.SIGUSR2, Dropped, "SIG_IGN"},
 		{Runtime{Name: "postgres", Role: "postmaster"}, unix.SIGUSR2, Dropped, "dummy"},
+		{Runtime{Name: "postgres", Role: RoleUntitled}, unix.SIGUSR2, Harmful, "checkpointer"},
+		{Runtime{Name: "postgres", Role: RoleUntitled}, unix.SIGUSR1, Harmful, "logger"},
 		{Runtime{Name: "postgres", Role: "postmaster"}, unix.SIGHUP, Harmful, "reloads"},
 		{Runtime{Name: "postgres", Role: "bgwriter"}, unix.SIGUSR1, Dropped, "procsignal"},
 		{Runtime{Name: "nginx", Role: "master"}, unix.SIGUSR1, Harmful, "reopens"},
