@@ -28,7 +28,7 @@ test: deps lint test-unit test-monitoring fuzz check-generate test-privileged te
 
 .PHONY: test-unit
 test-unit: ## unit and fixture tests, with the race detector (needs cgo: gcc)
-	CGO_ENABLED=1 $(GO) test -race -count=1 ./internal/... ./fallback/... ./cmd/... ./examples/... ./testenv/app/...
+	CGO_ENABLED=1 $(GO) test -race -count=1 ./internal/... ./fallback/... ./cmd/... ./examples/... ./testenv/app/... ./testenv/benchstat/...
 	cd testenv/k8s && HELM=$(HELM) CGO_ENABLED=1 $(GO) test -race -count=1 ./manifests/...
 
 .PHONY: test-monitoring
@@ -94,11 +94,11 @@ demo: deps ## run the seed's bloat pod with oomhero as real pods (installs what 
 	$(GO) run ./testenv/pods/cmd/demo
 
 .PHONY: bench
-bench: ## reaction latency (BPF vs cgroupfs, usage leading the working set), per-hit BPF cost, idle CPU and RSS for 200 and 2,000 processes, ratios to testenv/bench/baseline.json, then oomhero node next to 100 containers / 5,000 processes (testenv/nodebench) (about 50 min; run on a quiet machine)
+bench: ## reaction latency (BPF vs cgroupfs, usage leading the working set), per-hit BPF cost, idle CPU and RSS for 200 and 2,000 processes, ratios to testenv/bench/baseline.json, then oomhero node next to 100 containers / 5,000 processes (testenv/nodebench) (about 57 min; run on a quiet machine)
 	@echo "make bench: load average $$(cut -d' ' -f1-3 /proc/loadavg), $$(nproc) CPUs, kernel $$(uname -r)"
 	$(GO) run ./loader/bench -lead-runs 50
 	$(GO) run ./testenv/bench -source cgroupfs,bpf -runs 5 -idle 60s -shapes 200,2000 -shape-windows 5 -shape-window 20s
-	$(GO) run ./testenv/nodebench -source bpf,cgroupfs -containers 100 -procs 5000 -runs 20 -rates 20,200 -windows 5 -window 20s
+	$(GO) run ./testenv/nodebench -source bpf,cgroupfs -containers 100 -procs 5000 -runs 20 -rates 20,200 -windows 5 -window 60s
 
 .PHONY: generate
 generate: ## regenerate the BPF objects (needs clang)

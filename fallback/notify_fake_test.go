@@ -77,9 +77,17 @@ func isOpen(fd int) bool {
 	return err == nil
 }
 
+// writeUsage writes the usage file in place, always the same width: a
+// truncate and write (os.WriteFile) let the source read it empty between
+// the two, which a cgroup file never is.
 func writeUsage(t *testing.T, dir string, usage uint64) {
 	t.Helper()
-	if err := os.WriteFile(filepath.Join(dir, "memory.usage_in_bytes"), fmt.Appendf(nil, "%d\n", usage), 0o644); err != nil {
+	f, err := os.OpenFile(filepath.Join(dir, "memory.usage_in_bytes"), os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(fmt.Appendf(nil, "%020d\n", usage), 0); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -154,7 +162,9 @@ func TestNotifyFakeKernel(t *testing.T) {
 	// usage above, it would not signal the next rise: polled every
 	// interval.
 	writeUsage(t, dir, 10<<20)
-	time.Sleep(50 * time.Millisecond)
+	// The fall is seen at the next quiet poll (up to quietEvery, later
+	// on a loaded machine); from then on the polls are every interval.
+	waitFor(t, out, tg.ID, 2*time.Second, "usage back below the warning threshold", func(r watch.Reading) bool { return r.Usage < tg.Warn })
 	if n := readsOver(s, 400*time.Millisecond); n < 10 {
 		t.Fatalf("below, kernel not agreeing: %d reads in 400 ms, want polls every 20 ms", n)
 	}

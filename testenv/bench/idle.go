@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -203,16 +202,6 @@ func cpuAccounting(pid int) (func() (time.Duration, error), error) {
 		}
 	}
 	return nil, fmt.Errorf("oomhero's cgroup: no cpuacct (v1) or cpu.stat (v2) for pid %d", pid)
-}
-
-// median and the range of xs.
-func medianRange(xs []float64) (med, lo, hi float64) {
-	if len(xs) == 0 {
-		return 0, 0, 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	return s[(len(s)-1)/2], s[0], s[len(s)-1]
 }
 
 // loadavg returns the three load averages.

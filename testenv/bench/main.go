@@ -55,6 +55,8 @@ import (
 	"time"
 
 	"github.com/oomhero/oomhero/testenv/pods"
+
+	"github.com/oomhero/oomhero/testenv/benchstat"
 )
 
 func main() {
@@ -67,8 +69,9 @@ func main() {
 type latencyRow struct {
 	source, rate, level string
 	lat                 []time.Duration
-	missed              int // runs without the signal
-	beforeKill, runs    int // 200 MiB/s: critical received before the OOM kill
+	inside              []time.Duration // in oomhero: its kernel event (BPF) or reading (cgroupfs) to the signal sent
+	missed              int             // runs without the signal
+	beforeKill, runs    int             // 200 MiB/s: critical received before the OOM kill
 	killed              bool
 }
 
@@ -195,12 +198,12 @@ func printShapes(w *os.File, rows []shapeRow) []measured {
 	}
 	fmt.Fprintf(w, "\nIdle cost next to one app holding 30%% of its limit with idle child processes (%s)\n\n", machine())
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "source\tprocesses\tlimit\tCPU % of one core (median, range)\twindows\tstart-up CPU\tRSS\tpeak RSS\tload after\t")
+	fmt.Fprintln(tw, "source\tprocesses\tlimit\tCPU % of one core (median, range)\tmean\twindows\tstart-up CPU\tRSS\tpeak RSS\tload after\t")
 	var ms []measured
 	for _, r := range rows {
-		med, lo, hi := medianRange(r.cpuPct)
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%.3f%% (%.3f..%.3f)\t%d x %v\t%v in %v\t%.1f MiB\t%.1f MiB\t%s\t\n", r.source, r.seenProcs, r.limit,
-			med, lo, hi, len(r.cpuPct), r.window, r.startCPU.Round(time.Millisecond), r.startTook.Round(time.Second),
+		med, lo, hi := benchstat.MedianRange(r.cpuPct)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%.3f%% (%.3f..%.3f)\t%.3f%%\t%d x %v\t%v in %v\t%.1f MiB\t%.1f MiB\t%s\t\n", r.source, r.seenProcs, r.limit,
+			med, lo, hi, benchstat.Mean(r.cpuPct), len(r.cpuPct), r.window, r.startCPU.Round(time.Millisecond), r.startTook.Round(time.Second),
 			float64(r.rssKiB)/1024, float64(r.hwmKiB)/1024, r.load)
 		ms = append(ms, measured{fmt.Sprintf("idle app with %d processes at 30%%, %s: CPU %% of one core", r.procs, r.source), med, lo, hi, ""},
 			measured{fmt.Sprintf("idle app with %d processes at 30%%, %s: RSS MiB", r.procs, r.source),
@@ -260,6 +263,9 @@ func latency(ctx context.Context, lab *pods.Lab, src string, rate float64, runs 
 				p.row.lat = append(p.row.lat, p.r.Latency())
 			} else {
 				p.row.missed++
+			}
+			if d, ok := pods.SignalTimeInside(res.Oomhero, p.row.level); ok {
+				p.row.inside = append(p.row.inside, d)
 			}
 		}
 		if capPct == 0 {
@@ -461,9 +467,10 @@ func printTables(w *os.File, lrows []latencyRow, irows []idleRow, runs int) []me
 		return nil
 	}
 	fmt.Fprintf(w, "\nReaction latency: signal receipt in the app - its first sample at or above the threshold\n")
-	fmt.Fprintf(w, "(256 MiB limit, WARNING=65 CRITICAL=90, %d runs per rate; nearest-rank percentiles)\n\n", runs)
+	fmt.Fprintf(w, "(256 MiB limit, WARNING=65 CRITICAL=90, %d runs per rate; nearest-rank percentiles; in oomhero: from the kernel event (BPF)\n", runs)
+	fmt.Fprintf(w, "or the reading (cgroupfs) behind the first signal of the level to its send, from oomhero's log: the rest is the kernel and the app)\n\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "source\trate\tlevel\tn\tp50\tp90\tp99\tmax\tmissed\tcritical before OOM kill\t")
+	fmt.Fprintln(tw, "source\trate\tlevel\tn\tp50\tp90\tp99\tmax\tmissed\tcritical before OOM kill\tin oomhero p50 / max\t")
 	for _, r := range lrows {
 		d := slices.Clone(r.lat)
 		slices.Sort(d)
@@ -475,8 +482,14 @@ func printTables(w *os.File, lrows []latencyRow, irows []idleRow, runs int) []me
 		if r.killed {
 			kill = fmt.Sprintf("%d/%d", r.beforeKill, r.runs)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%d\t%s\t\n", r.source, r.rate, r.level, len(d),
-			fmtDur(percentile(d, 50)), fmtDur(percentile(d, 90)), fmtDur(percentile(d, 99)), fmtDur(mx), r.missed, kill)
+		in := slices.Clone(r.inside)
+		slices.Sort(in)
+		inside := "-"
+		if len(in) > 0 {
+			inside = fmtDur(percentile(in, 50)) + " / " + fmtDur(in[len(in)-1])
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t\n", r.source, r.rate, r.level, len(d),
+			fmtDur(percentile(d, 50)), fmtDur(percentile(d, 90)), fmtDur(percentile(d, 99)), fmtDur(mx), r.missed, kill, inside)
 		if len(d) > 0 {
 			ms = append(ms, measured{fmt.Sprintf("reaction %s %s p50 ms", r.rate, r.level),
 				float64(percentile(d, 50)) / 1e6, float64(d[0]) / 1e6, float64(mx) / 1e6, r.source})

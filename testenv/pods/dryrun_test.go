@@ -47,7 +47,7 @@ func TestDryRunAndExclusion(t *testing.T) {
 	wouldBe := func(es []Entry, level string) []Entry {
 		var out []Entry
 		for _, e := range Select(es, "signal not sent (dry run)", "") {
-			if e.Str("container") == "bloat" && e.Str("level") == level {
+			if e.Str("container") == "bloat" && e.MemoryLevel == level {
 				out = append(out, e)
 			}
 		}

@@ -8,14 +8,19 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Entry is one line of oomhero's JSON log (--log-format json).
 type Entry struct {
-	Msg   string
+	Msg string
+	// Level is slog's own "level", the severity (INFO, WARN, ...).
 	Level string
-	Attrs map[string]any
-	Raw   string
+	// MemoryLevel is the container's memory level (warning, critical, ok)
+	// of a line about signals and levels: its "memory_level" attribute.
+	MemoryLevel string
+	Attrs       map[string]any
+	Raw         string
 }
 
 // ParseOomheroLog parses oomhero's JSON log. Lines that are not JSON objects
@@ -38,6 +43,7 @@ func ParseOomheroLog(s string) []Entry {
 				e.Attrs = m
 				e.Msg, _ = m["msg"].(string)
 				e.Level, _ = m["level"].(string)
+				e.MemoryLevel, _ = m["memory_level"].(string)
 			}
 		}
 		out = append(out, e)
@@ -89,7 +95,7 @@ func (e Entry) Mentions(s string) bool {
 		return false
 	}
 	for k, v := range e.Attrs {
-		if k == "msg" || k == "time" || k == "level" {
+		if k == "msg" || k == "time" || k == "level" || k == "memory_level" {
 			continue
 		}
 		if strings.Contains(fmt.Sprint(v), s) {
@@ -135,4 +141,22 @@ func Short(es []Entry) string {
 		b.WriteByte('\n')
 	}
 	return b.String()
+}
+
+// SignalTimeInside is the time oomhero took for the first signal of level
+// in es: from the kernel event behind it (BPF: event_age) or its reading
+// (reading_age) to the send, as the "signal sent" line says.
+func SignalTimeInside(es []Entry, level string) (time.Duration, bool) {
+	for _, e := range Select(es, "signal sent", "") {
+		if e.MemoryLevel != level {
+			continue
+		}
+		v := e.Str("event_age")
+		if v == "" {
+			v = e.Str("reading_age")
+		}
+		d, err := time.ParseDuration(v)
+		return d, err == nil
+	}
+	return 0, false
 }

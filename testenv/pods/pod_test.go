@@ -57,10 +57,17 @@ func TestParseOomheroLog(t *testing.T) {
 	log := `{"time":"t","level":"INFO","msg":"container watched","cgroup":"/libpod_parent/p/libpod-abc123","limit_bytes":268435456,"warning_bytes":174483010,"critical_bytes":241591860}
 failed to connect to syslog: Initialization
 {"time":"t","level":"INFO","msg":"container not watched","container":"x","reason":"no memory limit"}
+{"time":"t","level":"INFO","msg":"signal sent","pid":10,"command":"app","container":"app","memory_level":"critical","signal":"SIGUSR2"}
 `
 	es := ParseOomheroLog(log)
-	if len(es) != 3 || es[1].Attrs != nil {
+	if len(es) != 4 || es[1].Attrs != nil {
 		t.Fatalf("entries = %+v", es)
+	}
+	if e := es[3]; e.Level != "INFO" || e.MemoryLevel != "critical" || e.Mentions("critical") || !e.Mentions("app") {
+		t.Errorf("signal line: Level %q (slog's), MemoryLevel %q, Mentions(critical) %v", e.Level, e.MemoryLevel, e.Mentions("critical"))
+	}
+	if es[0].MemoryLevel != "" {
+		t.Errorf("a line without memory_level has MemoryLevel %q", es[0].MemoryLevel)
 	}
 	w, ok, err := FindWatched(es, "abc123")
 	if err != nil || !ok || w.Warning != 174483010 || w.Critical != 241591860 || w.Limit != 268435456 {
@@ -71,5 +78,23 @@ failed to connect to syslog: Initialization
 	}
 	if n := len(Select(es, "container not watched", "")); n != 1 {
 		t.Errorf("Select = %d entries", n)
+	}
+}
+
+// TestSignalTimeInside: the first signal of the level counts, event_age
+// before reading_age.
+func TestSignalTimeInside(t *testing.T) {
+	es := ParseOomheroLog(`{"msg":"signal sent","memory_level":"warning","reading_age":"300µs"}
+{"msg":"signal sent","memory_level":"critical","reading_age":"200µs","event_age":"1.5ms"}
+{"msg":"signal sent","memory_level":"warning","reading_age":"9ms"}
+`)
+	if d, ok := SignalTimeInside(es, "warning"); !ok || d != 300*time.Microsecond {
+		t.Errorf("warning: %v %v, want 300µs", d, ok)
+	}
+	if d, ok := SignalTimeInside(es, "critical"); !ok || d != 1500*time.Microsecond {
+		t.Errorf("critical: %v %v, want 1.5ms", d, ok)
+	}
+	if _, ok := SignalTimeInside(es, "ok"); ok {
+		t.Error("a level without a signal gave a time")
 	}
 }

@@ -152,8 +152,8 @@ func judgeCell(c *privCell, es []Entry, id string) {
 			// Permission is the question here, not latency: a signal the
 			// kernel accepted counts even when the app died before logging
 			// it (load on this machine can delay oomhero past the kill).
-			c.warning = c.warning || e.Str("level") == "warning"
-			c.critical = c.critical || e.Str("level") == "critical"
+			c.warning = c.warning || e.MemoryLevel == "warning"
+			c.critical = c.critical || e.MemoryLevel == "critical"
 		case "signal failed":
 			c.signalErr = e.Str("error")
 		case "container limit changed":

@@ -553,7 +553,7 @@ func reachedCritical(es []pods.Entry, id string, procs []Proc) bool {
 		pids[fmt.Sprint(p.PodPID)] = true
 	}
 	for _, e := range es {
-		if e.Str("level") == "critical" && pids[e.Str("pid")] {
+		if e.MemoryLevel == "critical" && pids[e.Str("pid")] {
 			return true
 		}
 		// The app is the pod's only container with a limit (oomhero's name
@@ -629,7 +629,7 @@ func deliveries(r *Result) []delivery {
 		if err != nil || !pids[pid] {
 			continue
 		}
-		out = append(out, delivery{PodPID: pid, Command: e.Str("command"), Signal: e.Str("signal"), Level: e.Str("level"), Refused: refused, Msg: e.Msg})
+		out = append(out, delivery{PodPID: pid, Command: e.Str("command"), Signal: e.Str("signal"), Level: e.MemoryLevel, Refused: refused, Msg: e.Msg})
 	}
 	return out
 }

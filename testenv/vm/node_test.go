@@ -133,7 +133,7 @@ func nodeMode(t *testing.T, source string) {
 			t.Errorf("signal sent to pid %d (pod %q, container %q); only the opted-in app (pid %d, pod %s) may get one: %s",
 				pid, s.Str("pod"), s.Str("container"), inStart.PID, uid, s.Raw)
 		}
-		levels[s.Str("level")]++
+		levels[s.MemoryLevel]++
 	}
 	if levels["warning"] == 0 || levels["critical"] == 0 {
 		t.Errorf("\"signal sent\" lines by level: %v, want warning and critical", levels)

@@ -300,7 +300,7 @@ func TestNodeAgent(t *testing.T) {
 	}
 	eventually(t, 30*time.Second, "the restarted agent signals node-leaker (still past critical)", func() error {
 		for _, e := range parseLogfmt(mustKubectl(t, "-n", nodeNS, "logs", agent2)) {
-			if e["msg"] == "signal sent" && e["namespace"] == ns && e["pod"] == "node-leaker" && e["level"] == "critical" {
+			if e["msg"] == "signal sent" && e["namespace"] == ns && e["pod"] == "node-leaker" && e["memory_level"] == "critical" {
 				return nil
 			}
 		}

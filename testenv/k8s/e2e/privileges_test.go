@@ -364,8 +364,8 @@ func judgeK8sCell(c *k8sCell, id string, es []logEntry) {
 		}
 		switch e.str("msg") {
 		case "signal sent":
-			c.warning = c.warning || e.str("level") == "warning"
-			c.critical = c.critical || e.str("level") == "critical"
+			c.warning = c.warning || e.str("memory_level") == "warning"
+			c.critical = c.critical || e.str("memory_level") == "critical"
 		case "signal failed":
 			c.signalErr = e.str("error")
 		case "container limit changed":
