@@ -189,3 +189,38 @@ func mapKeys(m map[int]bool) func(func(int) bool) {
 		}
 	}
 }
+
+// TestProcessChangesWhileClosing: the agent may take process changes while
+// its context ends and Run closes the maps (the race detector saw both at
+// once in a node-mode test); a take after the close finds nothing.
+func TestProcessChangesWhileClosing(t *testing.T) {
+	s := newSource(t, Options{ProcessGap: 20 * time.Millisecond})
+	if s.ProcessEvents() == nil {
+		labtest.SkipOrFail(t, "no process events on this kernel: %v", s.l.procErr)
+	}
+	r := run(t, s)
+	stop := make(chan struct{})
+	took := make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-stop:
+				took <- n
+				return
+			default:
+			}
+			s.ProcessChanges(nil)
+			n++
+		}
+	}()
+	time.Sleep(50 * time.Millisecond)
+	r.stop(t)
+	close(stop)
+	if n := <-took; n == 0 {
+		t.Fatal("no take ran before the close")
+	}
+	if pids, complete := s.ProcessChanges(nil); len(pids) != 0 || complete {
+		t.Fatalf("take after close: %v complete=%v, want nothing, incomplete", pids, complete)
+	}
+}

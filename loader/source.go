@@ -91,6 +91,11 @@ type Source struct {
 	procMu      sync.Mutex
 	procLast    time.Time
 	procTimer   *time.Timer
+	// takeMu keeps Close from closing the maps under a ProcessChanges
+	// (the agent may call it while its context ends and Run closes);
+	// mapsClosed is set under it.
+	takeMu     sync.Mutex
+	mapsClosed bool
 }
 
 type target struct {
@@ -212,7 +217,9 @@ func (s *Source) watchProcs() error {
 // notification.
 func (s *Source) ProcessChanges(buf []int) (pids []int, complete bool) {
 	pids = buf[:0]
-	if s.changed == nil {
+	s.takeMu.Lock()
+	defer s.takeMu.Unlock()
+	if s.changed == nil || s.mapsClosed {
 		return pids, false
 	}
 	complete = true
@@ -349,7 +356,10 @@ func (s *Source) Close() error {
 		}
 		s.procCh = nil // no more notifications
 		s.procMu.Unlock()
+		s.takeMu.Lock()
+		s.mapsClosed = true
 		s.closeErr = errors.Join(s.ring.Close(), s.l.close())
+		s.takeMu.Unlock()
 	})
 	return s.closeErr
 }

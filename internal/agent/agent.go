@@ -85,6 +85,7 @@ type Agent struct {
 	names      nameBook                                                       // names each cgroup path used (names.go)
 	late       chan func()                                                    // results of slow reads, applied in the loop (bounded.go)
 	readDecl   func(proc string, self int, order []discover.Process) declRead // readDeclaration; tests replace it
+	openMemory func(watch.Container) (memReader, error)                       // the rereads of a reading in flux (flux.go); nil: cgroup.NewReader
 	gates      map[string]*gate                                               // opt-in per cgroup path (node.go)
 	ignored    map[string]bool                                                // node mode: paths not of a kubelet layout
 	done       chan struct{}                                                  // closed when Run returns
@@ -98,6 +99,7 @@ type tracked struct {
 	sent     [3]time.Time // last signal actually delivered, per level
 	noTarget [3]bool      // "no process can take the signal" said this episode
 	readErr  bool
+	recheck  bool                   // a reading in flux is being read again (flux.go)
 	psi      *cgroup.PressureReader // nil where the cgroup has no PSI
 	pressure cgroup.Pressure
 	hot      bool      // told the OOM watcher the cgroup is near its limit

@@ -48,6 +48,9 @@ func (a *Agent) reading(rd watch.Reading) {
 	if rd.Limit != 0 && rd.Limit != t.Limit {
 		rd.Limit = t.Limit
 	}
+	if a.held(t, rd) {
+		return
+	}
 	t.last, t.hasLast = rd, true
 	value := rd.Value(a.Config.Metric)
 	d := a.policy.Observe(rd.ID, value, a.now())

@@ -31,12 +31,12 @@ var ErrParse = errors.New("cannot parse cgroup file")
 const v1Unlimited = uint64(1) << 62
 
 type files struct {
-	usage, limit, stat, statInactive, statAnon string
+	usage, limit, stat, statInactive, statAnon, statActive string
 }
 
 var names = map[watch.CgroupVersion]files{
-	watch.V1: {"memory.usage_in_bytes", "memory.limit_in_bytes", "memory.stat", "total_inactive_file", "total_rss"},
-	watch.V2: {"memory.current", "memory.max", "memory.stat", "inactive_file", "anon"},
+	watch.V1: {"memory.usage_in_bytes", "memory.limit_in_bytes", "memory.stat", "total_inactive_file", "total_rss", "total_active_file"},
+	watch.V2: {"memory.current", "memory.max", "memory.stat", "inactive_file", "anon", "active_file"},
 }
 
 // OpenDir opens d through package safefs: d.Rel beneath the trusted d.Root,
@@ -227,7 +227,7 @@ type Reader struct {
 	dir                string
 	v                  watch.CgroupVersion
 	usage, limit, stat *safefs.File
-	statInactive, anon []byte
+	statKeys           [][]byte // inactive file, anon, active file
 	buf                []byte
 	limitOverride      uint64
 }
@@ -241,7 +241,7 @@ func NewReader(d watch.CgroupDir, v watch.CgroupVersion, limit uint64) (*Reader,
 		return nil, err
 	}
 	defer dir.Close()
-	r := &Reader{dir: dir.Name(), v: v, statInactive: []byte(f.statInactive), anon: []byte(f.statAnon),
+	r := &Reader{dir: dir.Name(), v: v, statKeys: [][]byte{[]byte(f.statInactive), []byte(f.statAnon), []byte(f.statActive)},
 		buf: make([]byte, 8192), limitOverride: limit}
 	if r.usage, err = dir.Open(f.usage); err != nil {
 		return nil, err
@@ -326,22 +326,22 @@ func (r *Reader) Read() (watch.Reading, error) {
 	if err != nil {
 		return rd, err
 	}
-	var found int
-	found, rd.InactiveFile, rd.Anon, err = parseStat(b, r.statInactive, r.anon)
+	var vals [3]uint64
+	seen, err := parseStat(b, r.statKeys, vals[:])
 	if err != nil {
 		return rd, fmt.Errorf("%s: %w", r.stat.Name(), err)
 	}
-	if found != 2 {
-		return rd, fmt.Errorf("%w: %s: missing %q or %q", ErrParse, r.stat.Name(), r.statInactive, r.anon)
+	if seen&3 != 3 {
+		return rd, fmt.Errorf("%w: %s: missing %q or %q", ErrParse, r.stat.Name(), r.statKeys[0], r.statKeys[1])
 	}
+	rd.InactiveFile, rd.Anon, rd.ActiveFile = vals[0], vals[1], vals[2]
 	return rd, nil
 }
 
-// parseStat finds the two keys in a memory.stat content ("key value" lines).
-// found counts the distinct keys seen (a repeated key counts once, its last
-// value wins); an empty k2 is not looked for.
-func parseStat(b, k1, k2 []byte) (found int, v1, v2 uint64, err error) {
-	var seen1, seen2 bool
+// parseStat finds keys in a memory.stat content ("key value" lines) and
+// stores their values in vals (len(vals) >= len(keys)). Bit i of seen is
+// set when keys[i] was found; a repeated key's last value wins.
+func parseStat(b []byte, keys [][]byte, vals []uint64) (seen uint, err error) {
 	for len(b) > 0 {
 		line := b
 		if i := bytes.IndexByte(b, '\n'); i >= 0 {
@@ -354,28 +354,27 @@ func parseStat(b, k1, k2 []byte) (found int, v1, v2 uint64, err error) {
 			continue
 		}
 		key, val := line[:sp], line[sp+1:]
-		var dst *uint64
-		switch {
-		case bytes.Equal(key, k1):
-			dst, seen1 = &v1, true
-		case len(k2) > 0 && bytes.Equal(key, k2):
-			dst, seen2 = &v2, true
-		default:
+		k := 0
+		for k < len(keys) && !bytes.Equal(keys[k], key) {
+			k++
+		}
+		if k == len(keys) {
 			continue
 		}
 		n, perr := strconv.ParseUint(string(val), 10, 64)
 		if perr != nil {
-			return 0, 0, 0, fmt.Errorf("%w: %q", ErrParse, line)
+			return 0, fmt.Errorf("%w: %q", ErrParse, line)
 		}
-		*dst = n
+		vals[k], seen = n, seen|1<<k
 	}
-	if seen1 {
-		found++
-	}
-	if seen2 {
-		found++
-	}
-	return found, v1, v2, nil
+	return seen, nil
+}
+
+// parseStatKey returns the value of one key of a "key value" file.
+func parseStatKey(b []byte, key string) (uint64, bool, error) {
+	var v [1]uint64
+	seen, err := parseStat(b, [][]byte{[]byte(key)}, v[:])
+	return v[0], seen != 0, err
 }
 
 // OOMKills returns the number of OOM kills the kernel counted in d
@@ -394,11 +393,11 @@ func OOMKills(d watch.CgroupDir, v watch.CgroupVersion) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	found, n, _, err := parseStat(b, []byte("oom_kill"), nil)
+	n, found, err := parseStatKey(b, "oom_kill")
 	if err != nil {
 		return 0, fmt.Errorf("%s/%s: %w", dir.Name(), name, err)
 	}
-	if found == 0 {
+	if !found {
 		return 0, fmt.Errorf("%w: %s/%s: no oom_kill", ErrParse, dir.Name(), name)
 	}
 	return n, nil
@@ -419,11 +418,11 @@ func HierarchicalLimit(d watch.CgroupDir) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	found, n, _, err := parseStat(b, []byte("hierarchical_memory_limit"), nil)
+	n, found, err := parseStatKey(b, "hierarchical_memory_limit")
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", name, err)
 	}
-	if found == 0 {
+	if !found {
 		return 0, fmt.Errorf("%w: %s: no hierarchical_memory_limit", ErrParse, name)
 	}
 	if n >= v1Unlimited {

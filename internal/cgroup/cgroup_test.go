@@ -51,7 +51,7 @@ func TestReaderV1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rd.Usage != 1000 || rd.InactiveFile != 14 || rd.Anon != 12 || rd.Limit != 268435456 || rd.WorkingSet() != 986 {
+	if rd.Usage != 1000 || rd.InactiveFile != 14 || rd.Anon != 12 || rd.ActiveFile != 15 || rd.Limit != 268435456 || rd.WorkingSet() != 986 {
 		t.Fatalf("got %+v", rd)
 	}
 	// Rereading picks up new content.
@@ -70,7 +70,7 @@ func TestReaderV2AndLimitOverride(t *testing.T) {
 	}
 	defer r.Close()
 	rd, err := r.Read()
-	if err != nil || rd.Usage != 500 || rd.InactiveFile != 27 || rd.Anon != 21 || rd.Limit != 4096 {
+	if err != nil || rd.Usage != 500 || rd.InactiveFile != 27 || rd.Anon != 21 || rd.ActiveFile != 28 || rd.Limit != 4096 {
 		t.Fatalf("got %+v %v", rd, err)
 	}
 	if _, err := Limit(fake(t, d), watch.V2); !errors.Is(err, watch.ErrNoLimit) {

@@ -125,47 +125,41 @@ func FuzzParseStat(f *testing.F) {
 		if v1 {
 			v = watch.V1
 		}
-		k1, k2 := names[v].statInactive, names[v].statAnon
-		found, inactive, anon, err := parseStat(b, []byte(k1), []byte(k2))
+		keys := []string{names[v].statInactive, names[v].statAnon, names[v].statActive}
+		kb := [][]byte{[]byte(keys[0]), []byte(keys[1]), []byte(keys[2])}
+		var vals [3]uint64
+		seen, err := parseStat(b, kb, vals[:])
 		if err != nil {
 			if !errors.Is(err, ErrParse) {
 				t.Fatalf("parseStat(%q): error %v does not wrap ErrParse", b, err)
 			}
 		} else {
-			want1, want2 := fuzzKeyValues(b, k1), fuzzKeyValues(b, k2)
-			// found == 2 is how Read knows both figures are there.
-			distinct := 0
-			for _, w := range [][]uint64{want1, want2} {
-				if len(w) > 0 {
-					distinct++
+			for i, k := range keys {
+				want := fuzzKeyValues(b, k)
+				// The seen bits are how Read knows which figures are there.
+				if got := seen&(1<<i) != 0; got != (len(want) > 0) {
+					t.Fatalf("parseStat(%q): %s seen %v, the file holds %v", b, k, got, want)
 				}
-			}
-			if found != distinct {
-				t.Fatalf("parseStat(%q) found %d keys, the file holds %d of %s and %s", b, found, distinct, k1, k2)
-			}
-			for _, c := range []struct {
-				got  uint64
-				want []uint64
-				key  string
-			}{{inactive, want1, k1}, {anon, want2, k2}} {
-				if len(c.want) > 0 && c.got != c.want[len(c.want)-1] {
-					t.Fatalf("parseStat(%q): %s = %d, the file says %v", b, c.key, c.got, c.want)
+				if len(want) > 0 && vals[i] != want[len(want)-1] {
+					t.Fatalf("parseStat(%q): %s = %d, the file says %v", b, k, vals[i], want)
 				}
-				if len(c.want) == 0 && c.got != 0 {
-					t.Fatalf("parseStat(%q): %s = %d without a line", b, c.key, c.got)
+				if len(want) == 0 && vals[i] != 0 {
+					t.Fatalf("parseStat(%q): %s = %d without a line", b, k, vals[i])
 				}
 			}
 		}
 		// Round trip through a file as the kernel writes it.
 		var text string
+		active := uint64(0)
 		if v1 {
-			text = fuzzV1Stat(x, y)
+			text, active = fuzzV1Stat(x, y), 1672818688
 		} else {
 			text = fuzzV2Stat(x, y)
 		}
-		found, inactive, anon, err = parseStat([]byte(text), []byte(k1), []byte(k2))
-		if err != nil || found != 2 || anon != x || inactive != y {
-			t.Fatalf("memory.stat with %s=%d %s=%d read back as found=%d %d %d, %v", k2, x, k1, y, found, anon, inactive, err)
+		vals = [3]uint64{}
+		seen, err = parseStat([]byte(text), kb, vals[:])
+		if err != nil || seen != 7 || vals != [3]uint64{y, x, active} {
+			t.Fatalf("memory.stat with %s=%d %s=%d read back as seen=%b %v, %v", keys[1], x, keys[0], y, seen, vals, err)
 		}
 	})
 }

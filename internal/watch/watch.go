@@ -159,6 +159,9 @@ type Reading struct {
 	// InactiveFile is the inactive file cache (total_inactive_file on v1,
 	// inactive_file on v2).
 	InactiveFile uint64
+	// ActiveFile is the active file cache (total_active_file on v1,
+	// active_file on v2); 0 where memory.stat lacks it.
+	ActiveFile uint64
 	// Anon is anonymous memory (total_rss on v1, anon on v2).
 	Anon uint64
 	// Limit is the memory limit in effect.
