@@ -342,13 +342,8 @@ func (r *Reader) Read() (watch.Reading, error) {
 // stores their values in vals (len(vals) >= len(keys)). Bit i of seen is
 // set when keys[i] was found; a repeated key's last value wins.
 func parseStat(b []byte, keys [][]byte, vals []uint64) (seen uint, err error) {
-	for len(b) > 0 {
-		line := b
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			b = nil
-		}
+	for line := range bytes.Lines(b) {
+		line = bytes.TrimSuffix(line, []byte{'\n'})
 		sp := bytes.IndexByte(line, ' ')
 		if sp < 0 {
 			continue

@@ -163,13 +163,7 @@ var errTgid = errors.New("status: no \"Tgid:\t<n>\" line")
 
 // parseTgid returns the Tgid of a /proc/<pid>/status content.
 func parseTgid(b []byte) (int, error) {
-	for len(b) > 0 {
-		line := b
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			b = nil
-		}
+	for line := range bytes.Lines(b) {
 		if v, ok := bytes.CutPrefix(line, []byte("Tgid:")); ok {
 			n, err := strconv.Atoi(string(bytes.TrimSpace(v)))
 			if err != nil || n <= 0 {
