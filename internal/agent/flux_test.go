@@ -26,7 +26,10 @@ func TestInFlux(t *testing.T) {
 		{"drained inactive list", watch.Reading{Usage: 65970176, InactiveFile: 0, ActiveFile: 48 * mib, Anon: 8 * mib}, true},
 		{"inactive far below active", watch.Reading{Usage: limit, InactiveFile: 2 * mib, ActiveFile: 40 * mib, Anon: 8 * mib}, true},
 		{"lists in balance", watch.Reading{Usage: limit, InactiveFile: 20 * mib, ActiveFile: 30 * mib, Anon: 8 * mib}, false},
-		{"below the limit", watch.Reading{Usage: 60 * mib, InactiveFile: 0, ActiveFile: 40 * mib, Anon: 8 * mib}, false},
+		// Seen on this machine: reclaim had just freed 12 %, inactive empty.
+		{"drained after reclaim", watch.Reading{Usage: 59 * mib, InactiveFile: 24 << 10, ActiveFile: 41000 << 10, Anon: 16 * mib}, true},
+		{"inactive at a third of active", watch.Reading{Usage: limit, InactiveFile: 13116 << 10, ActiveFile: 35824 << 10, Anon: 16 * mib}, true},
+		{"well below the limit", watch.Reading{Usage: 55 * mib, InactiveFile: 0, ActiveFile: 40 * mib, Anon: 8 * mib}, false},
 		{"anonymous at the limit", watch.Reading{Usage: limit, InactiveFile: 100 << 10, ActiveFile: 0, Anon: 62 * mib}, false},
 		{"nothing listed, most not anonymous", watch.Reading{Usage: limit, Anon: 8 * mib}, true},
 		{"nothing listed, mostly anonymous", watch.Reading{Usage: limit, Anon: 60 * mib}, false},

@@ -22,6 +22,11 @@
 //	             working set (usage - inactive file) stays low. Put the file on
 //	             a disk-backed file system (the container's own overlay or a
 //	             volume), never on tmpfs: shmem is not inactive_file.
+//	             -hot MiB: a second file (-file with ".hot") read after every
+//	             read of -file, so its pages stay active: reclaim at the limit
+//	             then drains the inactive list for moments of a few ms.
+//	             -probe 1ms: read the cgroup that often and log the highest
+//	             working set of each pass (max_working_set= on churn-pass).
 //	-mode idle   allocate nothing, wait.
 //	-mode child  used internally for the -children processes.
 //
@@ -66,7 +71,7 @@
 //	event=cap mono_ns= leaked= working_set=     (leak reached its cap; holding)
 //	event=child-start pid=
 //	event=child-exit pid= signal=SIGUSR1|none code=
-//	event=churn-pass n= mono_ns= bytes=          (churn finished one write+read pass)
+//	event=churn-pass n= mono_ns= bytes= [max_working_set=] (churn finished one write+read pass)
 //	event=error msg=...                          (then exit 1)
 //	event=exit reason=
 //

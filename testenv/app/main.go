@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -31,6 +32,8 @@ type config struct {
 	anonMiB        float64
 	file           string
 	fileSizeMiB    float64
+	hotMiB         float64
+	probe          time.Duration
 	children       int
 	handle         bool
 	signals        string
@@ -61,6 +64,8 @@ func parseFlags(args []string) (config, error) {
 	fs.Float64Var(&c.anonMiB, "anon", 16, "churn: anonymous memory to hold, MiB")
 	fs.StringVar(&c.file, "file", "", "churn: file to write and re-read (default $TMPDIR/testapp-churn.dat)")
 	fs.Float64Var(&c.fileSizeMiB, "file-size", 0, "churn: file size in MiB (default twice the memory limit, 512 without a limit)")
+	fs.Float64Var(&c.hotMiB, "hot", 0, "churn: also a file of this many MiB read after every pass over -file, so its pages are active (0: none)")
+	fs.DurationVar(&c.probe, "probe", 0, "churn: read the cgroup this often and log the highest working set of each pass (0: no probe)")
 	fs.IntVar(&c.children, "children", 0, "child processes without SIGUSR1/SIGUSR2 handlers")
 	fs.BoolVar(&c.handle, "handle", true, "handle the -signals (false: reset them to their default action)")
 	fs.StringVar(&c.signals, "signals", "SIGUSR1,SIGUSR2", "signals to handle and log, comma-separated")
@@ -439,6 +444,29 @@ func (a *app) churn(ctx context.Context) error {
 	for i := range buf {
 		buf[i] = byte(i)
 	}
+	var hot *os.File
+	if h := uint64(a.c.hotMiB * (1 << 20)); h > 0 {
+		if hot, err = os.OpenFile(name+".hot", os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644); err != nil {
+			return fmt.Errorf("hot file: %w", err)
+		}
+		defer os.Remove(name + ".hot")
+		defer hot.Close()
+		for off := uint64(0); off < h; off += uint64(len(buf)) {
+			if _, err := hot.WriteAt(buf[:min(uint64(len(buf)), h-off)], int64(off)); err != nil {
+				return fmt.Errorf("hot write: %w", err)
+			}
+		}
+		// Read twice more: its pages go to the active list.
+		for range 2 {
+			if err := readAll(ctx, hot, buf); err != nil {
+				return err
+			}
+		}
+	}
+	var maxWS atomic.Uint64
+	if a.c.probe > 0 {
+		go a.probe(sctx, &maxWS)
+	}
 	for pass := 1; ; pass++ {
 		// Write the file (rewrite in place after the first pass), syncing
 		// every 32 MiB so dirty pages never pile up.
@@ -464,20 +492,54 @@ func (a *app) churn(ctx context.Context) error {
 		}
 		// Re-read it twice.
 		for r := 0; r < 2; r++ {
-			for off := int64(0); ; off += int64(len(buf)) {
-				if err := ctx.Err(); err != nil {
+			if err := readAll(ctx, f, buf); err != nil {
+				return err
+			}
+			if hot != nil {
+				if err := readAll(ctx, hot, buf); err != nil {
 					return err
-				}
-				n, err := f.ReadAt(buf, off)
-				if errors.Is(err, io.EOF) || n == 0 {
-					break
-				}
-				if err != nil {
-					return fmt.Errorf("churn read: %w", err)
 				}
 			}
 		}
-		logf("event=churn-pass n=%d mono_ns=%d bytes=%d", pass, mono(), size)
+		probe := ""
+		if a.c.probe > 0 {
+			probe = fmt.Sprintf(" max_working_set=%d", maxWS.Swap(0))
+		}
+		logf("event=churn-pass n=%d mono_ns=%d bytes=%d%s", pass, mono(), size, probe)
+	}
+}
+
+// readAll reads f from start to end through buf.
+func readAll(ctx context.Context, f *os.File, buf []byte) error {
+	for off := int64(0); ; off += int64(len(buf)) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n, err := f.ReadAt(buf, off)
+		if errors.Is(err, io.EOF) || n == 0 {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("churn read %s: %w", f.Name(), err)
+		}
+	}
+}
+
+// probe reads the cgroup every -probe and keeps the highest working set in
+// max: the moments a sampler at -sample-interval misses (reclaim at the
+// limit drains the inactive file list for a few milliseconds).
+func (a *app) probe(ctx context.Context, max *atomic.Uint64) {
+	t := time.NewTicker(a.c.probe)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, ws, _, err := a.cg.Read(); err == nil && ws > max.Load() {
+			max.Store(ws)
+		}
 	}
 }
 

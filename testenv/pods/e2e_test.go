@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -386,6 +387,84 @@ func TestPageCache(t *testing.T) {
 	if len(lg.Lines) > 0 && !strings.Contains(alog, "event=churn-pass") {
 		t.Errorf("the app never finished a churn pass")
 	}
+}
+
+// TestPageCacheInFlux: an app reading a hot file (its pages active) and
+// streaming a file three times its limit drives reclaim at the limit,
+// which drains the inactive file list for moments of a few milliseconds:
+// its working set then reads as 80-100 % of the limit though it holds 8 MiB
+// of anonymous memory. oomhero rereads such readings before they count
+// (internal/agent/flux.go) and must not signal. The app's own probe (its
+// cgroup read every millisecond) shows that the moments came.
+func TestPageCacheInFlux(t *testing.T) {
+	t.Parallel()
+	l := needLab(t)
+	ctx := testCtx(t, 3*time.Minute)
+	r := startPod(t, ctx, l, Pod{Name: "pagecache-flux", Containers: []Container{
+		{Name: "app", Image: AppImage, Args: []string{"-mode", "churn", "-anon", "8", "-hot", "40", "-file-size", "200",
+			"-probe", "1ms", "-sample-interval", "0"}, Memory: "64Mi"},
+		OomheroContainer(OomheroImage, SourceFromEnv(), env("WARNING", "75", "CRITICAL", "90")...),
+	}})
+	st, err := r.State(ctx, "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Until the probe saw the working set at the warning threshold (at
+	// most 90 s), then 5 s more.
+	warnAt := uint64(64<<20) * 75 / 100
+	var peak, passes uint64
+	var alog string
+	for deadline := time.Now().Add(90 * time.Second); peak < warnAt && time.Now().Before(deadline); {
+		time.Sleep(2 * time.Second)
+		if alog, err = r.Logs(ctx, "app"); err != nil {
+			t.Fatal(err)
+		}
+		peak, passes = probePeak(alog)
+	}
+	time.Sleep(5 * time.Second)
+	olog, err := r.Logs(ctx, "oomhero")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if alog, err = r.Logs(ctx, "app"); err != nil {
+		t.Fatal(err)
+	}
+	es := ParseOomheroLog(olog)
+	checkSource(t, es)
+	if _, ok, err := FindWatched(es, st.ID); err != nil || !ok {
+		t.Fatalf("oomhero did not watch the app's container (%v): a quiet oomhero proves nothing", err)
+	}
+	peak, passes = probePeak(alog)
+	t.Logf("%d churn passes, the app's probe saw a working set of up to %.1f %% of its limit", passes, 100*float64(peak)/float64(64<<20))
+	if peak < warnAt {
+		t.Errorf("the probe never saw the working set at the warning threshold (%d < %d): the moments this test is about did not come", peak, warnAt)
+	}
+	lg := parseApp(t, alog)
+	if n := len(lg.Signals); n > 0 {
+		t.Errorf("the page-cache app got %d signals, want none (first: %+v)", n, lg.Signals[0])
+	}
+	if s := Select(es, "level changed", st.ID); len(s) > 0 {
+		t.Errorf("oomhero changed level %d times, want none: %v", len(s), s[0])
+	}
+}
+
+// probePeak returns the highest max_working_set of the app's churn-pass
+// lines and how many passes it logged.
+func probePeak(alog string) (peak, passes uint64) {
+	for line := range strings.Lines(alog) {
+		if !strings.Contains(line, "event=churn-pass") {
+			continue
+		}
+		passes++
+		_, v, ok := strings.Cut(line, "max_working_set=")
+		if !ok {
+			continue
+		}
+		if n, err := strconv.ParseUint(strings.Fields(v)[0], 10, 64); err == nil {
+			peak = max(peak, n)
+		}
+	}
+	return peak, passes
 }
 
 // TestChildrenSurvive (issue 2, 8d): three child processes without a
