@@ -23,8 +23,8 @@
 //	             a disk-backed file system (the container's own overlay or a
 //	             volume), never on tmpfs: shmem is not inactive_file.
 //	             -hot MiB: a second file (-file with ".hot") read after every
-//	             read of -file, so its pages stay active: reclaim at the limit
-//	             then drains the inactive list for moments of a few ms.
+//	             16 MiB read of -file, so its pages stay active: reclaim at the
+//	             limit then drains the inactive list for moments of a few ms.
 //	             -probe 1ms: read the cgroup that often and log the highest
 //	             working set of each pass (max_working_set= on churn-pass).
 //	-mode idle   allocate nothing, wait.

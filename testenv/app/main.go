@@ -458,7 +458,7 @@ func (a *app) churn(ctx context.Context) error {
 		}
 		// Read twice more: its pages go to the active list.
 		for range 2 {
-			if err := readAll(ctx, hot, buf); err != nil {
+			if err := readAll(ctx, hot, buf, nil); err != nil {
 				return err
 			}
 		}
@@ -492,13 +492,8 @@ func (a *app) churn(ctx context.Context) error {
 		}
 		// Re-read it twice.
 		for r := 0; r < 2; r++ {
-			if err := readAll(ctx, f, buf); err != nil {
+			if err := readAll(ctx, f, buf, hot); err != nil {
 				return err
-			}
-			if hot != nil {
-				if err := readAll(ctx, hot, buf); err != nil {
-					return err
-				}
 			}
 		}
 		probe := ""
@@ -509,11 +504,17 @@ func (a *app) churn(ctx context.Context) error {
 	}
 }
 
-// readAll reads f from start to end through buf.
-func readAll(ctx context.Context, f *os.File, buf []byte) error {
+// readAll reads f from start to end through buf, and all of hot (when not
+// nil) after every 16 MiB of f: hot's pages stay on the active list.
+func readAll(ctx context.Context, f *os.File, buf []byte, hot *os.File) error {
 	for off := int64(0); ; off += int64(len(buf)) {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if hot != nil && off%(16<<20) == 0 {
+			if err := readAll(ctx, hot, buf, nil); err != nil {
+				return err
+			}
 		}
 		n, err := f.ReadAt(buf, off)
 		if errors.Is(err, io.EOF) || n == 0 {
