@@ -40,9 +40,10 @@ const (
 // limit (usage within an eighth of it: reclaim may just have freed some)
 // with its file lists out of balance: the inactive list under half the
 // kernel's own target (mm/vmscan.c inactive_is_low: inactive * ratio >=
-// active, ratio = sqrt(10 * GiB of file cache), 1 under 1 GiB), or no file
-// page on either list while a quarter of the limit is neither anonymous
-// memory nor listed (pages isolated by reclaim, or counters not flushed).
+// active, ratio = sqrt(10 * GiB of file cache), 1 under 1 GiB) by at least
+// a sixteenth of the limit, or no file page on either list while a quarter
+// of the limit is neither anonymous memory nor listed (pages isolated by
+// reclaim, or counters not flushed).
 func inFlux(rd watch.Reading, limit uint64) bool {
 	if limit == 0 || rd.Usage < limit-limit/8 {
 		return false
@@ -51,7 +52,12 @@ func inFlux(rd watch.Reading, limit uint64) bool {
 	if gb := (rd.InactiveFile + rd.ActiveFile) >> 30; gb > 0 {
 		ratio = uint64(math.Sqrt(float64(10 * gb)))
 	}
-	if rd.InactiveFile*ratio*2 < rd.ActiveFile {
+	// Balanced, the inactive list would hold file/(1+ratio): what it lacks
+	// is counted as working set. Only a shortfall of a sixteenth of the
+	// limit or more counts, so the few MiB of an application's own code
+	// (active, with little inactive beside it) never delay a signal.
+	file := rd.InactiveFile + rd.ActiveFile
+	if rd.InactiveFile*ratio*2 < rd.ActiveFile && file/(1+ratio)-rd.InactiveFile >= limit/16 {
 		return true
 	}
 	return rd.InactiveFile == 0 && rd.ActiveFile == 0 && rd.Anon > 0 && rd.Usage-min(rd.Anon, rd.Usage) > limit/4

@@ -34,6 +34,10 @@ func TestInFlux(t *testing.T) {
 		{"nothing listed, most not anonymous", watch.Reading{Usage: limit, Anon: 8 * mib}, true},
 		{"nothing listed, mostly anonymous", watch.Reading{Usage: limit, Anon: 60 * mib}, false},
 		{"no anon figure (tests, old readings)", watch.Reading{Usage: limit}, false},
+		// An application's own code: active, little inactive beside it,
+		// but a few MiB: never a delay (the critical crossing of a leak).
+		{"own code active", watch.Reading{Usage: limit * 9 / 10, InactiveFile: 100 << 10, ActiveFile: 3 * mib, Anon: 55 * mib}, false},
+		{"shortfall under a sixteenth", watch.Reading{Usage: limit, InactiveFile: 1 * mib, ActiveFile: 7 * mib, Anon: 50 * mib}, false},
 	} {
 		if got := inFlux(c.rd, limit); got != c.want {
 			t.Errorf("%s: inFlux(%+v) = %v, want %v", c.name, c.rd, got, c.want)
