@@ -305,7 +305,14 @@ func classify(f facts) Runtime {
 		rt.Evidence = evidence(f, title, "postgres: ")
 		return rt
 	case strings.HasPrefix(title, "nginx: ") || is("nginx", "openresty"):
-		return Runtime{Name: "nginx", Role: nginxRole(title), Evidence: evidence(f, title, "nginx: ")}
+		rt := Runtime{Name: "nginx", Role: nginxRole(title), Evidence: evidence(f, title, "nginx: ")}
+		if pe := base(f.ParentExe); rt.Role == "master" && (f.ParentComm == "nginx" || f.ParentComm == "openresty" || pe == "nginx" || pe == "openresty") {
+			// A child of the master that has not written its title yet
+			// (a worker does right after the fork), or a new master of a
+			// binary upgrade: its title is still the master's.
+			rt.Role = RoleUntitled
+		}
+		return rt
 	case strings.HasPrefix(title, "php-fpm: ") || strings.HasPrefix(f.Comm, "php-fpm") || strings.HasPrefix(exe, "php-fpm"):
 		rt := Runtime{Name: "php-fpm", Role: "master", Evidence: evidence(f, title, "php-fpm: ")}
 		if strings.HasPrefix(title, "php-fpm: pool ") {
