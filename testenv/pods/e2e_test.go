@@ -414,14 +414,14 @@ func TestPageCacheInFlux(t *testing.T) {
 	// Until the probe saw the working set at the warning threshold (at
 	// most 90 s), then 5 s more.
 	warnAt := uint64(64<<20) * 75 / 100
-	var peak, passes uint64
+	var peak uint64
 	var alog string
 	for deadline := time.Now().Add(90 * time.Second); peak < warnAt && time.Now().Before(deadline); {
 		time.Sleep(2 * time.Second)
 		if alog, err = r.Logs(ctx, "app"); err != nil {
 			t.Fatal(err)
 		}
-		peak, passes = probePeak(alog)
+		peak, _ = probePeak(alog)
 	}
 	time.Sleep(5 * time.Second)
 	olog, err := r.Logs(ctx, "oomhero")
@@ -436,7 +436,7 @@ func TestPageCacheInFlux(t *testing.T) {
 	if _, ok, err := FindWatched(es, st.ID); err != nil || !ok {
 		t.Fatalf("oomhero did not watch the app's container (%v): a quiet oomhero proves nothing", err)
 	}
-	peak, passes = probePeak(alog)
+	peak, passes := probePeak(alog)
 	t.Logf("%d churn passes, the app's probe saw a working set of up to %.1f %% of its limit", passes, 100*float64(peak)/float64(64<<20))
 	if peak < warnAt {
 		t.Errorf("the probe never saw the working set at the warning threshold (%d < %d): the moments this test is about did not come", peak, warnAt)
