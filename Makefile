@@ -45,29 +45,29 @@ fuzz: ## every native Go fuzz target (FuzzXxx) of the modules, FUZZTIME each (5s
 
 .PHONY: test-privileged
 test-privileged: ## tests on real cgroups and BPF on this host (root)
-	$(GO) test -count=1 -v ./loader/... 2>&1 | tee /tmp/oomhero-loader-test.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; test $${PIPESTATUS[0]} -eq 0
+	testenv/suite.sh /tmp/oomhero-loader-test.log $(GO) test -count=1 -v ./loader/...
 
 .PHONY: test-e2e
 test-e2e: ## real-pod suite (podman kube play), with the cgroupfs source, then the BPF source
-	OOMHERO_E2E_SOURCE=cgroupfs $(GO) test -count=1 -timeout 20m -v ./testenv/pods/... 2>&1 | tee /tmp/oomhero-e2e-cgroupfs.log | grep -E '^(\s*--- |=== RUN|PASS|FAIL|ok|panic)' ; test $${PIPESTATUS[0]} -eq 0
-	OOMHERO_E2E_SOURCE=bpf OOMHERO_E2E_NO_BUILD=1 $(GO) test -count=1 -timeout 20m -v ./testenv/pods/... 2>&1 | tee /tmp/oomhero-e2e-bpf.log | grep -E '^(\s*--- |=== RUN|PASS|FAIL|ok|panic)' ; test $${PIPESTATUS[0]} -eq 0
+	OOMHERO_E2E_SOURCE=cgroupfs testenv/suite.sh /tmp/oomhero-e2e-cgroupfs.log $(GO) test -count=1 -timeout 20m -v ./testenv/pods/...
+	OOMHERO_E2E_SOURCE=bpf OOMHERO_E2E_NO_BUILD=1 testenv/suite.sh /tmp/oomhero-e2e-bpf.log $(GO) test -count=1 -timeout 20m -v ./testenv/pods/...
 
 .PHONY: test-adversarial
 test-adversarial: ## hostile containers next to a leaking victim and the sidecar (podman pods, 13 cases at a time)
 	$(GO) test -count=1 ./testenv/hostile/...
-	$(GO) test -count=1 -parallel 13 -timeout 15m -v ./testenv/adversarial/... 2>&1 | tee /tmp/oomhero-adversarial.log | grep -E '^(\s*--- |=== RUN|PASS|FAIL|ok|panic)|outcome: ' ; test $${PIPESTATUS[0]} -eq 0
+	SUITE_SHOW='outcome: ' testenv/suite.sh /tmp/oomhero-adversarial.log $(GO) test -count=1 -parallel 13 -timeout 15m -v ./testenv/adversarial/...
 
 .PHONY: test-runtimes
 test-runtimes: ## real runtimes from Debian packages (JVM, node, PostgreSQL, nginx, httpd, php-fpm, redis, python) in pods next to oomhero
-	$(GO) test -count=1 -timeout 15m -parallel 4 -v ./testenv/runtimes/... 2>&1 | tee /tmp/oomhero-runtimes.log | grep -E '^(\s*--- |=== RUN|PASS|FAIL|ok|panic)' ; test $${PIPESTATUS[0]} -eq 0
+	testenv/suite.sh /tmp/oomhero-runtimes.log $(GO) test -count=1 -timeout 15m -parallel 4 -v ./testenv/runtimes/...
 
 .PHONY: test-vm
 test-vm: ## cgroup v2 suite in a qemu VM (Debian 6.1 kernel)
-	$(GO) test -count=1 -timeout 30m -v ./testenv/vm/... 2>&1 | tee /tmp/oomhero-vm.log | grep -E '^(\s*--- |=== RUN|PASS|FAIL|ok|panic)' ; test $${PIPESTATUS[0]} -eq 0
+	testenv/suite.sh /tmp/oomhero-vm.log $(GO) test -count=1 -timeout 30m -v ./testenv/vm/...
 
 .PHONY: test-k8s
 test-k8s: ## real Kubernetes suite: builds (or reuses) the cluster, runs deploy/ on it, tears it down
-	cd testenv/k8s && HELM=$(HELM) $(GO) test -count=1 -timeout 40m -v ./... 2>&1 | tee /tmp/oomhero-k8s.log | grep -E '^(\s*--- |=== RUN|PASS|FAIL|ok|panic)' ; test $${PIPESTATUS[0]} -eq 0
+	cd testenv/k8s && HELM=$(HELM) $(CURDIR)/testenv/suite.sh /tmp/oomhero-k8s.log $(GO) test -count=1 -timeout 40m -v ./...
 
 .PHONY: k8s-up
 k8s-up: ## start the local real Kubernetes (builds it the first time, about 11 min) and load the images

@@ -165,19 +165,8 @@ type State struct {
 
 // State inspects container c.
 func (p *Pod) State(ctx context.Context, c string) (State, error) {
-	var out []byte
-	var err error
-	for try := 0; ; try++ {
-		out, err = p.lab.Podman(ctx, "inspect", "--format",
-			"{{.State.Status}} {{.State.ExitCode}} {{.State.Pid}} {{.RestartCount}} {{.Id}} {{.HostConfig.CgroupParent}}", p.Name(c))
-		// podman 4.3 fails an inspect that races with the container's
-		// process dying ("read /proc/<pid>/cgroup: no such process"):
-		// the victim's OOM kill did so once in a CI run. Asked again.
-		if err == nil || try == 4 || !strings.Contains(err.Error(), "no such process") || ctx.Err() != nil {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	out, err := p.lab.Inspect(ctx, "--format",
+		"{{.State.Status}} {{.State.ExitCode}} {{.State.Pid}} {{.RestartCount}} {{.Id}} {{.HostConfig.CgroupParent}}", p.Name(c))
 	if err != nil {
 		return State{}, err
 	}

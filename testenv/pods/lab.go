@@ -110,6 +110,25 @@ func (l *Lab) Podman(ctx context.Context, args ...string) ([]byte, error) {
 	return stdout.Bytes(), nil
 }
 
+// Inspect runs podman inspect with args. podman 4.3 fails an inspect that
+// races with a container's process dying ("read /proc/<pid>/cgroup: no
+// such process"), as an OOM kill does: the inspect is asked again, up to 5
+// times 200 ms apart.
+func (l *Lab) Inspect(ctx context.Context, args ...string) ([]byte, error) {
+	args = append([]string{"inspect"}, args...)
+	for try := 1; ; try++ {
+		out, err := l.Podman(ctx, args...)
+		if err == nil || try == 5 || !strings.Contains(err.Error(), "no such process") {
+			return out, err
+		}
+		select {
+		case <-ctx.Done():
+			return out, err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
 // PodmanCombined runs podman with args and returns its standard output and
 // error together, in order (podman logs writes a container's stderr to its
 // own stderr).

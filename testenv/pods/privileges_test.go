@@ -414,7 +414,7 @@ func runPrivRow(ctx context.Context, l *Lab, row privRow) (res privResult) {
 	for _, a := range row.apps {
 		names = append(names, r.ContainerName(a.name))
 	}
-	out, err := l.Podman(ctx, append([]string{"inspect", "--format", "{{.Name}} {{.Id}} {{.State.Pid}}"}, names...)...)
+	out, err := l.Inspect(ctx, append([]string{"--format", "{{.Name}} {{.Id}} {{.State.Pid}}"}, names...)...)
 	if err != nil {
 		res.err = err
 		return res

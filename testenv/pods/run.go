@@ -101,7 +101,7 @@ type State struct {
 
 // State inspects container c.
 func (r *Running) State(ctx context.Context, c string) (State, error) {
-	out, err := r.Lab.Podman(ctx, "inspect", "--format", "{{.State.Status}} {{.State.ExitCode}} {{.State.OOMKilled}} {{.State.Pid}} {{.Id}} {{.State.CgroupPath}}", r.ContainerName(c))
+	out, err := r.Lab.Inspect(ctx, "--format", "{{.State.Status}} {{.State.ExitCode}} {{.State.OOMKilled}} {{.State.Pid}} {{.Id}} {{.State.CgroupPath}}", r.ContainerName(c))
 	if err != nil {
 		return State{}, err
 	}
