@@ -605,26 +605,22 @@ func (r Resolver) candidates(pid int, g *Group) []candidate {
 
 // limit returns the effective limit: the smallest of the directory's own,
 // its visible parents' up to top (v2) or the hierarchical limit the kernel
-// reports (v1).
+// reports (v1). On v1 the hierarchical limit already is the smallest of the
+// cgroup's and every ancestor's, visible or not, so the ancestors are
+// walked only when it says there is none (half of a resolve's cost on a
+// node agent's periodic resolves).
 func (r Resolver) limit(d watch.CgroupDir, top string, v watch.CgroupVersion) (uint64, error) {
-	l, err := cgroup.EffectiveLimit(d, top, v)
 	if v != watch.V1 {
-		return l, err
+		return cgroup.EffectiveLimit(d, top, v)
 	}
 	h, herr := cgroup.HierarchicalLimit(d)
-	if herr != nil {
-		if errors.Is(herr, watch.ErrNoLimit) {
-			return l, err
-		}
+	switch {
+	case herr == nil:
+		return h, nil
+	case !errors.Is(herr, watch.ErrNoLimit):
 		return 0, herr
 	}
-	if err != nil && !errors.Is(err, watch.ErrNoLimit) {
-		return 0, err
-	}
-	if l == 0 || h < l {
-		return h, nil
-	}
-	return l, nil
+	return cgroup.EffectiveLimit(d, top, v)
 }
 
 // lists tells whether the verified directory's cgroup.procs (read bounded)

@@ -250,3 +250,28 @@ func TestScanFollowsExec(t *testing.T) {
 		}
 	}
 }
+
+// TestResolveV1HierarchicalLimit: on v1 the kernel's hierarchical limit is
+// the effective one (an ancestor's, even one the container cannot see), and
+// the ancestors are not walked when it is set: an ancestor whose limit
+// cannot be read does not fail the resolve.
+func TestResolveV1HierarchicalLimit(t *testing.T) {
+	f := newFake(t)
+	f.proc(50, 0, "oomhero", "4:memory:/pod/oomhero\n0::/\n")
+	f.proc(10, 0, "app", "4:memory:/pod/app\n0::/pod/app\n")
+	// A node agent's view of the whole hierarchy (--cgroup-root).
+	f.v1dir("cg/memory/pod/app", 256<<20, 96<<20, 10)
+	f.write("cg/memory/pod/memory.limit_in_bytes", "garbage\n")
+	s, err := NewScanner(f.root, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups, err := s.Scan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Resolver{Proc: f.root, CgroupRoot: filepath.Join(f.root, "cg")}.Resolve(groups["/pod/app"])
+	if err != nil || c.Limit != 96<<20 || c.Dir.Rel != "memory/pod/app" {
+		t.Fatalf("container %+v, %v: want the hierarchical limit, 96 MiB", c, err)
+	}
+}
