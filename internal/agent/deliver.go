@@ -101,6 +101,7 @@ func (a *Agent) identify(t *tracked, p discover.Process, n *procNote) (runtimes.
 	n.pending = true
 	var out runtimes.Runtime
 	proc := a.Config.Proc
+	start := time.Now()
 	ok := bounded(a, func() runtimes.Runtime { return id(proc, p.PID) }, func(rt runtimes.Runtime) {
 		n.pending = false
 		if a.byID[t.ID] != t || t.ep.procs != b || b.notes[k] != n {
@@ -108,6 +109,8 @@ func (a *Agent) identify(t *tracked, p discover.Process, n *procNote) (runtimes.
 		}
 		n.rt, n.rtName, n.rtMask, n.known = rt, name, mask, true
 		out = rt
+		a.Log.Debug("runtime identified", "pid", p.PID, "command", name, t.who(), "runtime", runtimeName(rt),
+			"took", time.Since(start).Round(time.Microsecond))
 	})
 	return out, ok
 }

@@ -72,6 +72,7 @@ type Metrics struct {
 	mu         sync.Mutex
 	sourceName string               // current source label values, "source\x00attach"
 	forgotten  map[string]forgotten // who.key() -> the container and when Forget was called
+	shown      map[targetKey]shown  // what SetWatched last set per target, until Forget
 
 	scanned   atomic.Bool
 	sourceSet atomic.Bool
@@ -100,6 +101,7 @@ func New(o Options) *Metrics {
 		retain:    o.Retain,
 		now:       o.Now,
 		forgotten: map[string]forgotten{},
+		shown:     map[targetKey]shown{},
 		reg:       prometheus.NewRegistry(),
 		usage: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: ns, Name: "memory_usage_bytes",
@@ -204,10 +206,20 @@ func (m *Metrics) Observe(t watch.Target, r watch.Reading, l watch.Level) {
 }
 
 // SetWatched records the targets of the last discovery scan: their count and
-// thresholds. Call Forget for the ones that went away.
+// thresholds. Call Forget for the ones that went away. A target's gauges
+// are set again only when its thresholds or limit changed since the last
+// call (a node agent's scan passes every container, every few seconds).
 func (m *Metrics) SetWatched(targets []watch.Target) {
 	m.watched.Set(float64(len(targets)))
 	for _, t := range targets {
+		k, v := targetKey{t.Namespace, t.Pod, t.Name}, shown{t.Warn, t.Crit, t.Limit}
+		m.mu.Lock()
+		old, ok := m.shown[k]
+		m.shown[k] = v
+		m.mu.Unlock()
+		if ok && old == v {
+			continue
+		}
 		w := m.whoOf(t)
 		m.remember(w)
 		m.threshold.WithLabelValues(w.ns, w.pod, w.name, watch.Warning.String()).Set(float64(t.Warn))
@@ -217,6 +229,12 @@ func (m *Metrics) SetWatched(targets []watch.Target) {
 		}
 	}
 }
+
+// targetKey names a target as SetWatched last saw it.
+type targetKey struct{ ns, pod, name string }
+
+// shown is what SetWatched set for a target.
+type shown struct{ warn, crit, limit uint64 }
 
 // ScanDone marks a finished discovery scan. /readyz reports ready once a
 // scan finished and a source is set.
@@ -282,6 +300,7 @@ func (m *Metrics) Forget(t watch.Target) {
 		v.DeletePartialMatch(match)
 	}
 	m.mu.Lock()
+	delete(m.shown, targetKey{t.Namespace, t.Pod, t.Name})
 	if _, ok := m.forgotten[w.key()]; !ok {
 		m.forgotten[w.key()] = forgotten{who: w, at: m.now()}
 	}

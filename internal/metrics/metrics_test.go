@@ -233,3 +233,25 @@ func TestListenError(t *testing.T) {
 
 // tgt is a target of oomhero's own pod named name (the sidecar's).
 func tgt(name string) watch.Target { return watch.Target{Container: watch.Container{Name: name}} }
+
+// TestSetWatchedAfterForget: SetWatched skips a target whose thresholds and
+// limit did not change, but a target forgotten and passed again (same
+// figures) gets its gauges back, and a changed threshold shows at once.
+func TestSetWatchedAfterForget(t *testing.T) {
+	m := New(Options{Pod: "p", NoProcessCollectors: true})
+	tg := watch.Target{Container: watch.Container{Name: "app", Limit: 100}, Warn: 75, Crit: 90}
+	m.SetWatched([]watch.Target{tg})
+	m.SetWatched([]watch.Target{tg})
+	want(t, scrape(t, m), "oomhero_threshold_bytes{container=app,level=warning,namespace=,pod=p}", 75)
+	m.Forget(tg)
+	if got := scrape(t, m); got["oomhero_threshold_bytes{container=app,level=warning,namespace=,pod=p}"] != 0 {
+		t.Fatalf("threshold left after Forget: %v", got)
+	}
+	m.SetWatched([]watch.Target{tg})
+	got := scrape(t, m)
+	want(t, got, "oomhero_threshold_bytes{container=app,level=warning,namespace=,pod=p}", 75)
+	want(t, got, "oomhero_memory_limit_bytes{container=app,namespace=,pod=p}", 100)
+	tg.Warn = 80
+	m.SetWatched([]watch.Target{tg})
+	want(t, scrape(t, m), "oomhero_threshold_bytes{container=app,level=warning,namespace=,pod=p}", 80)
+}
