@@ -239,7 +239,7 @@ func (l *Lab) RunLeak(ctx context.Context, s LeakSpec) (res *LeakResult, err err
 	if s.Cap > 0 {
 		// Until the critical signal, or 3 s after the cap.
 		var capSeen time.Time
-		_, err = r.WaitLog(ctx, "app", func(log string) bool {
+		_, err = r.WaitLogFile(ctx, "app", func(log string) bool {
 			if strings.Contains(log, "signal="+crit) {
 				return true
 			}
@@ -254,7 +254,7 @@ func (l *Lab) RunLeak(ctx context.Context, s LeakSpec) (res *LeakResult, err err
 		time.Sleep(time.Second) // let later signals (cooldown repeats) arrive
 		return res, nil
 	}
-	if _, err := r.WaitExited(ctx, "app"); err != nil {
+	if _, err := r.WaitPidExit(ctx, "app", st.Pid); err != nil {
 		return res, err
 	}
 	return res, nil

@@ -409,23 +409,25 @@ func runPrivRow(ctx context.Context, l *Lab, row privRow) (res privResult) {
 		return res
 	}
 	// Credentials once each app runs its own program (runc's init execs
-	// it in the container's first process): one inspect for all.
-	names := []string{r.ContainerName("oomhero")}
-	for _, a := range row.apps {
-		names = append(names, r.ContainerName(a.name))
-	}
-	out, err := l.Inspect(ctx, append([]string{"--format", "{{.Name}} {{.Id}} {{.State.Pid}}"}, names...)...)
-	if err != nil {
-		res.err = err
-		return res
-	}
+	// it in the container's first process). Under load podman can start
+	// one container of the pod tens of seconds after the others (seen in
+	// CI: 33 s): each is inspected until it runs, up to a minute.
 	ids, pids := map[string]string{}, map[string]int{}
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 3 {
-			c := strings.TrimPrefix(f[0], name+"-")
-			ids[c] = f[1]
-			pids[c], _ = strconv.Atoi(f[2])
+	for _, c := range append([]string{"oomhero"}, appNames(row.apps)...) {
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+			st, err := r.State(ctx, c)
+			if err == nil && st.Pid > 0 {
+				ids[c], pids[c] = st.ID, st.Pid
+				break
+			}
+			if err == nil && st.Status != "created" && st.Status != "configured" && st.Status != "initialized" {
+				ids[c] = st.ID
+				break // ended already (an app killed before it was inspected)
+			}
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				res.err = fmt.Errorf("%s not running after a minute (%+v): %v", c, st, err)
+				return res
+			}
 		}
 	}
 	for _, c := range append([]string{"oomhero"}, appNames(row.apps)...) {
@@ -449,8 +451,9 @@ func runPrivRow(ctx context.Context, l *Lab, row privRow) (res privResult) {
 		}
 		res.cells = append(res.cells, privCell{app: c, creds: creds, cgroupMount: memoryMount(pid)})
 	}
+	// Each app's end: its process gone (a pidfd), then podman's state.
 	for i := range res.cells {
-		s, err := r.WaitExited(ctx, res.cells[i].app)
+		s, err := r.WaitPidExit(ctx, res.cells[i].app, pids[res.cells[i].app])
 		if err != nil {
 			res.err = err
 			return res
@@ -460,10 +463,14 @@ func runPrivRow(ctx context.Context, l *Lab, row privRow) (res privResult) {
 	// The OOM-kill report follows the kill within the 50 ms poll or at once.
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	// Every app's outcome is in the log: watched and its OOM kill
+	// reported, or not watched with the reason.
 	olog, _ := r.WaitLog(wctx, "oomhero", func(log string) bool {
 		es := ParseOomheroLog(log)
 		for _, a := range row.apps {
-			if len(Select(es, "container watched", ids[a.name])) > 0 && len(Select(es, "oom kill", ids[a.name])) == 0 {
+			watched := len(Select(es, "container watched", ids[a.name])) > 0
+			if watched && len(Select(es, "oom kill", ids[a.name])) == 0 ||
+				!watched && len(Select(es, "container not watched", ids[a.name])) == 0 {
 				return false
 			}
 		}
