@@ -67,6 +67,20 @@ func (f fakeProc) thread(pid, tid int, comm, cg string) {
 	f.write(fmt.Sprint(tid)+"/status", fmt.Sprintf("Name:\t%s\nTgid:\t%d\nPid:\t%d\n", comm, pid, tid))
 }
 
+// scan lists the fake procfs as process self (oomhero) sees it.
+func (f fakeProc) scan(self int) map[string]*Group {
+	f.t.Helper()
+	s, err := NewScanner(f.root, self)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	groups, err := s.Scan()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return groups
+}
+
 // v1dir fills a cgroup v1 memory directory seen through pid's root.
 func (f fakeProc) v1dir(rel string, limit uint64, hier uint64, pids ...int) {
 	procs := ""
@@ -262,15 +276,7 @@ func TestResolveV1HierarchicalLimit(t *testing.T) {
 	// A node agent's view of the whole hierarchy (--cgroup-root).
 	f.v1dir("cg/memory/pod/app", 256<<20, 96<<20, 10)
 	f.write("cg/memory/pod/memory.limit_in_bytes", "garbage\n")
-	s, err := NewScanner(f.root, 50)
-	if err != nil {
-		t.Fatal(err)
-	}
-	groups, err := s.Scan()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := Resolver{Proc: f.root, CgroupRoot: filepath.Join(f.root, "cg")}.Resolve(groups["/pod/app"])
+	c, err := Resolver{Proc: f.root, CgroupRoot: filepath.Join(f.root, "cg")}.Resolve(f.scan(50)["/pod/app"])
 	if err != nil || c.Limit != 96<<20 || c.Dir.Rel != "memory/pod/app" {
 		t.Fatalf("container %+v, %v: want the hierarchical limit, 96 MiB", c, err)
 	}
