@@ -109,8 +109,10 @@ func (a *Agent) identify(t *tracked, p discover.Process, n *procNote) (runtimes.
 		}
 		n.rt, n.rtName, n.rtMask, n.known = rt, name, mask, true
 		out = rt
-		a.Log.Debug("runtime identified", "pid", p.PID, "command", name, t.who(), "runtime", runtimeName(rt),
-			"took", time.Since(start).Round(time.Microsecond))
+		if a.Log != nil { // tests of identification alone give none
+			a.Log.Debug("runtime identified", "pid", p.PID, "command", name, t.who(), "runtime", runtimeName(rt),
+				"took", time.Since(start).Round(time.Microsecond).String())
+		}
 	})
 	return out, ok
 }
