@@ -300,7 +300,7 @@ func (a *Agent) target(t *tracked) watch.Target {
 // watching until it execs or its processes change.
 func starting(g *discover.Group) bool {
 	for _, p := range g.Procs {
-		if !strings.HasPrefix(p.Comm, "runc:[") {
+		if !discover.RuntimeInit(p.Comm) {
 			return false
 		}
 	}

@@ -419,7 +419,7 @@ func (s *Scanner) Scan() (map[string]*Group, error) {
 		}
 		seen[pid] = true
 		e, ok := s.known[pid]
-		if !ok || e.young > 0 && !s.old(e, now) || due[pid%revalidateEvery] || recycled(pid) {
+		if !ok || s.rereadEach(e, now) || due[pid%revalidateEvery] || recycled(pid) {
 			ne, read := s.reread(pid, e, ok)
 			if !read {
 				continue
@@ -442,7 +442,7 @@ func (s *Scanner) Scan() (map[string]*Group, error) {
 			delete(s.known, pid)
 			continue
 		}
-		if e.young > 0 && !s.old(e, now) {
+		if s.rereadEach(e, now) {
 			s.fresh[pid] = struct{}{}
 		}
 	}
@@ -478,7 +478,7 @@ func (s *Scanner) reread(pid int, old entry, had bool) (entry, bool) {
 		e.young = max(old.young-1, 0)
 	}
 	s.known[pid] = e
-	if e.young > 0 {
+	if e.young > 0 || RuntimeInit(e.Comm) {
 		s.fresh[pid] = struct{}{} // probed scans reread it (quiet.go)
 	}
 	return e, true

@@ -281,3 +281,38 @@ func TestResolveV1HierarchicalLimit(t *testing.T) {
 		t.Fatalf("container %+v, %v: want the hierarchical limit, 96 MiB", c, err)
 	}
 }
+
+// TestRuntimeInitExecSeenAtAnyAge: a container runtime's init that waits
+// for its start longer than a process stays young (podman starts a pod's
+// containers one by one; one waited 20 s in CI) is still reread at every
+// scan, so its exec names the group at the next scan, with or without the
+// marks of quiet scans.
+func TestRuntimeInitExecSeenAtAnyAge(t *testing.T) {
+	for _, marks := range []bool{false, true} {
+		t.Run(fmt.Sprintf("marks=%v", marks), func(t *testing.T) {
+			f := newFake(t)
+			f.proc(50, 0, "oomhero", "4:memory:/pod/oomhero\n0::/\n")
+			f.proc(10, 0, "runc:[2:INIT]", "4:memory:/pod/app\n0::/pod/app\n")
+			if marks {
+				f.loadavg(10, 50)
+			}
+			s, err := NewScanner(f.root, 50)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 2 * youngScans {
+				if _, err := s.Scan(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			f.proc(10, 0, "app", "4:memory:/pod/app\n0::/pod/app\n") // the exec: same PID, same start
+			groups, err := s.Scan()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if g := groups["/pod/app"]; g == nil || g.Main().Comm != "app" {
+				t.Fatalf("group after the exec: %+v, want its main process named app", g)
+			}
+		})
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -131,13 +132,13 @@ func (s *Scanner) scanProbed(m procMark) map[string]*Group {
 	s.mark = m
 	now := s.ticks()
 	for pid := range s.fresh {
-		if e, ok := s.known[pid]; ok && e.young > 0 && !s.old(e, now) {
+		if e, ok := s.known[pid]; ok && s.rereadEach(e, now) {
 			s.changed[pid] = struct{}{}
 		}
 	}
 	groups := s.applyChanged()
 	for pid := range s.fresh {
-		if e, ok := s.known[pid]; !ok || e.young == 0 || s.old(e, now) {
+		if e, ok := s.known[pid]; !ok || !s.rereadEach(e, now) {
 			delete(s.fresh, pid)
 		}
 	}
@@ -218,6 +219,21 @@ func bootTicks() uint64 {
 var bootClock = bootTicks
 
 // old tells whether e started more than youngFor before now (in ticks).
+// rereadEach tells whether every scan rereads known process e by PID:
+// while it is young, and at any age while it is a container runtime's init
+// (RuntimeInit). A runtime creates a container's process, which waits for
+// the start; podman creates a pod's containers at once and starts them one
+// by one, and under load one waited 20 s (CI): read young, then left to the
+// revalidation (up to 15 minutes), its exec went unseen, and the container
+// stayed unwatched.
+func (s *Scanner) rereadEach(e entry, now uint64) bool {
+	return e.young > 0 && !s.old(e, now) || RuntimeInit(e.Comm)
+}
+
+// RuntimeInit reports whether comm is a container runtime's init before
+// it execs the container's program (runc's "runc:[2:INIT]").
+func RuntimeInit(comm string) bool { return strings.HasPrefix(comm, "runc:[") }
+
 func (s *Scanner) old(e entry, now uint64) bool {
 	return now > e.Start && now-e.Start >= uint64(youngFor/time.Second)*userHZ
 }
