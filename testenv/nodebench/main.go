@@ -46,13 +46,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -514,9 +512,9 @@ func leakRun(ctx context.Context, h *host, o *opts, agentLog string, leaker **co
 	// read (a whole read every 50 ms was a few percent of a CPU, and
 	// garbage collections, taken from the CPU oomhero reacts on).
 	var capSeen time.Time
-	tail := &logTail{path: l.log}
+	tail := &pods.FileTail{Path: l.log}
 	if err := waitFor(ctx, 30*time.Second+time.Duration(float64(limit)/mib/rate*float64(time.Second)), func() bool {
-		s := tail.next()
+		s := tail.Next()
 		if strings.Contains(s, "event=signal signal=SIGUSR2") {
 			return true
 		}
@@ -553,32 +551,6 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-time.After(d):
 		return nil
 	}
-}
-
-// logTail reads a growing log file by whole lines: next returns the lines
-// completed since the last call.
-type logTail struct {
-	path string
-	off  int64
-}
-
-func (t *logTail) next() string {
-	f, err := os.Open(t.path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.NewSectionReader(f, t.off, 1<<30))
-	if err != nil {
-		return ""
-	}
-	if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
-		b = b[:i+1]
-	} else {
-		b = nil
-	}
-	t.off += int64(len(b))
-	return string(b)
 }
 
 func waitFor(ctx context.Context, d time.Duration, cond func() bool) error {

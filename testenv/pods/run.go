@@ -2,6 +2,7 @@ package pods
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -222,53 +223,41 @@ func (l *Lab) RemovePod(name string) error {
 }
 
 // WaitLogFile is WaitLog without podman while it waits: it reads container
-// c's log file (the k8s-file driver's, found by one inspect) as it grows,
-// every 20 ms, and calls cond with everything read so far. A podman
+// c's log file as it grows (Lab.WaitLogFile, every 20 ms). A podman
 // command costs tens of milliseconds of CPU: polled every 200 ms during a
 // leak, it took a good part of one of this host's two CPUs from the
 // reaction being measured. Where the log file cannot be read it falls back
 // to WaitLog.
 func (r *Running) WaitLogFile(ctx context.Context, c string, cond func(log string) bool) (string, error) {
-	out, err := r.Lab.Inspect(ctx, "--format", "{{.LogPath}}", r.ContainerName(c))
-	path := strings.TrimSpace(string(out))
-	f, ferr := os.Open(path)
-	if err != nil || path == "" || ferr != nil {
+	s, err := r.Lab.WaitLogFile(ctx, r.ContainerName(c), 20*time.Millisecond, cond)
+	if errors.Is(err, ErrNoLogFile) {
 		return r.WaitLog(ctx, c, cond)
 	}
-	defer f.Close()
-	var log strings.Builder
-	buf := make([]byte, 64<<10)
-	for {
-		for {
-			n, err := f.Read(buf)
-			log.Write(buf[:n])
-			if n == 0 || err != nil {
-				break
-			}
-		}
-		if s := log.String(); cond(s) {
-			return s, nil
-		}
-		select {
-		case <-ctx.Done():
-			return log.String(), fmt.Errorf("wait for %s's log: %w", r.ContainerName(c), ctx.Err())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	return s, err
 }
 
-// WaitPidExit waits until host process pid has exited (a pidfd, polled by
-// the kernel: no podman while a leak is measured), then for container c
-// to be no longer running, and returns its state.
+// WaitPidExit waits until host process pid has exited (WaitPid: no podman
+// while a leak is measured), then for container c to be no longer running,
+// and returns its state.
 func (r *Running) WaitPidExit(ctx context.Context, c string, pid int) (State, error) {
-	if fd, err := unix.PidfdOpen(pid, 0); err == nil {
-		for ctx.Err() == nil {
-			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-			if n, err := unix.Poll(fds, 200); n > 0 || (err != nil && err != unix.EINTR) {
-				break
-			}
-		}
-		unix.Close(fd)
-	}
+	WaitPid(ctx, pid)
 	return r.WaitExited(ctx, c)
+}
+
+// WaitPid waits until host process pid has exited, through a pidfd polled
+// by the kernel, and reports whether it did before ctx ended. A process
+// already gone (no pidfd) has exited.
+func WaitPid(ctx context.Context, pid int) bool {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return true
+	}
+	defer unix.Close(fd)
+	for ctx.Err() == nil {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		if n, err := unix.Poll(fds, 200); n > 0 || (err != nil && err != unix.EINTR) {
+			return true
+		}
+	}
+	return false
 }
