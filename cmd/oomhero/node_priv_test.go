@@ -149,3 +149,82 @@ func TestNodeModeOnRealCgroups(t *testing.T) {
 		}
 	}
 }
+
+// TestNodeModeRuntimeInitExecsLate: a container runtime creates a pod's
+// containers, then starts them; until the start, each one's only process
+// is the runtime's init (runc:[2:INIT]), which then execs the program. A
+// start that came more than a young process's rereads after the create
+// (20 s, in a CI run under load) left the cgroupfs source blind to the
+// exec: the container stayed "starting" and was never watched. Here the
+// init waits 15 s after oomhero saw it, then execs an opted-in leaker,
+// which must be watched and signalled within seconds.
+func TestNodeModeRuntimeInitExecsLate(t *testing.T) {
+	root, v := labtest.Root(t)
+	fs := filepath.Dir(root)
+	if v == watch.V2 {
+		fs = root
+	}
+	pod := kubeletPod(t, root, v)
+	c, err := lab.NewCgroup(root, v, filepath.Join(pod, containerID()), 128*lab.MiB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Remove(); err != nil {
+			t.Error(err)
+		}
+	})
+	// The kernel names a script's process after the script.
+	init := filepath.Join(t.TempDir(), "runc:[2:INIT]")
+	script := "#!/bin/bash\nread -r _ || exit 1\nexec \"$" + lab.SelfEnv + "\"\n"
+	if err := os.WriteFile(init, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("OOMHERO", "on")
+	l, err := lab.StartLeakerVia(c, init)
+	os.Unsetenv("OOMHERO")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Stop() })
+
+	cfg, err := config.ParseNode([]string{
+		"--kube=off", "--source=cgroupfs", "--cgroup-root", fs, "--listen=", "--events=off", "--cgroup-match=/" + testParent() + "/",
+		"--targets=main", "--warning-signal=SIGWINCH", "--critical-signal=SIGURG",
+		"--warning=40", "--critical=60", "--cooldown=1h",
+	}, func(string) (string, bool) { return "", false }, &strings.Builder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, log) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	path := "/" + filepath.ToSlash(c.Dir.Rel)
+	if v == watch.V1 {
+		path = strings.TrimPrefix(path, "/memory")
+	}
+	waitLog(t, logs, 15*time.Second, "source active")
+	time.Sleep(15 * time.Second) // the init is no longer young
+	if strings.Contains(logs.String(), "cgroup="+path+" ") {
+		t.Fatalf("the container was watched or judged before its init exec'd:\n%s", logs.String())
+	}
+	if _, err := l.In.Write([]byte("start\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Ready(); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, logs, 5*time.Second, "msg=\"container watched\"", "cgroup="+path)
+	if err := l.Anon(90*lab.MiB, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, logs, 10*time.Second, fmt.Sprintf("msg=\"signal sent\" pid=%d", l.Pid()), "signal=SIGWINCH", "signal=SIGURG")
+}

@@ -218,7 +218,6 @@ func bootTicks() uint64 {
 // trees (start times a few seconds after boot) stop it.
 var bootClock = bootTicks
 
-// old tells whether e started more than youngFor before now (in ticks).
 // rereadEach tells whether every scan rereads known process e by PID:
 // while it is young, and at any age while it is a container runtime's init
 // (RuntimeInit). A runtime creates a container's process, which waits for
@@ -234,6 +233,7 @@ func (s *Scanner) rereadEach(e entry, now uint64) bool {
 // it execs the container's program (runc's "runc:[2:INIT]").
 func RuntimeInit(comm string) bool { return strings.HasPrefix(comm, "runc:[") }
 
+// old tells whether e started more than youngFor before now (in ticks).
 func (s *Scanner) old(e entry, now uint64) bool {
 	return now > e.Start && now-e.Start >= uint64(youngFor/time.Second)*userHZ
 }

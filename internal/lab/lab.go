@@ -124,12 +124,25 @@ type SelfChild struct {
 // StartSelf starts the current binary as a child with env=1 and writes
 // its PID to dir's cgroup.procs; what names the child in errors.
 func StartSelf(env, dir, what string) (*SelfChild, error) {
+	return startSelfVia("", env, dir, what)
+}
+
+// SelfEnv names, in a wrapper's environment (StartLeakerVia), the binary
+// it must exec.
+const SelfEnv = "OOMHERO_LAB_SELF"
+
+// startSelfVia is StartSelf through wrapper, when not "": wrapper runs
+// first in the cgroup, with SelfEnv set, and must exec the binary.
+func startSelfVia(wrapper, env, dir, what string) (*SelfChild, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), env+"=1")
+	if wrapper != "" {
+		cmd = exec.Command(wrapper)
+	}
+	cmd.Env = append(os.Environ(), env+"=1", SelfEnv+"="+exe)
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -166,6 +179,21 @@ func (c *SelfChild) Stop() error {
 	}
 }
 
+// StartLeakerVia starts wrapper in c; wrapper must exec the leaker (the
+// program named by SelfEnv), when it chooses: a container runtime's init
+// waiting for the container's start. Its first line of stdin is the
+// wrapper's. Ready waits for the leaker.
+func StartLeakerVia(c *Cgroup, wrapper string) (*Leaker, error) {
+	s, err := startSelfVia(wrapper, leakerEnv, c.Dir.String(), "leaker")
+	if err != nil {
+		return nil, err
+	}
+	return &Leaker{s}, nil
+}
+
+// Ready waits until the leaker answers.
+func (l *Leaker) Ready() error { return l.do("hello") }
+
 // Leaker is a child process in a cgroup that allocates on command.
 type Leaker struct {
 	*SelfChild
@@ -179,7 +207,7 @@ func StartLeaker(c *Cgroup) (*Leaker, error) {
 		return nil, err
 	}
 	l := &Leaker{s}
-	if err := l.do("hello"); err != nil {
+	if err := l.Ready(); err != nil {
 		l.Stop()
 		return nil, err
 	}
