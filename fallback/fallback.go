@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/oomhero/oomhero/internal/cgroup"
+	"github.com/oomhero/oomhero/internal/express"
 	"github.com/oomhero/oomhero/internal/heartbeat"
 	"github.com/oomhero/oomhero/internal/watch"
 )
@@ -55,6 +56,8 @@ type Source struct {
 	notify *notifier
 	// reads counts the polls that read a usage counter (tests).
 	reads atomic.Uint64
+	// express sends what the agent armed for a reading (nil: none).
+	express *express.Plans
 }
 
 // New returns a Source that polls every container at most interval apart
@@ -77,6 +80,11 @@ func NewWithClock(interval, minInterval time.Duration, clock Clock) *Source {
 
 // Name implements watch.Source.
 func (s *Source) Name() string { return "cgroupfs" }
+
+// SetExpress makes the source send the signals the agent armed in p for a
+// reading, before it hands the reading over (package express). Call it
+// before Run.
+func (s *Source) SetExpress(p *express.Plans) { s.express = p }
 
 // SinceProgress implements heartbeat.Progress: how long ago the poll loop
 // last turned. It turns at least once every quietEvery (a second at the
@@ -185,6 +193,7 @@ func (s *Source) Run(ctx context.Context, out chan<- watch.Reading) error {
 		due = s.due(polls, now, due[:0])
 		for _, p := range due {
 			if rd, ok := s.poll(p, now, reg); ok {
+				s.express.Fire(&rd)
 				select {
 				case out <- rd:
 				case <-ctx.Done():

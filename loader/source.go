@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/oomhero/oomhero/internal/cgroup"
+	"github.com/oomhero/oomhero/internal/express"
 	"github.com/oomhero/oomhero/internal/heartbeat"
 	"github.com/oomhero/oomhero/internal/watch"
 )
@@ -48,6 +49,7 @@ type Source struct {
 	opts     Options
 	l        *loaded
 	ring     *ringbuf.Reader
+	express  *express.Plans // nil: none
 	slots    *ebpf.Map // watched cgroups by the low bits of their id
 	overflow *ebpf.Map // watched cgroups whose slot is taken, by id
 	lost     *ebpf.Map // entry 0: records the program could not submit
@@ -321,6 +323,11 @@ func releaseMemory() {
 	runtime.Gosched()
 	debug.FreeOSMemory()
 }
+
+// SetExpress makes the source send the signals the agent armed in p for a
+// reading, before it hands the reading over (package express). Call it
+// before Run.
+func (s *Source) SetExpress(p *express.Plans) { s.express = p }
 
 // Name returns "bpf " and the attach point.
 func (s *Source) Name() string { return "bpf " + string(s.l.attach) }
@@ -719,6 +726,7 @@ func (s *Source) send(ctx context.Context, out chan<- watch.Reading, t *target, 
 			rd.Latency = time.Duration(now - kernelTs)
 		}
 	}
+	s.express.Fire(&rd)
 	t.last = time.Now()
 	select {
 	case out <- rd:

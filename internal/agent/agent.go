@@ -27,6 +27,7 @@ import (
 	"github.com/oomhero/oomhero/internal/cgroup"
 	"github.com/oomhero/oomhero/internal/config"
 	"github.com/oomhero/oomhero/internal/discover"
+	"github.com/oomhero/oomhero/internal/express"
 	"github.com/oomhero/oomhero/internal/notify"
 	"github.com/oomhero/oomhero/internal/oomwatch"
 	"github.com/oomhero/oomhero/internal/policy"
@@ -89,6 +90,7 @@ type Agent struct {
 	gates      map[string]*gate                                               // opt-in per cgroup path (node.go)
 	ignored    map[string]bool                                                // node mode: paths not of a kubelet layout
 	done       chan struct{}                                                  // closed when Run returns
+	express    *express.Plans                                                 // signals the source sends ahead (express.go); nil: none
 }
 
 type tracked struct {
@@ -121,6 +123,7 @@ type tracked struct {
 	excluded bool              // by --include-container/--exclude-container (select.go)
 	ann      map[string]string // the pod's annotations (node mode: node.go)
 	drySent  [3]time.Time      // last signal logged instead of sent (dry run), per level
+	ahead    booked            // what the source sent for the reading being judged (express.go)
 }
 
 // resolveAge is how long a known container's cgroup (same path, same main
@@ -197,6 +200,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer cancel()
 	readings := make(chan watch.Reading, 64)
 	srcDone := make(chan error, 1)
+	a.setupExpress()
 	go func() { srcDone <- a.Source.Run(ctx, readings) }()
 	kills := make(chan oomwatch.Kill, 8)
 	oomDone := make(chan error, 1)

@@ -34,7 +34,12 @@ func percent(v, limit uint64) float64 {
 
 func (a *Agent) reading(rd watch.Reading) {
 	t := a.byID[rd.ID]
-	if t == nil || t.excluded {
+	if t == nil {
+		return
+	}
+	t.ahead = a.sentAhead(t, rd)
+	defer func() { t.ahead = nil }()
+	if t.excluded {
 		return
 	}
 	if rd.Err != nil {
@@ -174,4 +179,5 @@ func (a *Agent) decided(t *tracked, d policy.Decision, rd watch.Reading, origin 
 		a.deliver(t, l, prev, rd)
 		prev = l
 	}
+	a.arm(t)
 }

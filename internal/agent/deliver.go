@@ -109,6 +109,7 @@ func (a *Agent) identify(t *tracked, p discover.Process, n *procNote) (runtimes.
 		}
 		n.rt, n.rtName, n.rtMask, n.known = rt, name, mask, true
 		out = rt
+		a.arm(t)
 		if a.Log != nil { // tests of identification alone give none
 			a.Log.Debug("runtime identified", "pid", p.PID, "command", name, t.who(), "runtime", runtimeName(rt),
 				"took", time.Since(start).Round(time.Microsecond).String())
@@ -312,7 +313,19 @@ func (a *Agent) signal(t *tracked, l watch.Level, rd watch.Reading) {
 	}
 	chosen := 0
 	var first map[procKey]bool
+	for k, al := range t.ahead {
+		if al == l { // sent by the source (express.go)
+			if first == nil {
+				first = map[procKey]bool{}
+			}
+			first[k] = true
+			chosen++
+		}
+	}
 	for _, tg := range a.ready(t, sig) {
+		if first[procKey{tg.PID, tg.Start}] {
+			continue
+		}
 		if a.send(t, tg, l, sig, rd, true) {
 			continue // changed since it was read: read again below
 		}
@@ -365,6 +378,7 @@ func (a *Agent) signalRest(t *tracked, l watch.Level, sig unix.Signal, rd watch.
 			"signal", config.SignalName(sig), "targets", string(mode), "pids", procs)
 		a.Observer.NoTarget(a.target(t), l)
 	}
+	a.arm(t)
 }
 
 // send vets target tg and sends it sig, checked with the process pinned

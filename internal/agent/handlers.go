@@ -229,6 +229,7 @@ func (a *Agent) noteProcs(t *tracked) {
 			delete(b.notes, k)
 		}
 	}
+	a.arm(t)
 }
 
 // refreshProcs reads every process of container t again and identifies
@@ -252,6 +253,7 @@ func (a *Agent) refreshProcs(t *tracked) {
 		}
 	}
 	b.full = a.now()
+	a.arm(t)
 }
 
 // note returns process p's note, made when missing.

@@ -96,6 +96,7 @@ func (a *Agent) kill(k oomwatch.Kill) {
 	}
 	t.oomAt = k.Time
 	t.oomSeen = max(t.oomSeen, k.Total)
+	a.arm(t) // nothing ahead of the agent right after a kill
 	if t.excluded {
 		a.Log.Debug("oom kill in an excluded container", t.who(), "kills", k.Kills)
 		return

@@ -277,6 +277,7 @@ func (a *Agent) forget(t *tracked) {
 	a.Observer.Forget(a.target(t))
 	delete(a.byPath, t.Path)
 	delete(a.byID, t.ID)
+	a.arm(t) // disarms
 }
 
 func (a *Agent) targets() []watch.Target {

@@ -177,6 +177,29 @@ func (p *Policy) decide(s *state, id uint64, now time.Time) Decision {
 	return d
 }
 
+// Entry tells, without changing anything, whether container id entering
+// level l (above its level now) at time now would signal l, and l's
+// threshold: what a signal sent ahead of Observe may rely on (package
+// express).
+func (p *Policy) Entry(id uint64, l watch.Level, now time.Time) (threshold uint64, signals bool) {
+	s, ok := p.states[id]
+	if !ok || l <= s.level || l > watch.Critical {
+		return 0, false
+	}
+	threshold = s.th.Warn
+	if l == watch.Critical {
+		threshold = s.th.Crit
+	}
+	if threshold == 0 {
+		return 0, false
+	}
+	if s.th.Once {
+		return threshold, !s.crossed[l]
+	}
+	last := s.lastSent[l]
+	return threshold, last.IsZero() || now.Sub(last) >= p.cooldownOf(s)
+}
+
 func (p *Policy) due(s *state, l watch.Level, now time.Time) bool {
 	if s.th.Once {
 		if s.crossed[l] {

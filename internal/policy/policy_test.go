@@ -202,3 +202,38 @@ func TestPerContainerCooldown(t *testing.T) {
 		t.Fatalf("container 2 not signalled after its cooldown: %+v", d)
 	}
 }
+
+// TestEntryMatchesObserve: Entry says, without a change, what a rise into
+// a level would signal, as Observe then does.
+func TestEntryMatchesObserve(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	for _, once := range []bool{false, true} {
+		p := New(time.Minute)
+		p.Set(1, Thresholds{Warn: 600, Crit: 900, Hysteresis: 10, Once: once})
+		if th, ok := p.Entry(1, watch.Warning, t0); th != 600 || !ok {
+			t.Fatalf("once=%v: warning entry %d %v", once, th, ok)
+		}
+		if _, ok := p.Entry(1, watch.Warning, t0); !ok {
+			t.Fatalf("once=%v: Entry changed the state", once)
+		}
+		p.Observe(1, 700, t0)
+		if _, ok := p.Entry(1, watch.Warning, t0); ok {
+			t.Fatalf("once=%v: warning entered again while at warning", once)
+		}
+		if th, ok := p.Entry(1, watch.Critical, t0); th != 900 || !ok {
+			t.Fatalf("once=%v: critical entry %d %v", once, th, ok)
+		}
+		p.Observe(1, 100, t0.Add(time.Second)) // back to ok
+		_, ok := p.Entry(1, watch.Warning, t0.Add(2*time.Second))
+		d := p.Observe(1, 700, t0.Add(2*time.Second))
+		if ok != (len(d.Signal) == 1) {
+			t.Fatalf("once=%v: Entry said %v, Observe signalled %v", once, ok, d.Signal)
+		}
+		if want := once; ok != want {
+			t.Fatalf("once=%v: re-entry within the cooldown signals %v", once, ok)
+		}
+	}
+	if _, ok := New(time.Minute).Entry(9, watch.Warning, t0); ok {
+		t.Fatal("unknown container")
+	}
+}

@@ -175,6 +175,21 @@ type Reading struct {
 	// Err, when not nil, says the figures could not be read (the cgroup may
 	// be gone); the other figures are then meaningless.
 	Err error
+	// Sent lists the signals sent ahead of the agent for this reading
+	// (package express), from the goroutine that read it.
+	Sent []Sent
+}
+
+// Sent is one signal that the source's goroutine sent for a reading, as
+// the agent had armed it (package express): to process PID (started at
+// Start) at At; Err, when not nil, says why it was not sent.
+type Sent struct {
+	Level  Level
+	PID    int
+	Start  uint64
+	Signal int
+	At     time.Time
+	Err    error
 }
 
 // WorkingSet returns usage minus inactive file cache (never below zero).

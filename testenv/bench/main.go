@@ -95,6 +95,14 @@ func run() error {
 	shapeWindow := flag.Duration("shape-window", 20*time.Second, "length of one steady window")
 	baselinePath := flag.String("baseline", "", "previous release's figures (default testenv/bench/baseline.json)")
 	flag.StringVar(&logDir, "logs", "", "directory to keep every run's app and oomhero logs in (empty: none)")
+	flag.Func("env", "NAME=VALUE added to oomhero's environment in the leak runs (repeatable), e.g. OOMHERO_LOG_LEVEL=debug with -logs", func(v string) error {
+		name, value, ok := strings.Cut(v, "=")
+		if !ok || name == "" {
+			return fmt.Errorf("want NAME=VALUE, got %q", v)
+		}
+		extraEnv = append(extraEnv, pods.EnvVar{Name: name, Value: value})
+		return nil
+	})
 	flag.Parse()
 
 	if err := pods.Check(); err != nil {
@@ -228,6 +236,9 @@ func keepLogs(name string, res *pods.LeakResult) {
 	os.WriteFile(filepath.Join(logDir, name+"-oomhero.log"), []byte(res.OomheroLog), 0o644)
 }
 
+// extraEnv is added to oomhero's environment in the leak runs (-env).
+var extraEnv []pods.EnvVar
+
 func latency(ctx context.Context, lab *pods.Lab, src string, rate float64, runs int) ([]latencyRow, error) {
 	capPct := 0.0
 	if rate < 100 {
@@ -240,7 +251,7 @@ func latency(ctx context.Context, lab *pods.Lab, src string, rate float64, runs 
 		name := fmt.Sprintf("bench-%s-%g-%d", srcName(src), rate, i)
 		res, err := lab.RunLeak(ctx, pods.LeakSpec{
 			Name: name, Rate: rate, Memory: "256Mi", Cap: capPct,
-			Env: []pods.EnvVar{{Name: "WARNING", Value: "65"}, {Name: "CRITICAL", Value: "90"}}, Source: src,
+			Env: append([]pods.EnvVar{{Name: "WARNING", Value: "65"}, {Name: "CRITICAL", Value: "90"}}, extraEnv...), Source: src,
 		})
 		keepLogs(name, res)
 		if err != nil {
