@@ -50,9 +50,9 @@ type Source struct {
 	l        *loaded
 	ring     *ringbuf.Reader
 	express  *express.Plans // nil: none
-	slots    *ebpf.Map // watched cgroups by the low bits of their id
-	overflow *ebpf.Map // watched cgroups whose slot is taken, by id
-	lost     *ebpf.Map // entry 0: records the program could not submit
+	slots    *ebpf.Map      // watched cgroups by the low bits of their id
+	overflow *ebpf.Map      // watched cgroups whose slot is taken, by id
+	lost     *ebpf.Map      // entry 0: records the program could not submit
 	pageSize uint64
 
 	mu         sync.Mutex
