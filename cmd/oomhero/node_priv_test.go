@@ -65,6 +65,35 @@ func kubeletPod(t *testing.T, root string, v watch.CgroupVersion) string {
 // testParent is the cgroup this test process's pods go under.
 func testParent() string { return fmt.Sprintf("oomhero-node-test-%d", os.Getpid()) }
 
+// serveNode runs oomhero node (no API server, no HTTP, no Events) on the
+// cgroupfs at fs, for this test's pods only, with extra flags, until the
+// test ends, and returns its log (text, debug). SIGWINCH and SIGURG:
+// ignored by default, so a leaker survives them (--targets main sends
+// them without a handler).
+func serveNode(t *testing.T, fs string, extra ...string) *syncBuffer {
+	t.Helper()
+	cfg, err := config.ParseNode(append([]string{
+		"--kube=off", "--cgroup-root", fs, "--listen=", "--events=off", "--cgroup-match=/" + testParent() + "/",
+		"--targets=main", "--warning-signal=SIGWINCH", "--critical-signal=SIGURG",
+		"--warning=40", "--critical=60", "--cooldown=1h",
+	}, extra...), func(string) (string, bool) { return "", false }, &strings.Builder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, log) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return logs
+}
+
 // containerID returns a random 64-hex container id.
 func containerID() string {
 	var b [32]byte
@@ -102,27 +131,7 @@ func TestNodeModeOnRealCgroups(t *testing.T) {
 	os.Unsetenv("OOMHERO")
 	out := labtest.Leaker(t, outCg)
 
-	// SIGWINCH and SIGURG: ignored by default, so a leaker survives them
-	// (--targets main sends them without a handler).
-	cfg, err := config.ParseNode([]string{
-		"--kube=off", "--cgroup-root", fs, "--listen=", "--events=off", "--cgroup-match=/" + testParent() + "/",
-		"--targets=main", "--warning-signal=SIGWINCH", "--critical-signal=SIGURG",
-		"--warning=40", "--critical=60", "--cooldown=1h",
-	}, func(string) (string, bool) { return "", false }, &strings.Builder{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncBuffer{}
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, log) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	logs := serveNode(t, fs)
 	inPath, outPath := "/"+filepath.ToSlash(inCg.Dir.Rel), "/"+filepath.ToSlash(outCg.Dir.Rel)
 	if v == watch.V1 {
 		inPath, outPath = strings.TrimPrefix(inPath, "/memory"), strings.TrimPrefix(outPath, "/memory")
@@ -188,25 +197,7 @@ func TestNodeModeRuntimeInitExecsLate(t *testing.T) {
 	}
 	t.Cleanup(func() { l.Stop() })
 
-	cfg, err := config.ParseNode([]string{
-		"--kube=off", "--source=cgroupfs", "--cgroup-root", fs, "--listen=", "--events=off", "--cgroup-match=/" + testParent() + "/",
-		"--targets=main", "--warning-signal=SIGWINCH", "--critical-signal=SIGURG",
-		"--warning=40", "--critical=60", "--cooldown=1h",
-	}, func(string) (string, bool) { return "", false }, &strings.Builder{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncBuffer{}
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, log) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	logs := serveNode(t, fs, "--source=cgroupfs")
 	path := "/" + filepath.ToSlash(c.Dir.Rel)
 	if v == watch.V1 {
 		path = strings.TrimPrefix(path, "/memory")
