@@ -274,6 +274,23 @@ func TestLeak20(t *testing.T) {
 	for _, p := range CheckReactions(res.Warn, res.Crit, maxLatency) {
 		t.Error(p)
 	}
+	// The first signal of each level went out from the source's goroutine
+	// (express sends: armed long before the crossing).
+	for _, lv := range []string{"warning", "critical"} {
+		var first *Entry
+		for _, e := range Select(res.Oomhero, "signal sent", "") {
+			if e.Str("memory_level") == lv {
+				first = &e
+				break
+			}
+		}
+		switch {
+		case first == nil:
+			t.Errorf("no %s \"signal sent\" line", lv)
+		case first.Str("express") != "true":
+			t.Errorf("the first %s signal was not an express send: %s", lv, first.Raw)
+		}
+	}
 }
 
 // TestLeak200 (issue 2, 8b): a 200 MiB/s leak into 256 MiB gets its
