@@ -117,8 +117,9 @@ func (a *Agent) expect(tg target) signals.Expect {
 type booked map[procKey]watch.Level
 
 // sentAhead books what the source sent for reading rd of container t as
-// the agent's own sends, and returns the processes that got their level's
-// signal (signal skips them). A process that changed since it was armed
+// the agent's own sends, and returns the processes it tried for their
+// level (signal skips them): sent, or failed as the agent's own send would
+// (a missing privilege). A process that changed since it was armed
 // (ErrChanged, ErrNoHandler) is read again by the usual path.
 func (a *Agent) sentAhead(t *tracked, rd watch.Reading) booked {
 	if len(rd.Sent) == 0 {
@@ -150,6 +151,12 @@ func (a *Agent) sentAhead(t *tracked, rd watch.Reading) booked {
 				n.ok = false
 			}
 		default:
+			// Tried: the agent would fail the same way (a missing
+			// privilege), so it does not try again for this reading.
+			if out == nil {
+				out = booked{}
+			}
+			out[procKey{s.PID, s.Start}] = s.Level
 			a.Log.Error("signal failed", "pid", s.PID, "command", p.Comm, t.who(), "signal", sigName, "error", s.Err)
 			a.Observer.Signal(a.target(t), s.Level, s.PID, "error")
 		}

@@ -143,3 +143,41 @@ func TestExpressNeverArmsWhatVetRefuses(t *testing.T) {
 		t.Fatalf("dry run sent %v", got)
 	}
 }
+
+// deniedSender refuses every signal as the kernel does without the
+// privilege, and counts the tries.
+type deniedSender struct{ *fakeSender }
+
+func (d deniedSender) SendExpected(pid int, want signals.Expect, sig unix.Signal) error {
+	d.Send(pid, want.Start, sig)
+	return fmt.Errorf("pidfd_send_signal %d: %w", pid, unix.EPERM)
+}
+
+// TestExpressFailureNotRetried: a send the kernel refuses (no privilege)
+// is reported once; the agent does not try it again for the same reading.
+func TestExpressFailureNotRetried(t *testing.T) {
+	proc := t.TempDir()
+	usr := uint64(1<<(unix.SIGUSR1-1) | 1<<(unix.SIGUSR2-1))
+	status(t, proc, 13, usr)
+	groups := map[string]*discover.Group{
+		"/a": {Path: "/a", Version: watch.V1, Procs: []discover.Process{{PID: 13, Comm: "app", Start: 5}}},
+	}
+	res := fakeResolver{byPath: map[string]watch.Container{"/a": {ID: 1, Path: "/a", Limit: 1000, Version: watch.V1}}}
+	var src *expressSource
+	h := startAgent(t, []string{"--warning", "60", "--critical", "90"}, proc, fakeScanner{groups}, res, func(a *Agent) {
+		src = &expressSource{fakeSource: a.Source.(*fakeSource)}
+		a.Source = src
+		a.Sender = deniedSender{a.Sender.(*fakeSender)}
+		fakeRuntimes(a)
+	})
+	<-h.src.updated
+	waitArmed(t, src, 1, [2]bool{true, true})
+	h.feed(1, 700)
+	h.waitLog("level changed")
+	if got := h.snd.take(); len(got) != 1 {
+		t.Fatalf("%d tries, want 1: %v", len(got), got)
+	}
+	if n := strings.Count(h.logs.String(), `msg="signal failed"`); n != 1 || !strings.Contains(h.logs.String(), "operation not permitted") {
+		t.Fatalf("%d failure lines, want 1 naming the refusal:\n%s", n, h.logs.String())
+	}
+}
