@@ -3,6 +3,8 @@
 package loader
 
 import (
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -76,5 +78,20 @@ func TestExpressFiresOnCrossing(t *testing.T) {
 	defer snd.mu.Unlock()
 	if snd.calls != 1 {
 		t.Errorf("%d sends, want 1", snd.calls)
+	}
+}
+
+// TestSlowReadingSplit: a kernel event's reading over a millisecond is
+// split, at debug level, into the time before the read and the read.
+func TestSlowReadingSplit(t *testing.T) {
+	var b strings.Builder
+	s := &Source{opts: Options{Logger: slog.New(slog.NewTextHandler(&b, &slog.HandlerOptions{Level: slog.LevelDebug}))}}
+	const dir = "/sys/fs/cgroup/memory/x"
+	s.slowReading(dir, 1_000_000, 1_200_000, 1_500_000) // 500 µs: quiet
+	s.slowReading(dir, 1_000_000, 4_000_000, 4_300_000)
+	s.slowReading(dir, 5_000_000, 1_000_000, 9_000_000) // clocks out of order: quiet
+	out := b.String()
+	if strings.Count(out, "slow reading") != 1 || !strings.Contains(out, "event_to_read=3ms") || !strings.Contains(out, "read=300µs") {
+		t.Fatalf("log:\n%s", out)
 	}
 }

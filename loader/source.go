@@ -621,6 +621,10 @@ func monoNow() uint64 {
 // deliver reads t from cgroupfs and sends the reading. kernelTs, when not
 // zero, is the time of the kernel event that caused it.
 func (s *Source) deliver(ctx context.Context, out chan<- watch.Reading, t *target, origin string, kernelTs uint64) error {
+	var readAt uint64
+	if kernelTs != 0 {
+		readAt = monoNow()
+	}
 	rd, err := t.r.Read()
 	if err != nil {
 		t.broken = err
@@ -628,10 +632,28 @@ func (s *Source) deliver(ctx context.Context, out chan<- watch.Reading, t *targe
 			"cgroup", t.r.Dir(), "err", err)
 		return nil
 	}
+	if kernelTs != 0 {
+		s.slowReading(t.r.Dir(), kernelTs, readAt, monoNow())
+	}
 	if err := s.send(ctx, out, t, rd, origin, kernelTs); err != nil {
 		return err
 	}
 	return s.rearm(t, rd)
+}
+
+// slowReadingAfter is the time from a kernel event to the end of its
+// cgroupfs read past which a debug line splits it.
+const slowReadingAfter = time.Millisecond
+
+// slowReading says at debug level where the time went when a kernel
+// event's reading was slow: before the read (the ring buffer's wakeup, the
+// reader getting a CPU, the batch before it) or in the cgroupfs read.
+func (s *Source) slowReading(dir string, kernelTs, readAt, readEnd uint64) {
+	if readEnd < kernelTs || time.Duration(readEnd-kernelTs) < slowReadingAfter || readAt < kernelTs {
+		return
+	}
+	s.opts.Logger.Debug("slow reading of a kernel event", "cgroup", dir,
+		"event_to_read", time.Duration(readAt-kernelTs).String(), "read", time.Duration(readEnd-readAt).String())
 }
 
 // levelOf returns the level of value against t's thresholds, as memwatch.c
