@@ -123,6 +123,7 @@ func (a *Agent) declare(t *tracked, g *discover.Group) bool {
 			changed = c
 		} else if c {
 			a.policy.Set(t.ID, a.thresholds(t))
+			a.arm(t) // a plan of the old thresholds must not fire
 			a.Source.Update(a.targets())
 		}
 	}) && ds.once("slow") {

@@ -321,6 +321,7 @@ func (a *Agent) reidentify(t *tracked, gt *gate) bool {
 		if ds.read || !a.podDeclEmpty(t) {
 			if a.applyDeclaration(t, declRead{d: ds.env, from: ds.from, found: true}) {
 				a.policy.Set(t.ID, a.thresholds(t))
+				a.arm(t) // a plan of the old thresholds must not fire
 			}
 			changed = true
 		}

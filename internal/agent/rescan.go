@@ -67,6 +67,7 @@ func (a *Agent) rescan() error {
 				t.PIDs = pids
 				if a.declare(t, g) {
 					a.policy.Set(t.ID, a.thresholds(t))
+					a.arm(t) // a plan of the old thresholds must not fire
 					changed = true
 				}
 			}
@@ -127,6 +128,7 @@ func (a *Agent) rescan() error {
 			}
 			if redeclared {
 				a.policy.Set(c.ID, a.thresholds(t))
+				a.arm(t) // a plan of the old thresholds must not fire
 				changed = true
 			}
 			continue
@@ -150,6 +152,7 @@ func (a *Agent) rescan() error {
 		t.top.line = ""
 		th := a.thresholds(t)
 		a.policy.Set(c.ID, th)
+		a.arm(t) // a plan of the old thresholds must not fire
 		changed = true
 		oomNote := "not watched"
 		if a.OOM != nil {

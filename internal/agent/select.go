@@ -44,6 +44,7 @@ func (a *Agent) reselect(t *tracked) bool {
 		a.Observer.Forget(a.target(t))
 		a.policy.Forget(t.ID)
 		a.policy.Set(t.ID, a.thresholds(t))
+		a.arm(t) // a plan of the old thresholds must not fire
 		t.ep.reset()
 		t.noTarget = [3]bool{}
 		if t.hot {
