@@ -81,6 +81,9 @@ func (a *Agent) rescan() error {
 				t.group = g
 				continue
 			}
+			if errors.Is(err, discover.ErrExited) {
+				continue // gone at the next scan: its last reason stands
+			}
 			reason := err.Error()
 			if errors.Is(err, watch.ErrNoLimit) {
 				reason = "no memory limit"

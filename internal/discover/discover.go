@@ -227,6 +227,7 @@ func (s *Scanner) read(pid int) (entry, error) {
 // Stat is what oomhero uses of /proc/<pid>/stat.
 type Stat struct {
 	Comm  string // raw: clean it before use
+	State byte   // field 3: 'R', 'S', ... 'Z' (zombie), 'X' (dead)
 	PPID  int
 	Start uint64 // field 22, clock ticks since boot
 }
@@ -251,7 +252,7 @@ func ParseStat(b []byte) (Stat, error) {
 	if err != nil {
 		return Stat{}, fmt.Errorf("start time %q", f[19])
 	}
-	return Stat{Comm: string(b[open+1 : end]), PPID: ppid, Start: start}, nil
+	return Stat{Comm: string(b[open+1 : end]), State: f[0][0], PPID: ppid, Start: start}, nil
 }
 
 // errNoMemoryCgroup: a /proc/<pid>/cgroup without a memory cgroup (kernel
@@ -544,8 +545,32 @@ func (r Resolver) Resolve(g *Group) (watch.Container, error) {
 			break
 		}
 	}
+	if r.allExited(g) {
+		return c, fmt.Errorf("container %s (cgroup %s): %w", c.Name, safename.Clean(g.Path), ErrExited)
+	}
 	return c, fmt.Errorf("container %s (cgroup %s): no readable cgroup directory lists its processes (tried %s)",
 		c.Name, safename.Clean(g.Path), strings.Join(tried, "; "))
+}
+
+// ErrExited: every process of a group exited since the scan (a zombie's
+// root cannot be opened): nothing to resolve, and nothing worth a word,
+// the group goes at the next scan.
+var ErrExited = errors.New("its processes exited")
+
+// allExited reports whether no process of g is still alive: each one's
+// stat is gone, names another process (recycled PID), or says zombie or
+// dead.
+func (r Resolver) allExited(g *Group) bool {
+	for _, p := range g.Procs {
+		b, err := safefs.ReadProcFile(filepath.Join(r.Proc, strconv.Itoa(p.PID), "stat"), safefs.LimitProcStat)
+		if err != nil {
+			continue
+		}
+		if st, err := ParseStat(b); err != nil || st.Start == p.Start && st.State != 'Z' && st.State != 'X' {
+			return false
+		}
+	}
+	return len(g.Procs) > 0
 }
 
 // cleanErr makes an error about a container's files safe for a log line

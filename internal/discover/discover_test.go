@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/oomhero/oomhero/internal/cgroup"
@@ -314,5 +315,36 @@ func TestRuntimeInitExecSeenAtAnyAge(t *testing.T) {
 				t.Fatalf("group after the exec: %+v, want its main process named app", g)
 			}
 		})
+	}
+}
+
+// TestResolveExited: a group whose processes exited since the scan (stat
+// gone, or a zombie, whose root no longer opens) is ErrExited, not a
+// reason to report; a live process whose cgroup cannot be found is not.
+func TestResolveExited(t *testing.T) {
+	f := newFake(t)
+	f.proc(50, 0, "oomhero", "4:memory:/pod/oomhero\n")
+	f.proc(10, 0, "app", "4:memory:/pod/app\n")
+	f.proc(11, 10, "worker", "4:memory:/pod/app\n")
+	f.proc(20, 0, "live", "4:memory:/pod/live\n")
+	g := f.scan(50)
+	r := Resolver{Proc: f.root}
+	if _, err := r.Resolve(g["/pod/live"]); err == nil || errors.Is(err, ErrExited) {
+		t.Fatalf("live process without a cgroup directory: %v, want a reason", err)
+	}
+	if _, err := r.Resolve(g["/pod/app"]); err == nil || errors.Is(err, ErrExited) {
+		t.Fatalf("live processes: %v, want a reason", err)
+	}
+	// 10 is a zombie now, 11 is gone.
+	stat, err := os.ReadFile(filepath.Join(f.root, "10", "stat"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.write("10/stat", strings.Replace(string(stat), ") S ", ") Z ", 1))
+	if err := os.RemoveAll(filepath.Join(f.root, "11")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Resolve(g["/pod/app"]); !errors.Is(err, ErrExited) {
+		t.Fatalf("exited processes: %v, want ErrExited", err)
 	}
 }
