@@ -1,6 +1,7 @@
 package discover
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -128,7 +129,8 @@ func TestRecycledPID(t *testing.T) {
 	// Resolving the stale group through 11 would find the other
 	// container's cgroup: refused, and 10 still resolves it.
 	stale := &Group{Path: "/pod/app", Version: watch.V1, Procs: []Process{old.Procs[1]}}
-	if c, err := (Resolver{Proc: f.root}).Resolve(stale); err == nil || !strings.Contains(err.Error(), "recycled") {
+	// Its process is gone (the PID names another one now): ErrExited.
+	if c, err := (Resolver{Proc: f.root}).Resolve(stale); err == nil || !errors.Is(err, ErrExited) {
 		t.Fatalf("stale process resolved: %+v %v", c, err)
 	}
 	for i := 0; ; i++ {
