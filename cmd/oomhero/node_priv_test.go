@@ -65,6 +65,39 @@ func kubeletPod(t *testing.T, root string, v watch.CgroupVersion) string {
 // testParent is the cgroup this test process's pods go under.
 func testParent() string { return fmt.Sprintf("oomhero-node-test-%d", os.Getpid()) }
 
+// nodeLab makes a kubelet-shaped pod on this host's memory cgroups and
+// returns the cgroupfs mount for --cgroup-root, a maker of the pod's
+// containers (128 MiB, removed when the test ends) and a container's
+// cgroup path as oomhero logs it.
+func nodeLab(t *testing.T) (fs string, newContainer func() *lab.Cgroup, cgPath func(*lab.Cgroup) string) {
+	root, v := labtest.Root(t)
+	fs = filepath.Dir(root)
+	if v == watch.V2 {
+		fs = root
+	}
+	pod := kubeletPod(t, root, v)
+	newContainer = func() *lab.Cgroup {
+		c, err := lab.NewCgroup(root, v, filepath.Join(pod, containerID()), 128*lab.MiB)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := c.Remove(); err != nil {
+				t.Error(err)
+			}
+		})
+		return c
+	}
+	cgPath = func(c *lab.Cgroup) string {
+		p := "/" + filepath.ToSlash(c.Dir.Rel)
+		if v == watch.V1 {
+			p = strings.TrimPrefix(p, "/memory")
+		}
+		return p
+	}
+	return fs, newContainer, cgPath
+}
+
 // serveNode runs oomhero node (no API server, no HTTP, no Events) on the
 // cgroupfs at fs, for this test's pods only, with extra flags, until the
 // test ends, and returns its log (text, debug). SIGWINCH and SIGURG:
@@ -107,24 +140,7 @@ func containerID() string {
 // the one whose environment says OOMHERO=on is watched and signalled; the
 // other one crosses both thresholds too and gets nothing.
 func TestNodeModeOnRealCgroups(t *testing.T) {
-	root, v := labtest.Root(t)
-	fs := filepath.Dir(root)
-	if v == watch.V2 {
-		fs = root
-	}
-	pod := kubeletPod(t, root, v)
-	newContainer := func() *lab.Cgroup {
-		c, err := lab.NewCgroup(root, v, filepath.Join(pod, containerID()), 128*lab.MiB)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			if err := c.Remove(); err != nil {
-				t.Error(err)
-			}
-		})
-		return c
-	}
+	fs, newContainer, cgPath := nodeLab(t)
 	inCg, outCg := newContainer(), newContainer()
 	t.Setenv("OOMHERO", "on") // the opted-in leaker's environment
 	in := labtest.Leaker(t, inCg)
@@ -132,10 +148,7 @@ func TestNodeModeOnRealCgroups(t *testing.T) {
 	out := labtest.Leaker(t, outCg)
 
 	logs := serveNode(t, fs)
-	inPath, outPath := "/"+filepath.ToSlash(inCg.Dir.Rel), "/"+filepath.ToSlash(outCg.Dir.Rel)
-	if v == watch.V1 {
-		inPath, outPath = strings.TrimPrefix(inPath, "/memory"), strings.TrimPrefix(outPath, "/memory")
-	}
+	inPath, outPath := cgPath(inCg), cgPath(outCg)
 	waitLog(t, logs, 15*time.Second, "msg=\"container watched\"", "cgroup="+inPath,
 		"container not watched: not opted in", "cgroup="+outPath, "reason=\"did not opt in")
 	for _, l := range []*lab.Leaker{out, in} { // 70% of the limit: both levels
@@ -168,21 +181,8 @@ func TestNodeModeOnRealCgroups(t *testing.T) {
 // init waits 15 s after oomhero saw it, then execs an opted-in leaker,
 // which must be watched and signalled within seconds.
 func TestNodeModeRuntimeInitExecsLate(t *testing.T) {
-	root, v := labtest.Root(t)
-	fs := filepath.Dir(root)
-	if v == watch.V2 {
-		fs = root
-	}
-	pod := kubeletPod(t, root, v)
-	c, err := lab.NewCgroup(root, v, filepath.Join(pod, containerID()), 128*lab.MiB)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := c.Remove(); err != nil {
-			t.Error(err)
-		}
-	})
+	fs, newContainer, cgPath := nodeLab(t)
+	c := newContainer()
 	// The kernel names a script's process after the script.
 	init := filepath.Join(t.TempDir(), "runc:[2:INIT]")
 	script := "#!/bin/bash\nread -r _ || exit 1\nexec \"$" + lab.SelfEnv + "\"\n"
@@ -198,10 +198,7 @@ func TestNodeModeRuntimeInitExecsLate(t *testing.T) {
 	t.Cleanup(func() { l.Stop() })
 
 	logs := serveNode(t, fs, "--source=cgroupfs")
-	path := "/" + filepath.ToSlash(c.Dir.Rel)
-	if v == watch.V1 {
-		path = strings.TrimPrefix(path, "/memory")
-	}
+	path := cgPath(c)
 	waitLog(t, logs, 15*time.Second, "source active")
 	time.Sleep(15 * time.Second) // the init is no longer young
 	if strings.Contains(logs.String(), "cgroup="+path+" ") {
