@@ -402,11 +402,7 @@ func (a *Agent) send(t *tracked, tg target, l watch.Level, sig unix.Signal, rd w
 		a.Observer.Signal(a.target(t), l, p.PID, resultDryRun)
 		return false
 	}
-	want := signals.Expect{Start: p.Start, Handler: tg.handler}
-	if tg.n.ok {
-		want.Name = tg.n.h.Name
-	}
-	err := a.sendExpected(p.PID, want, sig)
+	err := a.sendExpected(p.PID, a.expect(tg), sig)
 	sentAt := time.Now()
 	result = "sent"
 	switch {
