@@ -48,7 +48,7 @@ const (
 type Source struct {
 	opts     Options
 	l        *loaded
-	ring     *ringbuf.Reader
+	ring     *ring
 	express  *express.Plans // nil: none
 	slots    *ebpf.Map      // watched cgroups by the low bits of their id
 	overflow *ebpf.Map      // watched cgroups whose slot is taken, by id
@@ -177,7 +177,7 @@ func New(opts Options) (*Source, error) {
 		l.close()
 		return nil, errors.New("bpf object lacks one of its maps")
 	}
-	if s.ring, err = ringbuf.NewReader(l.coll.Maps[memwatchMapEvents]); err != nil {
+	if s.ring, err = newRing(l.coll.Maps[memwatchMapEvents]); err != nil {
 		l.close()
 		return nil, fmt.Errorf("open ring buffer: %w", err)
 	}
@@ -505,7 +505,7 @@ func (s *Source) readRing(ctx context.Context, out chan<- watch.Reading) error {
 	batch := map[uint64]memwatchEvent{}
 	for {
 		clear(batch)
-		for first := true; first || s.ring.AvailableBytes() > 0; first = false {
+		for first := true; first || s.ring.available() > 0; first = false {
 			if err := s.ring.ReadInto(&rec); err != nil {
 				if errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, os.ErrClosed) || ctx.Err() != nil {
 					return nil
