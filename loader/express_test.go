@@ -82,16 +82,20 @@ func TestExpressFiresOnCrossing(t *testing.T) {
 }
 
 // TestSlowReadingSplit: a kernel event's reading over a millisecond is
-// split, at debug level, into the time before the read and the read.
+// split, at debug level, into the wait for the ring reader's wake, the time
+// from the wake to the read and the read.
 func TestSlowReadingSplit(t *testing.T) {
 	var b strings.Builder
 	s := &Source{opts: Options{Logger: slog.New(slog.NewTextHandler(&b, &slog.HandlerOptions{Level: slog.LevelDebug}))}}
 	const dir = "/sys/fs/cgroup/memory/x"
-	s.slowReading(dir, 1_000_000, 1_200_000, 1_500_000) // 500 µs: quiet
-	s.slowReading(dir, 1_000_000, 4_000_000, 4_300_000)
-	s.slowReading(dir, 5_000_000, 1_000_000, 9_000_000) // clocks out of order: quiet
+	s.slowReading(dir, 1_000_000, 1_100_000, 1_200_000, 1_500_000) // 500 µs: quiet
+	s.slowReading(dir, 1_000_000, 3_500_000, 4_000_000, 4_300_000)
+	s.slowReading(dir, 5_000_000, 0, 1_000_000, 9_000_000) // clocks out of order: quiet
+	s.slowReading(dir, 1_000_000, 0, 3_000_000, 3_100_000) // no wake time
 	out := b.String()
-	if strings.Count(out, "slow reading") != 1 || !strings.Contains(out, "event_to_read=3ms") || !strings.Contains(out, "read=300µs") {
+	if strings.Count(out, "slow reading") != 2 ||
+		!strings.Contains(out, "event_to_wake=2.5ms wake_to_read=500µs read=300µs") ||
+		!strings.Contains(out, "event_to_wake=unknown wake_to_read=2ms read=100µs") {
 		t.Fatalf("log:\n%s", out)
 	}
 }

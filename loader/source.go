@@ -55,6 +55,8 @@ type Source struct {
 	lost     *ebpf.Map      // entry 0: records the program could not submit
 	pageSize uint64
 
+	wokeAt uint64 // when the ring reader read the batch being handled (CLOCK_MONOTONIC ns); under tmu
+
 	mu         sync.Mutex
 	pending    []watch.Target
 	hasPending bool
@@ -505,6 +507,7 @@ func (s *Source) readRing(ctx context.Context, out chan<- watch.Reading) error {
 	batch := map[uint64]memwatchEvent{}
 	for {
 		clear(batch)
+		var woke uint64
 		for first := true; first || s.ring.available() > 0; first = false {
 			if err := s.ring.ReadInto(&rec); err != nil {
 				if errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, os.ErrClosed) || ctx.Err() != nil {
@@ -512,12 +515,16 @@ func (s *Source) readRing(ctx context.Context, out chan<- watch.Reading) error {
 				}
 				return fmt.Errorf("read ring buffer: %w", err)
 			}
+			if first {
+				woke = monoNow()
+			}
 			s.addRecord(batch, rec.RawSample)
 		}
 		if len(batch) == 0 {
 			continue
 		}
 		s.tmu.Lock()
+		s.wokeAt = woke
 		err := s.handle(ctx, out, batch)
 		s.tmu.Unlock()
 		if err != nil {
@@ -633,7 +640,7 @@ func (s *Source) deliver(ctx context.Context, out chan<- watch.Reading, t *targe
 		return nil
 	}
 	if kernelTs != 0 {
-		s.slowReading(t.r.Dir(), kernelTs, readAt, monoNow())
+		s.slowReading(t.r.Dir(), kernelTs, s.wokeAt, readAt, monoNow())
 	}
 	if err := s.send(ctx, out, t, rd, origin, kernelTs); err != nil {
 		return err
@@ -646,14 +653,21 @@ func (s *Source) deliver(ctx context.Context, out chan<- watch.Reading, t *targe
 const slowReadingAfter = time.Millisecond
 
 // slowReading says at debug level where the time went when a kernel
-// event's reading was slow: before the read (the ring buffer's wakeup, the
-// reader getting a CPU, the batch before it) or in the cgroupfs read.
-func (s *Source) slowReading(dir string, kernelTs, readAt, readEnd uint64) {
+// event's reading was slow: until the ring reader had the batch (the ring
+// buffer's wakeup, the reader thread getting a CPU: woke is when its first
+// record was read), from then to the read (the batch before it, the
+// targets' lock) and the cgroupfs read.
+func (s *Source) slowReading(dir string, kernelTs, woke, readAt, readEnd uint64) {
 	if readEnd < kernelTs || time.Duration(readEnd-kernelTs) < slowReadingAfter || readAt < kernelTs {
 		return
 	}
+	wake := "unknown"
+	toRead := time.Duration(readAt - kernelTs).String()
+	if woke >= kernelTs && woke <= readAt {
+		wake, toRead = time.Duration(woke-kernelTs).String(), time.Duration(readAt-woke).String()
+	}
 	s.opts.Logger.Debug("slow reading of a kernel event", "cgroup", dir,
-		"event_to_read", time.Duration(readAt-kernelTs).String(), "read", time.Duration(readEnd-readAt).String())
+		"event_to_wake", wake, "wake_to_read", toRead, "read", time.Duration(readEnd-readAt).String())
 }
 
 // levelOf returns the level of value against t's thresholds, as memwatch.c
