@@ -501,6 +501,8 @@ func (s *Source) readRing(ctx context.Context, out chan<- watch.Reading) error {
 		runtime.LockOSThread()
 		if err := setPolicy(unix.SCHED_FIFO, 1); err != nil {
 			s.opts.Logger.Warn("cannot make the ring buffer reader real-time (needs CAP_SYS_NICE), staying SCHED_OTHER", "err", err)
+		} else {
+			s.opts.Logger.Debug("ring buffer reader is real-time", "tid", unix.Gettid())
 		}
 	}
 	var rec ringbuf.Record
@@ -666,7 +668,7 @@ func (s *Source) slowReading(dir string, kernelTs, woke, readAt, readEnd uint64)
 	if woke >= kernelTs && woke <= readAt {
 		wake, toRead = time.Duration(woke-kernelTs).String(), time.Duration(readAt-woke).String()
 	}
-	s.opts.Logger.Debug("slow reading of a kernel event", "cgroup", dir,
+	s.opts.Logger.Debug("slow reading of a kernel event", "cgroup", dir, "event_mono_ns", kernelTs,
 		"event_to_wake", wake, "wake_to_read", toRead, "read", time.Duration(readEnd-readAt).String())
 }
 

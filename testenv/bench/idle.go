@@ -75,8 +75,16 @@ func idleShape(ctx context.Context, lab *pods.Lab, src string, procs, windows in
 	row := shapeRow{source: srcName(src), procs: procs, limit: limit, window: window}
 	app := pods.Container{Name: "app", Image: idleImage, Memory: limit,
 		Args: []string{strconv.Itoa(procs - 1), "/testapp", "-mode", "hold", "-percent", "30", "-sample-interval", "0"}}
-	cs := []pods.Container{app, pods.OomheroContainer(pods.OomheroImage, src,
-		pods.EnvVar{Name: "WARNING", Value: "65"}, pods.EnvVar{Name: "CRITICAL", Value: "90"})}
+	image, env := pods.OomheroImage, []pods.EnvVar{{Name: "WARNING", Value: "65"}, {Name: "CRITICAL", Value: "90"}}
+	if profileDir != "" {
+		// From the first steady window to the end of the last (the
+		// start-up wait below is about 17 s).
+		image = profileImage
+		env = append(env, pods.EnvVar{Name: "OOMHERO_CPUPROFILE", Value: profileFile},
+			pods.EnvVar{Name: "OOMHERO_CPUPROFILE_AFTER", Value: "17s"},
+			pods.EnvVar{Name: "OOMHERO_CPUPROFILE_FOR", Value: (time.Duration(windows) * window).String()})
+	}
+	cs := []pods.Container{app, pods.OomheroContainer(image, src, env...)}
 	r, err := lab.Play(ctx, pods.Pod{Name: pods.PodName(fmt.Sprintf("bench-shape-%s-%d", srcName(src), procs)), Containers: cs})
 	if err != nil {
 		return row, err
@@ -144,7 +152,45 @@ func idleShape(ctx context.Context, lab *pods.Lab, src string, procs, windows in
 		return row, err
 	}
 	row.load = loadavg()
+	if profileDir != "" {
+		if err := keepProfile(ctx, st.Pid, filepath.Join(profileDir, fmt.Sprintf("idle-%s-%d.pprof", row.source, procs))); err != nil {
+			return row, err
+		}
+	}
 	return row, nil
+}
+
+// profileFile is where oomhero's profiling variant writes its profile, in
+// its container's root (the image is FROM scratch, run as root).
+const profileFile = "/cpu.pprof"
+
+// keepProfile copies the profile oomhero (pid on the host) wrote in its
+// container to dst, once complete: the variant closes the file when the
+// profile's span ends, a moment after the last window.
+func keepProfile(ctx context.Context, pid int, dst string) error {
+	src := fmt.Sprintf("/proc/%d/root%s", pid, profileFile)
+	var last int64 = -1
+	for range 50 {
+		if fi, err := os.Stat(src); err == nil && fi.Size() > 0 && fi.Size() == last {
+			b, err := os.ReadFile(src)
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "bench: CPU profile in %s\n", dst)
+			return os.WriteFile(dst, b, 0o644)
+		} else if err == nil {
+			last = fi.Size()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("no complete CPU profile at %s", src)
 }
 
 // cpuAccounting returns a function reading the CPU time charged to pid's

@@ -103,6 +103,7 @@ func run() error {
 		extraEnv = append(extraEnv, pods.EnvVar{Name: name, Value: value})
 		return nil
 	})
+	flag.StringVar(&profileDir, "profile", "", "directory for CPU profiles of oomhero over each idle shape's steady windows (its profiling variant: go build -tags profile, image "+profileImage+"); empty: none")
 	flag.Parse()
 
 	if err := pods.Check(); err != nil {
@@ -150,6 +151,11 @@ func run() error {
 	if len(shapeN) > 0 && *shapeWindows > 0 {
 		if err := buildIdleImage(ctx, lab); err != nil {
 			return err
+		}
+		if profileDir != "" {
+			if err := lab.BuildOomheroImage(ctx, profileImage, "profile"); err != nil {
+				return err
+			}
 		}
 	}
 	fmt.Printf("oomhero pod benchmark on %s; load average at the start %s\n", machine(), loadavg())
@@ -235,6 +241,13 @@ func keepLogs(name string, res *pods.LeakResult) {
 	os.WriteFile(filepath.Join(logDir, name+"-app.log"), []byte(res.AppLog), 0o644)
 	os.WriteFile(filepath.Join(logDir, name+"-oomhero.log"), []byte(res.OomheroLog), 0o644)
 }
+
+// profileDir, when set, receives a CPU profile of each idle shape's
+// steady windows (-profile).
+var profileDir string
+
+// profileImage is the image of oomhero's profiling variant.
+const profileImage = "localhost/oomhero:profile"
 
 // extraEnv is added to oomhero's environment in the leak runs (-env).
 var extraEnv []pods.EnvVar

@@ -193,14 +193,15 @@ func (l *Lab) BuildImages(ctx context.Context) error {
 	return l.BuildAppImage(ctx, AppImage)
 }
 
-// BuildOomheroImage builds the oomhero image under tag.
-func (l *Lab) BuildOomheroImage(ctx context.Context, tag string) error {
+// BuildOomheroImage builds the oomhero image under tag; the sidecar binary
+// gets the build tags given besides nokube (profile: the profiling variant).
+func (l *Lab) BuildOomheroImage(ctx context.Context, tag string, tags ...string) error {
 	bctx := filepath.Join(l.Dir, "build-oomhero")
 	if err := os.MkdirAll(filepath.Join(bctx, "bin"), 0o755); err != nil {
 		return fmt.Errorf("build oomhero image: %w", err)
 	}
 	l.logf("building oomhero binaries (sidecar: -tags nokube; node agent)")
-	if err := l.GoBuild(ctx, "./cmd/oomhero", filepath.Join(bctx, "bin", "oomhero"), "nokube"); err != nil {
+	if err := l.GoBuild(ctx, "./cmd/oomhero", filepath.Join(bctx, "bin", "oomhero"), append([]string{"nokube"}, tags...)...); err != nil {
 		return err
 	}
 	if err := l.GoBuild(ctx, "./cmd/oomhero", filepath.Join(bctx, "bin", "oomhero-node")); err != nil {
