@@ -84,7 +84,7 @@ func idleShape(ctx context.Context, lab *pods.Lab, src string, procs, windows in
 			pods.EnvVar{Name: "OOMHERO_CPUPROFILE_AFTER", Value: "17s"},
 			pods.EnvVar{Name: "OOMHERO_CPUPROFILE_FOR", Value: (time.Duration(windows) * window).String()})
 	}
-	cs := []pods.Container{app, pods.OomheroContainer(image, src, env...)}
+	cs := []pods.Container{app, pods.OomheroContainer(image, src, append(env, extraEnv...)...)}
 	r, err := lab.Play(ctx, pods.Pod{Name: pods.PodName(fmt.Sprintf("bench-shape-%s-%d", srcName(src), procs)), Containers: cs})
 	if err != nil {
 		return row, err

@@ -95,7 +95,7 @@ func run() error {
 	shapeWindow := flag.Duration("shape-window", 20*time.Second, "length of one steady window")
 	baselinePath := flag.String("baseline", "", "previous release's figures (default testenv/bench/baseline.json)")
 	flag.StringVar(&logDir, "logs", "", "directory to keep every run's app and oomhero logs in (empty: none)")
-	flag.Func("env", "NAME=VALUE added to oomhero's environment in the leak runs (repeatable), e.g. OOMHERO_LOG_LEVEL=debug with -logs", func(v string) error {
+	flag.Func("env", "NAME=VALUE added to oomhero's environment in the leak runs and idle shapes (repeatable), e.g. OOMHERO_LOG_LEVEL=debug with -logs", func(v string) error {
 		name, value, ok := strings.Cut(v, "=")
 		if !ok || name == "" {
 			return fmt.Errorf("want NAME=VALUE, got %q", v)
@@ -249,7 +249,8 @@ var profileDir string
 // profileImage is the image of oomhero's profiling variant.
 const profileImage = "localhost/oomhero:profile"
 
-// extraEnv is added to oomhero's environment in the leak runs (-env).
+// extraEnv is added to oomhero's environment in the leak runs and the idle
+// shapes (-env).
 var extraEnv []pods.EnvVar
 
 func latency(ctx context.Context, lab *pods.Lab, src string, rate float64, runs int) ([]latencyRow, error) {
