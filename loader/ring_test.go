@@ -5,8 +5,10 @@ package loader
 import (
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/oomhero/oomhero/internal/lab/labtest"
 )
@@ -65,5 +67,29 @@ func TestRingCloseWhileAsked(t *testing.T) {
 			t.Fatal(err)
 		}
 		wg.Wait()
+	}
+}
+
+// TestMonoNowIsClockMonotonic: monoNow, carried by the Go runtime's clock,
+// stays on CLOCK_MONOTONIC (bpf_ktime_get_ns's clock), read by the system
+// call before and after it, and does not drift from it.
+func TestMonoNowIsClockMonotonic(t *testing.T) {
+	clock := func() uint64 {
+		var ts unix.Timespec
+		if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+			t.Fatal(err)
+		}
+		return uint64(ts.Nano())
+	}
+	for range 5 {
+		before := clock()
+		got := monoNow()
+		after := clock()
+		// The base's own error: half a system call, far under this.
+		const slack = 50_000
+		if got+slack < before || got > after+slack {
+			t.Fatalf("monoNow %d outside [%d, %d] of clock_gettime(CLOCK_MONOTONIC)", got, before, after)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
