@@ -54,14 +54,13 @@ import (
 // scans, which rereads a share of the known processes (revalidateEvery).
 
 // quietMax is how many scans in a row may be answered from the last full
-// scan. What only a full scan sees is an end (a process that exited stays
-// in its group until then: a signal to it fails on its pidfd, harmlessly);
-// an exec or a cgroup move of an old process shows through the revalidation
-// rereads, which follow the clock, not the full scans (dueSlots). At 9 the
-// listing of a pod of 2,000 processes every 10 s was a quarter of an idle
-// cgroupfs sidecar's CPU (0.31 % of a core against 0.26 % at 29, same
-// bench, same hour).
-const quietMax = 29
+// scan. What only a full scan sees is an end: a process that exited stays
+// in its group until then, and while a restarted container's group still
+// shows its dead main process, the agent does not see the restart (its
+// main process unchanged) and does not resolve the new cgroup. At 29 (a
+// full scan every 30 s) the adversarial suite's victims were not watched
+// again within 15 s of their restart; at 9 they are.
+const quietMax = 9
 
 // procMark is what /proc/loadavg says about process starts and ends.
 type procMark struct {
