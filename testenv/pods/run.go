@@ -200,24 +200,22 @@ func (r *Running) Down() error {
 // RemovePod removes pod name and all its containers, with a fresh context.
 // A pod that is already gone is not an error. podman can refuse while a
 // container of the pod is between two states (one restarting in a loop:
-// "container not running"), so a refusal is tried again, up to 3 times in
-// all.
+// "container not running"), and under a dozen pods going at once one
+// `pod rm` was seen to hang past a minute (killed, the pod then removed by
+// the next sweep): each of up to 3 tries has a minute of its own.
 func (l *Lab) RemovePod(name string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
 	var err error
 	for try := 1; try <= 3; try++ {
-		if _, err = l.Podman(ctx, "pod", "rm", "-f", "-t", "0", name); err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		_, err = l.Podman(ctx, "pod", "rm", "-f", "-t", "0", name)
+		cancel()
+		if err == nil {
 			return nil
 		}
 		if strings.Contains(err.Error(), "no such pod") || strings.Contains(err.Error(), "no pod with name") {
 			return nil
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("tear down %s: %w", name, err)
-		case <-time.After(time.Second):
-		}
+		time.Sleep(time.Second)
 	}
 	return fmt.Errorf("tear down %s: %w", name, err)
 }
