@@ -87,6 +87,7 @@ type Agent struct {
 	late       chan func()                                                    // results of slow reads, applied in the loop (bounded.go)
 	readDecl   func(proc string, self int, order []discover.Process) declRead // readDeclaration; tests replace it
 	openMemory func(watch.Container) (memReader, error)                       // the rereads of a reading in flux (flux.go); nil: cgroup.NewReader
+	recheckFor time.Duration                                                  // how long a reading may stay in flux (flux.go); 0: recheckWindow
 	gates      map[string]*gate                                               // opt-in per cgroup path (node.go)
 	ignored    map[string]bool                                                // node mode: paths not of a kubelet layout
 	done       chan struct{}                                                  // closed when Run returns
@@ -120,10 +121,11 @@ type tracked struct {
 	top        topSnapshot // processes' memory at the last level change
 	oomSeen    uint64      // the OOM-kill counter as last reported (or when watched)
 
-	excluded bool              // by --include-container/--exclude-container (select.go)
-	ann      map[string]string // the pod's annotations (node mode: node.go)
-	drySent  [3]time.Time      // last signal logged instead of sent (dry run), per level
-	ahead    booked            // what the source sent for the reading being judged (express.go)
+	excluded  bool              // by --include-container/--exclude-container (select.go)
+	ann       map[string]string // the pod's annotations (node mode: node.go)
+	drySent   [3]time.Time      // last signal logged instead of sent (dry run), per level
+	ahead     booked            // what the source sent for the reading being judged (express.go)
+	armedSaid string            // the express plan last logged (express.go)
 }
 
 // resolveAge is how long a known container's cgroup (same path, same main

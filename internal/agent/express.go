@@ -2,6 +2,8 @@ package agent
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -47,36 +49,55 @@ func (a *Agent) arm(t *tracked) {
 		a.express.Arm(t.ID, nil)
 		return
 	}
-	a.express.Arm(t.ID, a.plan(t))
+	p, why := a.plan(t)
+	a.express.Arm(t.ID, p)
+	// What is armed, at debug level when it changes: a first signal that
+	// did not go out express says why here.
+	if a.Log != nil && why != t.armedSaid {
+		t.armedSaid = why
+		a.Log.Debug("express plan", t.who(), "armed", why)
+	}
 }
 
 // plan is what entering each level above t's would send now, nil for
-// nothing.
-func (a *Agent) plan(t *tracked) *express.Plan {
-	if t.ds.decl.Off || t.excluded || a.dryRun(t) || a.cfgOf(t).Targets != config.Handlers || t.group == nil {
-		return nil
+// nothing, and what it armed (or why nothing) in words.
+func (a *Agent) plan(t *tracked) (*express.Plan, string) {
+	switch {
+	case t.ds.decl.Off || t.excluded:
+		return nil, "none: opted out or excluded"
+	case a.dryRun(t):
+		return nil, "none: dry run"
+	case a.cfgOf(t).Targets != config.Handlers:
+		return nil, "none: targets other than handlers"
+	case t.group == nil:
+		return nil, "none: no processes yet"
 	}
 	now := a.now()
 	if !t.oomAt.IsZero() && now.Sub(t.oomAt) < afterOOM {
-		return nil
+		return nil, "none: right after an OOM kill"
 	}
 	var p *express.Plan
+	var why []string
 	for l := watch.Warning; l <= watch.Critical; l++ {
 		th, due := a.policy.Entry(t.ID, l, now)
 		sig := a.sigFor(t, l)
 		if !due || sig == 0 {
+			why = append(why, l.String()+": not due")
 			continue
 		}
 		var tgs []express.Target
-		for _, tg := range a.ready(t, sig) {
+		ready := a.ready(t, sig)
+		for _, tg := range ready {
 			if !a.mayGo(t, tg.n, l, sig) {
 				continue
 			}
 			tgs = append(tgs, express.Target{PID: tg.PID, Want: a.expect(tg)})
 		}
 		if len(tgs) == 0 {
+			why = append(why, fmt.Sprintf("%s: none of %d processes (%d ready)", l, len(t.group.Procs), len(ready)))
 			continue
 		}
+		why = append(why, fmt.Sprintf("%s: %d processes", l, len(tgs)))
 		if p == nil {
 			p = &express.Plan{Metric: a.Config.Metric}
 			if a.Config.Metric == watch.WorkingSet {
@@ -87,7 +108,7 @@ func (a *Agent) plan(t *tracked) *express.Plan {
 		}
 		p.Levels[l] = &express.Level{Threshold: th, Signal: sig, Targets: tgs}
 	}
-	return p
+	return p, strings.Join(why, "; ")
 }
 
 // mayGo tells, without a word and without starting an identification,

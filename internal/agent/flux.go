@@ -113,11 +113,14 @@ func (a *Agent) startRecheck(t *tracked, rd watch.Reading) {
 	if open == nil {
 		open = func(c watch.Container) (memReader, error) { return cgroup.NewReader(c.Dir, c.Version, c.Limit) }
 	}
-	c, done := t.Container, a.done
+	c, done, window := t.Container, a.done, a.recheckFor
+	if window == 0 {
+		window = recheckWindow
+	}
 	go func() {
 		last := rd
 		if r, err := open(c); err == nil {
-			for end := rd.Time.Add(recheckWindow); ; {
+			for end := rd.Time.Add(window); ; {
 				time.Sleep(recheckEvery)
 				next, err := r.Read()
 				if err != nil {
