@@ -378,6 +378,9 @@ func (s *Scanner) Scan() (map[string]*Group, error) {
 	// The mark is read before the directory: a process that starts
 	// during the scan changes the mark, and the next scan reads it.
 	mark, markErr := s.readMark()
+	if markErr == nil && (s.quietOK(mark) || s.probeOK(mark)) && !s.mainsAlive() {
+		s.dirty = true
+	}
 	if markErr == nil && s.quietOK(mark) {
 		s.quiet++
 		s.QuietScans++

@@ -54,13 +54,33 @@ import (
 // scans, which rereads a share of the known processes (revalidateEvery).
 
 // quietMax is how many scans in a row may be answered from the last full
-// scan. What only a full scan sees is an end: a process that exited stays
-// in its group until then, and while a restarted container's group still
-// shows its dead main process, the agent does not see the restart (its
-// main process unchanged) and does not resolve the new cgroup. At 29 (a
-// full scan every 30 s) the adversarial suite's victims were not watched
-// again within 15 s of their restart; at 9 they are.
-const quietMax = 9
+// scan (a full scan at least every 30 s at the default --rescan). What only
+// a full scan sees is an end: a process that exited stays in its group until
+// then. One end matters before that: while a restarted container's group
+// (podman and the kubelet restart a container in the same cgroup) still
+// shows its dead main process, the agent sees no restart (its main process
+// unchanged) and does not resolve the container again. So quiet and probed
+// scans check that each group's main process is still there (mainsAlive:
+// one access(2) per group), and an end makes the scan full. Without that
+// check, at 29, the adversarial suite's victims were not watched again
+// within 15 s of their restart.
+const quietMax = 29
+
+// mainsAlive tells whether the main process of each group of the last full
+// scan still has its procfs directory. A PID handed out again since is no
+// concern here: the mark moved, so the scan probes or lists it anyway.
+func (s *Scanner) mainsAlive() bool {
+	for _, g := range s.last {
+		if len(g.Procs) == 0 {
+			continue
+		}
+		p := filepath.Join(s.root, strconv.Itoa(g.Main().PID))
+		if err := unix.Access(p, unix.F_OK); err != nil {
+			return false
+		}
+	}
+	return true
+}
 
 // procMark is what /proc/loadavg says about process starts and ends.
 type procMark struct {

@@ -119,6 +119,74 @@ func TestQuietScans(t *testing.T) {
 	}
 }
 
+// TestQuietScansMainEnd: a container restarted in the same cgroup (podman,
+// the kubelet) ends its main process and starts a new one. Quiet and probed
+// scans would keep showing the dead main process (only a full scan drops an
+// end), so the agent would see no restart: the scan after a main process's
+// end is full, whether or not a PID was handed out since.
+func TestQuietScansMainEnd(t *testing.T) {
+	f := newFake(t)
+	f.proc(50, 0, "oomhero", "4:memory:/pod/oomhero\n")
+	f.proc(10, 0, "app", "4:memory:/pod/app\n")
+	f.proc(11, 10, "worker", "4:memory:/pod/app\n")
+	f.loadavg(100, 50)
+	s, err := NewScanner(f.root, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range youngScans + 1 {
+		pids(t, s, "/pod/app")
+	}
+	s.Invalidate()
+	pids(t, s, "/pod/app")
+	full := s.FullScans
+	// No PID handed out: the main process ends alone (its worker is
+	// reparented, as to a subreaper).
+	if err := os.RemoveAll(filepath.Join(f.root, "10")); err != nil {
+		t.Fatal(err)
+	}
+	if got := pids(t, s, "/pod/app"); !slices.Equal(got, []int{11}) {
+		t.Fatalf("the scan after the main process ended shows %v, want [11]", got)
+	}
+	if s.FullScans != full+1 {
+		t.Fatalf("full scans %d -> %d: the main process's end did not make the scan full", full, s.FullScans)
+	}
+	for range youngScans + 1 {
+		pids(t, s, "/pod/app")
+	}
+	s.Invalidate()
+	pids(t, s, "/pod/app")
+	// A restart: the old processes end, a new main process starts in the
+	// same cgroup (one PID handed out: a probed scan would read it and keep
+	// the dead ones).
+	for _, pid := range []string{"11"} {
+		if err := os.RemoveAll(filepath.Join(f.root, pid)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.proc(51, 0, "app", "4:memory:/pod/app\n")
+	f.loadavg(100, 51)
+	groups, err := s.Scan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := groups["/pod/app"]
+	if g == nil || !slices.Equal(g.PIDs(), []int{51}) || g.Main().PID != 51 {
+		t.Fatalf("after a restart in the same cgroup the group is %+v, want main 51 alone", g)
+	}
+	// And with every main process alive, scans stay quiet.
+	for range youngScans + 1 {
+		pids(t, s, "/pod/app")
+	}
+	s.Invalidate()
+	pids(t, s, "/pod/app")
+	q := s.QuietScans
+	pids(t, s, "/pod/app")
+	if s.QuietScans != q+1 {
+		t.Fatal("a scan with every main process alive was not quiet")
+	}
+}
+
 // TestQuietScansRecycledAtOnce: a known PID that the cursor passed since
 // the last full scan is reread in the next scan, whatever its turn in the
 // tenth reread; and every known PID when the cursor wrapped.

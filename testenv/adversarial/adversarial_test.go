@@ -618,10 +618,12 @@ func runCase(t *testing.T, l *pods.Lab, c Case) {
 	if restarted {
 		want := 2 + o.bursts
 		wctx, wcancel := context.WithTimeout(ctx, 15*time.Second)
-		_, err = p.WaitLog(wctx, "oomhero", func(s string) bool { return timesWatched(s) >= want })
+		seen := 0
+		_, err = p.WaitLog(wctx, "oomhero", func(s string) bool { seen = timesWatched(s); return seen >= want })
 		wcancel()
 		o.rewatched = err == nil
 		if !o.rewatched {
+			t.Logf("re-watch: %d \"container watched\" lines of the victim, want %d: %v", seen, want, err)
 			fail("oomhero did not watch the victim's restarted container within 15 s")
 		}
 	}

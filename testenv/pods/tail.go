@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -40,6 +41,9 @@ func (t *FileTail) Next() string {
 	return string(b[:i+1])
 }
 
+// logPaths keeps each container's log path (WaitLogFile), by podman name.
+var logPaths sync.Map
+
 // ErrNoLogFile: podman does not name a readable log file for the container
 // (a log driver other than k8s-file); callers poll podman logs instead.
 var ErrNoLogFile = errors.New("no readable log file")
@@ -48,16 +52,27 @@ var ErrNoLogFile = errors.New("no readable log file")
 // name) wrote so far, reading its log file (the k8s-file driver's, found by
 // one inspect; a restarted container appends to it) every period. The log
 // is given as podman logs gives it (KubeFileText).
+//
+// The path is inspected once per container and kept (logPaths): a wait of a
+// few seconds must measure the container, not podman, whose answers under
+// the adversarial suite's thirteen pods can wait on its lock for as long
+// (a pod's removal took over a minute). A kept path whose file is gone (a container of the same name
+// made again) is inspected anew.
 func (l *Lab) WaitLogFile(ctx context.Context, container string, every time.Duration, cond func(log string) bool) (string, error) {
-	out, err := l.Inspect(ctx, "--format", "{{.LogPath}}", container)
-	path := strings.TrimSpace(string(out))
-	if err != nil || path == "" {
-		return "", fmt.Errorf("%s: %w (%v)", container, ErrNoLogFile, err)
+	path, _ := logPaths.Load(container)
+	p, _ := path.(string)
+	if _, err := os.Stat(p); p == "" || err != nil {
+		out, err := l.Inspect(ctx, "--format", "{{.LogPath}}", container)
+		p = strings.TrimSpace(string(out))
+		if err != nil || p == "" {
+			return "", fmt.Errorf("%s: %w (%v)", container, ErrNoLogFile, err)
+		}
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("%s: %w: %v", container, ErrNoLogFile, err)
+		}
+		logPaths.Store(container, p)
 	}
-	if _, err := os.Stat(path); err != nil {
-		return "", fmt.Errorf("%s: %w: %v", container, ErrNoLogFile, err)
-	}
-	t := &FileTail{Path: path}
+	t := &FileTail{Path: p}
 	var log strings.Builder
 	for {
 		log.WriteString(KubeFileText(t.Next()))
