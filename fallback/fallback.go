@@ -25,6 +25,7 @@ package fallback
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -45,6 +46,7 @@ type Source struct {
 	mu      sync.Mutex
 	targets map[uint64]watch.Target
 	changed chan struct{}
+	kick    func() // wakes Run's wait (nil: Run selects on changed)
 
 	// register arms a cgroup v1 usage threshold (cgroup.NotifyUsage;
 	// tests replace it), lag is how far usage can pass it unchecked
@@ -101,10 +103,14 @@ func (s *Source) Update(targets []watch.Target) {
 	}
 	s.mu.Lock()
 	s.targets = m
+	kick := s.kick
 	s.mu.Unlock()
 	select {
 	case s.changed <- struct{}{}:
 	default:
+	}
+	if kick != nil {
+		kick()
 	}
 }
 
@@ -172,11 +178,31 @@ func (s *Source) Run(ctx context.Context, out chan<- watch.Reading) error {
 			s.closePoll(p)
 		}
 	}()
+	timer := s.clock.NewTimer(s.interval)
+	defer timer.Stop()
+	// The loop waits in the timer itself where it can (fdTimer.Wait),
+	// and whatever has news for it kicks it (waiter).
+	kick := func() {}
+	w, direct := timer.(waiter)
+	if direct {
+		kick = w.Kick
+		s.mu.Lock()
+		s.kick = kick
+		s.mu.Unlock()
+		defer func() {
+			s.mu.Lock()
+			s.kick = nil
+			s.mu.Unlock()
+		}()
+		helpers.Go(func() { <-ctx.Done(); kick() })
+		kick() // an Update before s.kick was set is seen at once
+	}
 	reg := &regQueue{reqs: make(chan registration, 1), out: make(chan registration, 1)}
 	if s.register != nil {
 		if n = newNotifier(); n != nil {
+			n.kick = kick
 			helpers.Go(func() { n.wait(ctx) })
-			helpers.Go(func() { registrar(ctx, s.register, reg.reqs, reg.out) })
+			helpers.Go(func() { registrar(ctx, s.register, reg.reqs, reg.out, kick) })
 		}
 	}
 	s.notify = n
@@ -184,8 +210,21 @@ func (s *Source) Run(ctx context.Context, out chan<- watch.Reading) error {
 	if n != nil {
 		ready = n.ready
 	}
-	timer := s.clock.NewTimer(s.interval)
-	defer timer.Stop()
+	notified := func() {
+		now := s.clock.Mono()
+		if !n.collect(func(id uint64) { s.signalled(polls[id], now) }) {
+			// No more notifications: every container is polled.
+			for _, p := range polls {
+				s.dropEvent(p)
+				p.evState, p.next = evDone, min(p.next, now)
+			}
+			ready, s.notify = nil, nil
+		}
+	}
+	registered := func(r registration) {
+		reg.inflight = false
+		s.registered(polls[r.id], r)
+	}
 	var due []*polled // reused: an idle turn allocates nothing
 	for {
 		s.heart.Beat()
@@ -203,6 +242,33 @@ func (s *Source) Run(ctx context.Context, out chan<- watch.Reading) error {
 		}
 		reg.next(polls)
 		timer.Reset(s.wake(polls, now) - now)
+		if direct {
+			if err := w.Wait(); err != nil && ctx.Err() == nil {
+				return fmt.Errorf("cgroupfs source: wait for the poll timer: %w", err)
+			}
+			// Fired or kicked: look at everything a kick may stand for.
+			select {
+			case <-ctx.Done():
+				return nil
+			default:
+			}
+			select {
+			case <-s.changed:
+				s.sync(polls)
+			default:
+			}
+			select {
+			case <-ready:
+				notified()
+			default:
+			}
+			select {
+			case r := <-reg.out:
+				registered(r)
+			default:
+			}
+			continue
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -210,20 +276,18 @@ func (s *Source) Run(ctx context.Context, out chan<- watch.Reading) error {
 			s.sync(polls)
 		case <-timer.C():
 		case <-ready:
-			now := s.clock.Mono()
-			if !n.collect(func(id uint64) { s.signalled(polls[id], now) }) {
-				// No more notifications: every container is polled.
-				for _, p := range polls {
-					s.dropEvent(p)
-					p.evState, p.next = evDone, min(p.next, now)
-				}
-				ready, s.notify = nil, nil
-			}
+			notified()
 		case r := <-reg.out:
-			reg.inflight = false
-			s.registered(polls[r.id], r)
+			registered(r)
 		}
 	}
+}
+
+// waiter is a Timer the poll loop can wait in directly (fdTimer): Wait
+// returns when it fires or when Kick is called.
+type waiter interface {
+	Wait() error
+	Kick()
 }
 
 // quietEvery is how often a quiet container (below its armed threshold

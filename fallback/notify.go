@@ -22,6 +22,9 @@ type notifier struct {
 	drained chan struct{} // the loop read them: the waiter may wait again
 	failed  atomic.Bool
 	evs     []unix.EpollEvent
+	// kick wakes the poll loop after a send on ready (Run sets it before
+	// the waiter starts; a no-op where the loop selects on ready).
+	kick func()
 }
 
 // newNotifier returns a notifier whose wait the caller runs, or nil when
@@ -38,7 +41,7 @@ func newNotifier() *notifier {
 	// Non-blocking, so os.NewFile registers it with the netpoller (an
 	// epoll instance is pollable: readable while it has events).
 	n := &notifier{ep: os.NewFile(uintptr(fd), "epoll"), ready: make(chan struct{}, 1),
-		drained: make(chan struct{}, 1), evs: make([]unix.EpollEvent, 64)}
+		drained: make(chan struct{}, 1), evs: make([]unix.EpollEvent, 64), kick: func() {}}
 	return n
 }
 
@@ -66,6 +69,7 @@ func (n *notifier) wait(ctx context.Context) {
 		}
 		select {
 		case n.ready <- struct{}{}:
+			n.kick()
 		case <-ctx.Done():
 			return
 		}
@@ -81,6 +85,7 @@ func (n *notifier) fail(ctx context.Context) {
 	n.failed.Store(true)
 	select {
 	case n.ready <- struct{}{}:
+		n.kick()
 	case <-ctx.Done():
 	}
 }
@@ -154,7 +159,7 @@ type registration struct {
 // registrar makes registrations one at a time: reqs holds at most the one
 // the loop has in flight.
 func registrar(ctx context.Context, register func(watch.CgroupDir, uint64) (*cgroup.UsageEvent, error),
-	reqs <-chan registration, out chan<- registration) {
+	reqs <-chan registration, out chan<- registration, kick func()) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -163,6 +168,7 @@ func registrar(ctx context.Context, register func(watch.CgroupDir, uint64) (*cgr
 			r.ev, r.err = register(r.dir, r.at)
 			select {
 			case out <- r:
+				kick()
 			case <-ctx.Done():
 				r.ev.Close()
 				return

@@ -45,3 +45,43 @@ func TestFDTimer(t *testing.T) {
 		}
 	}
 }
+
+// TestFDTimerWaitKick: Wait returns when the timer fires, and at once for
+// a Kick made before or during it.
+func TestFDTimerWaitKick(t *testing.T) {
+	tm := newFDTimer(time.Hour)
+	if tm == nil {
+		t.Fatal("no timerfd")
+	}
+	defer tm.Stop()
+	tm.Reset(20 * time.Millisecond)
+	start := time.Now()
+	if err := tm.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < 20*time.Millisecond {
+		t.Fatalf("Wait returned after %v, armed for 20ms", d)
+	}
+	tm.Reset(time.Hour)
+	tm.Kick() // before the wait
+	if err := tm.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- tm.Wait() }()
+	time.Sleep(20 * time.Millisecond)
+	select {
+	case <-done:
+		t.Fatal("Wait returned with no firing and no kick")
+	default:
+	}
+	tm.Kick() // during the wait
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Kick did not end the wait")
+	}
+}
