@@ -119,6 +119,17 @@ func TestQuietScans(t *testing.T) {
 	}
 }
 
+// settle scans until no process is young, then makes one full scan: the
+// quiet and probed scans after it count from it.
+func settle(t *testing.T, s *Scanner, path string) {
+	t.Helper()
+	for range youngScans + 1 {
+		pids(t, s, path)
+	}
+	s.Invalidate()
+	pids(t, s, path)
+}
+
 // TestQuietScansMainEnd: a container restarted in the same cgroup (podman,
 // the kubelet) ends its main process and starts a new one. Quiet and probed
 // scans would keep showing the dead main process (only a full scan drops an
@@ -134,11 +145,7 @@ func TestQuietScansMainEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for range youngScans + 1 {
-		pids(t, s, "/pod/app")
-	}
-	s.Invalidate()
-	pids(t, s, "/pod/app")
+	settle(t, s, "/pod/app")
 	full := s.FullScans
 	// No PID handed out: the main process ends alone (its worker is
 	// reparented, as to a subreaper).
@@ -151,11 +158,7 @@ func TestQuietScansMainEnd(t *testing.T) {
 	if s.FullScans != full+1 {
 		t.Fatalf("full scans %d -> %d: the main process's end did not make the scan full", full, s.FullScans)
 	}
-	for range youngScans + 1 {
-		pids(t, s, "/pod/app")
-	}
-	s.Invalidate()
-	pids(t, s, "/pod/app")
+	settle(t, s, "/pod/app")
 	// A restart: the old processes end, a new main process starts in the
 	// same cgroup (one PID handed out: a probed scan would read it and keep
 	// the dead ones).
@@ -175,11 +178,7 @@ func TestQuietScansMainEnd(t *testing.T) {
 		t.Fatalf("after a restart in the same cgroup the group is %+v, want main 51 alone", g)
 	}
 	// And with every main process alive, scans stay quiet.
-	for range youngScans + 1 {
-		pids(t, s, "/pod/app")
-	}
-	s.Invalidate()
-	pids(t, s, "/pod/app")
+	settle(t, s, "/pod/app")
 	q := s.QuietScans
 	pids(t, s, "/pod/app")
 	if s.QuietScans != q+1 {
