@@ -3,6 +3,7 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -97,7 +98,11 @@ func (a *Agent) plan(t *tracked) (*express.Plan, string) {
 			why = append(why, fmt.Sprintf("%s: none of %d processes (%d ready)", l, len(t.group.Procs), len(ready)))
 			continue
 		}
-		why = append(why, fmt.Sprintf("%s: %d processes", l, len(tgs)))
+		pids := make([]string, len(tgs))
+		for i, tg := range tgs {
+			pids[i] = strconv.Itoa(tg.PID)
+		}
+		why = append(why, fmt.Sprintf("%s: pid %s", l, strings.Join(pids, ",")))
 		if p == nil {
 			p = &express.Plan{Metric: a.Config.Metric}
 			if a.Config.Metric == watch.WorkingSet {

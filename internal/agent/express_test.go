@@ -125,8 +125,10 @@ func TestExpressNeverArmsWhatVetRefuses(t *testing.T) {
 		"/n": {Path: "/n", Version: watch.V1, Procs: []discover.Process{{PID: 11, Comm: "node", Start: 5}}},
 	}
 	res := fakeResolver{byPath: map[string]watch.Container{"/n": {ID: 2, Path: "/n", Limit: 1000, Version: watch.V1}}}
-	h, src := startExpress(t, []string{"--warning", "60", "--critical", "90"}, groups, res, proc)
+	h, src := startExpress(t, []string{"--warning", "60", "--critical", "90", "--log-level", "debug"}, groups, res, proc)
 	waitArmed(t, src, 2, [2]bool{false, true})
+	// The plan in words, at debug level: why the warning is not armed.
+	h.waitLog(`msg="express plan" container=node armed="warning: none of 1 processes (1 ready); critical: pid 11"`)
 	h.feed(2, 700)
 	h.waitLog("signal refused")
 	if got := h.snd.take(); len(got) != 0 {
