@@ -28,7 +28,7 @@ test: deps lint test-unit test-monitoring fuzz check-generate test-privileged te
 
 .PHONY: test-unit
 test-unit: ## unit and fixture tests, with the race detector (needs cgo: gcc)
-	CGO_ENABLED=1 $(GO) test -race -count=1 ./internal/... ./fallback/... ./cmd/... ./examples/... ./testenv/app/... ./testenv/benchstat/...
+	CGO_ENABLED=1 $(GO) test -race -count=1 ./internal/... ./fallback/... ./cmd/... ./examples/... ./testenv/app/... ./testenv/benchstat/... ./testenv/bench/
 	cd testenv/k8s && HELM=$(HELM) CGO_ENABLED=1 $(GO) test -race -count=1 ./manifests/...
 
 .PHONY: test-monitoring

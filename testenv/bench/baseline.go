@@ -68,7 +68,11 @@ func printRatios(w io.Writer, bl *baseline, ms []measured) {
 		if m.label != "" {
 			name += " (" + m.label + ")"
 		}
-		f, ok := byKey[m.key]
+		// The baseline names a reaction row with its source, as printed.
+		f, ok := byKey[name]
+		if !ok {
+			f, ok = byKey[m.key]
+		}
 		if !ok {
 			fmt.Fprintf(tw, "%s\t%.3g (%.3g..%.3g)\tnew\t-\t\t\n", name, m.value, m.lo, m.hi)
 			continue
