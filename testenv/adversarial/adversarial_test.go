@@ -675,7 +675,7 @@ func runCase(t *testing.T, l *pods.Lab, c Case) {
 		if due := hostileReady.Add(c.PortHold + portRetry); h.First.After(due) {
 			fail("/healthz first answered %v after the port was released, want within %v", h.First.Sub(hostileReady.Add(c.PortHold)).Round(time.Second), portRetry)
 		}
-		if tail := time.Since(h.Last); tail > MaxHealthGap {
+		if tail := h.Stopped.Sub(h.Last); tail > MaxHealthGap {
 			fail("/healthz stopped answering %v before the end", tail.Round(time.Second))
 		}
 	default:
