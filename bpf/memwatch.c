@@ -60,6 +60,7 @@ struct watch_state {
 	__u64 acc;        /* new anon / charged pages since the last event */
 	__s64 offset;     /* pages of usage that are not the target's metric */
 	__u64 flags;      /* WATCH_TRACK_INACTIVE */
+	__s64 file;       /* pages on the file LRUs (and isolated from them), followed like offset */
 };
 
 /* The program keeps `offset` up to date with the inactive file LRU of the
@@ -153,6 +154,75 @@ struct {
 } lost SEC(".maps");
 
 
+/* Kernel sends. User space arms, for a watched cgroup, what entering each
+ * level sends (the processes its agent vetted, with what must still hold of
+ * each), and the program sends it itself on the crossing, before any ring
+ * buffer record is read: bpf_send_signal_task (kernel 6.13). The slot array
+ * is shared memory (mmap) with user space, and each level's `state` is the
+ * token both sides take with a compare-and-swap: the side that takes an
+ * armed level (ARMED -> TAKEN here, ARMED -> IDLE in user space) is the only
+ * one that sends it, so a level is never sent twice. The program writes
+ * which targets it signalled and when, then DONE; user space books that
+ * and sets the level IDLE. A slot is direct-mapped by the cgroup id's low
+ * bits and names its id; a cgroup whose slot another holds is left to user
+ * space. */
+enum send_state { SEND_IDLE = 0, SEND_ARMED = 1, SEND_TAKEN = 2, SEND_DONE = 3 };
+
+/* send_target.flags */
+#define SEND_HANDLER 1 /* only while it has a handler for the signal */
+#define SEND_COMM 2    /* only while its command (comm) is `comm` */
+
+/* send_level.flags */
+#define SEND_GATE_FILE 1 /* not while usage is within an eighth of the limit
+			  * with a sixteenth of it or more on the file LRUs:
+			  * reclaim can drain the inactive list and count page
+			  * cache as working set for milliseconds there (user
+			  * space rereads such a reading before it acts) */
+
+#define SEND_TARGETS 4
+#define SEND_SLOTS 1024
+#define INIT_PID_NS_INO 0xEFFFFFFCULL /* PROC_PID_INIT_INO */
+
+struct send_target {
+	__s32 pid;     /* in the PID namespace `ns` of its slot */
+	__u32 flags;
+	__u64 start;   /* start time, clock ticks after boot (/proc/<pid>/stat field 22) */
+	char comm[16];
+};
+
+struct send_level {
+	__u32 state;
+	__u32 sig;
+	__u32 n;         /* targets in t[] */
+	__u32 sent;      /* DONE: bit i set when target i was signalled */
+	__u64 threshold; /* pages of the metric at which the level is entered */
+	__u64 at_ns;     /* DONE: bpf_ktime_get_ns of the sends */
+	__u64 flags;
+	struct send_target t[SEND_TARGETS];
+};
+
+struct send_slot {
+	__u64 id; /* cgroup id; the slot serves no other */
+	__u64 ns; /* inode of the PID namespace of the targets' PIDs */
+	struct send_level lv[2]; /* warning, critical */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, SEND_SLOTS);
+	__type(key, __u32);
+	__type(value, struct send_slot);
+} sends SEC(".maps");
+
+extern struct task_struct *bpf_task_from_pid(__s32 pid) __ksym __weak;
+extern struct task_struct *bpf_task_from_vpid(__s32 vpid) __ksym __weak;
+extern void bpf_task_release(struct task_struct *p) __ksym __weak;
+extern int bpf_send_signal_task(struct task_struct *task, int sig, enum pid_type type, __u64 value) __ksym __weak;
+
+/* True when the kernel resolved sym (a __weak kfunc). */
+#define ksym_exists(sym) (!!(sym))
+
 static __always_inline struct watch_state *find(__u64 id)
 {
 	__u32 k = id & (SLOTS - 1);
@@ -164,6 +234,133 @@ static __always_inline struct watch_state *find(__u64 id)
 	if (!w->overflow)
 		return 0;
 	return bpf_map_lookup_elem(&overflow, &id);
+}
+
+/* Deepest PID namespace level looked at (the kernel allows 32; a pod's
+ * processes are at 1, a node's at 0). */
+#define MAX_LEVEL 8
+
+/* The PID of task t's thread group in the namespace whose inode is ino, or 0 when t's
+ * namespace is not that one or below it. User space knows its namespace's
+ * inode but not its level (a procfs mounted in a container shows none
+ * above its own), so the levels are tried from the top down. The index
+ * into numbers[] is a variable: the reads are probe reads of computed
+ * addresses. */
+static __always_inline __u32 pid_in(struct task_struct *t, __u64 ino)
+{
+	struct pid *pid = BPF_CORE_READ(t, group_leader, thread_pid);
+	if (!pid)
+		return 0;
+	__u32 top = BPF_CORE_READ(pid, level);
+	__u64 base = (__u64)pid + bpf_core_field_offset(struct pid, numbers);
+	__u64 size = bpf_core_type_size(struct upid);
+	for (__u32 i = 0; i < MAX_LEVEL; i++) {
+		if (i > top)
+			return 0;
+		__u64 up = base + i * size;
+		int nr = 0;
+		struct pid_namespace *ns = 0;
+		if (bpf_probe_read_kernel(&ns, sizeof(ns), (void *)(up + bpf_core_field_offset(struct upid, ns))) || !ns)
+			return 0;
+		if (BPF_CORE_READ(ns, ns.inum) != ino)
+			continue;
+		if (bpf_probe_read_kernel(&nr, sizeof(nr), (void *)(up + bpf_core_field_offset(struct upid, nr))) || nr <= 0)
+			return 0;
+		return nr;
+	}
+	return 0;
+}
+
+
+/* Whether task t is still what user space vetted as target tg, for signal
+ * sig: the same start time (another one is another process on a recycled
+ * PID), the same command, a handler for sig. */
+static __always_inline int still(struct task_struct *t, struct send_target *tg, __u32 sig, __u64 ns)
+{
+	if (pid_in(t, ns) != (__u32)tg->pid)
+		return 0;
+	/* /proc/<pid>/stat's start time: nsec_to_clock_t, USER_HZ 100. */
+	if (t->start_boottime / 10000000ULL != tg->start)
+		return 0;
+	if (tg->flags & SEND_COMM) {
+		char comm[16];
+		if (bpf_probe_read_kernel(comm, sizeof(comm), &t->comm))
+			return 0;
+		for (int i = 0; i < 16; i++) {
+			if (comm[i] != tg->comm[i])
+				return 0;
+			if (!comm[i])
+				break;
+		}
+	}
+	if (tg->flags & SEND_HANDLER) {
+		if (sig < 1 || sig > 64)
+			return 0;
+		struct sighand_struct *sh = BPF_CORE_READ(t, sighand);
+		if (!sh)
+			return 0;
+		__u64 at = (__u64)sh + bpf_core_field_offset(struct sighand_struct, action) +
+			   (sig - 1) * bpf_core_type_size(struct k_sigaction) +
+			   bpf_core_field_offset(struct k_sigaction, sa.sa_handler);
+		__u64 handler = 0;
+		if (bpf_probe_read_kernel(&handler, sizeof(handler), (void *)at))
+			return 0;
+		if (handler <= 1) /* SIG_DFL, SIG_IGN */
+			return 0;
+	}
+	return 1;
+}
+
+/* Signals target tg; true when the signal was sent (or queued to go on the
+ * next interrupt-enabled moment of this CPU). */
+static __always_inline int send_one(struct send_target *tg, __u32 sig, __u64 ns)
+{
+	struct task_struct *t;
+	if (ns == INIT_PID_NS_INO)
+		t = bpf_task_from_pid(tg->pid);
+	else
+		t = bpf_task_from_vpid(tg->pid); /* the charging task's namespace: checked by still() */
+	if (!t)
+		return 0;
+	int ok = still(t, tg, sig, ns) &&
+		 bpf_send_signal_task(t, sig, bpf_core_enum_value(enum pid_type, PIDTYPE_TGID), 0) == 0;
+	bpf_task_release(t);
+	return ok;
+}
+
+/* Sends what user space armed for the levels the cgroup just entered
+ * (above old, up to level). */
+static __always_inline void kernel_send(struct watch_state *w, __u64 id, __u64 metric,
+					__u64 usage, __u64 max, __u64 old, __u64 level)
+{
+	if (!ksym_exists(bpf_send_signal_task) || !ksym_exists(bpf_task_from_pid) ||
+	    !ksym_exists(bpf_task_from_vpid) || !ksym_exists(bpf_task_release))
+		return;
+	__u32 k = id & (SEND_SLOTS - 1);
+	struct send_slot *s = bpf_map_lookup_elem(&sends, &k);
+	if (!s || s->id != id)
+		return;
+	__u64 ns = s->ns;
+	for (__u32 l = 0; l < 2; l++) {
+		if (l + 1 <= old || l + 1 > level)
+			continue;
+		struct send_level *lv = &s->lv[l];
+		if (lv->state != SEND_ARMED || metric < lv->threshold)
+			continue;
+		if ((lv->flags & SEND_GATE_FILE) && usage >= max - max / 8 &&
+		    w->file > 0 && (__u64)w->file * 16 >= max)
+			continue;
+		if (__sync_val_compare_and_swap(&lv->state, SEND_ARMED, SEND_TAKEN) != SEND_ARMED)
+			continue;
+		__u32 sig = lv->sig, n = lv->n, sent = 0;
+		for (__u32 i = 0; i < SEND_TARGETS; i++) {
+			if (i < n && send_one(&lv->t[i], sig, ns))
+				sent |= 1U << i;
+		}
+		lv->sent = sent;
+		lv->at_ns = bpf_ktime_get_ns();
+		__sync_lock_test_and_set(&lv->state, SEND_DONE);
+	}
 }
 
 static __always_inline void submit(__u64 id, __u64 ts, __u64 usage, __u64 max,
@@ -187,7 +384,7 @@ static __always_inline void submit(__u64 id, __u64 ts, __u64 usage, __u64 max,
 }
 
 static __always_inline void judge(struct watch_state *w, __u64 id, __u64 usage,
-				  __u64 max, __u64 added)
+				  __u64 max, __u64 added, int can_send)
 {
 	__s64 est = (__s64)usage - w->offset;
 	__u64 metric = est > 0 ? (__u64)est : 0;
@@ -198,6 +395,8 @@ static __always_inline void judge(struct watch_state *w, __u64 id, __u64 usage,
 		__u64 old = __sync_lock_test_and_set(&w->level, level);
 		if (old == level)
 			return;
+		if (can_send && level > old)
+			kernel_send(w, id, metric, usage, max, old, level);
 		__u64 now = bpf_ktime_get_ns();
 		w->last_pages = usage;
 		w->last_ns = now;
@@ -228,13 +427,13 @@ static __always_inline void judge(struct watch_state *w, __u64 id, __u64 usage,
 	submit(id, now, usage, max, level, KIND_PROGRESS);
 }
 
-static __always_inline void on_memcg(struct mem_cgroup *memcg, __u64 added)
+static __always_inline void on_memcg(struct mem_cgroup *memcg, __u64 added, int can_send)
 {
 	__u64 id = memcg->css.cgroup->kn->id;
 	struct watch_state *w = find(id);
 	if (!w)
 		return;
-	judge(w, id, memcg->memory.usage.counter, memcg->memory.max, added);
+	judge(w, id, memcg->memory.usage.counter, memcg->memory.max, added, can_send);
 }
 
 /* mod_memcg_lruvec_state(struct mem_cgroup *memcg, int item, int val) */
@@ -248,18 +447,22 @@ int on_lruvec(__u64 *ctx)
 
 	if (item == bpf_core_enum_value(enum node_stat_item, NR_ANON_MAPPED) && val > 0)
 		added = val;
-	if (item == bpf_core_enum_value(enum node_stat_item, NR_INACTIVE_FILE) ||
-	    item == bpf_core_enum_value(enum node_stat_item, NR_ISOLATED_FILE)) {
+	int inactive = item == bpf_core_enum_value(enum node_stat_item, NR_INACTIVE_FILE) ||
+		       item == bpf_core_enum_value(enum node_stat_item, NR_ISOLATED_FILE);
+	if (inactive || item == bpf_core_enum_value(enum node_stat_item, NR_ACTIVE_FILE)) {
 		__u64 id = memcg->css.cgroup->kn->id;
 		struct watch_state *w = find(id);
 		if (!w)
 			return 0;
-		if (w->flags & WATCH_TRACK_INACTIVE)
-			__sync_fetch_and_add(&w->offset, (__s64)val);
-		judge(w, id, memcg->memory.usage.counter, memcg->memory.max, 0);
+		if (w->flags & WATCH_TRACK_INACTIVE) {
+			if (inactive)
+				__sync_fetch_and_add(&w->offset, (__s64)val);
+			__sync_fetch_and_add(&w->file, (__s64)val);
+		}
+		judge(w, id, memcg->memory.usage.counter, memcg->memory.max, 0, 1);
 		return 0;
 	}
-	on_memcg(memcg, added);
+	on_memcg(memcg, added, 1);
 	return 0;
 }
 
@@ -271,7 +474,7 @@ int on_charge(__u64 *ctx)
 	struct mem_cgroup *memcg = (void *)ctx[0];
 	__u32 nr_pages = (__u32)ctx[2];
 
-	on_memcg(memcg, nr_pages);
+	on_memcg(memcg, nr_pages, 0);
 	return 0;
 }
 
@@ -308,7 +511,7 @@ int on_lruvec_tp(struct lruvec_tp *ctx)
 	if (memcg && memcg->css.cgroup->kn->id == id) {
 		__u64 usage = BPF_CORE_READ(memcg, memory.usage.counter);
 		__u64 max = BPF_CORE_READ(memcg, memory.max);
-		judge(w, id, usage, max, added);
+		judge(w, id, usage, max, added, 0);
 		return 0;
 	}
 	/* Someone else (reclaim, a task of another cgroup) changed it: ask
@@ -323,48 +526,13 @@ int on_lruvec_tp(struct lruvec_tp *ctx)
 	return 0;
 }
 
-/* Deepest PID namespace level looked at (the kernel allows 32; a pod's
- * processes are at 1, a node's at 0). */
-#define MAX_LEVEL 8
-
-/* The PID of task t's thread group in the namespace of p, or 0 when t's
- * namespace is not that one or below it. User space knows its namespace's
- * inode but not its level (a procfs mounted in a container shows none
- * above its own), so the levels are tried from the top down. The index
- * into numbers[] is a variable: the reads are probe reads of computed
- * addresses. */
-static __always_inline __u32 pid_in(struct task_struct *t, struct proc_watch *p)
-{
-	struct pid *pid = BPF_CORE_READ(t, group_leader, thread_pid);
-	if (!pid)
-		return 0;
-	__u32 top = BPF_CORE_READ(pid, level);
-	__u64 base = (__u64)pid + bpf_core_field_offset(struct pid, numbers);
-	__u64 size = bpf_core_type_size(struct upid);
-	for (__u32 i = 0; i < MAX_LEVEL; i++) {
-		if (i > top)
-			return 0;
-		__u64 up = base + i * size;
-		int nr = 0;
-		struct pid_namespace *ns = 0;
-		if (bpf_probe_read_kernel(&ns, sizeof(ns), (void *)(up + bpf_core_field_offset(struct upid, ns))) || !ns)
-			return 0;
-		if (BPF_CORE_READ(ns, ns.inum) != p->ino)
-			continue;
-		if (bpf_probe_read_kernel(&nr, sizeof(nr), (void *)(up + bpf_core_field_offset(struct upid, nr))) || nr <= 0)
-			return 0;
-		return nr;
-	}
-	return 0;
-}
-
 static __always_inline void proc_changed(struct task_struct *t)
 {
 	__u32 k = 0;
 	struct proc_watch *p = bpf_map_lookup_elem(&procs, &k);
 	if (!p || !p->ino)
 		return;
-	__u32 pid = pid_in(t, p);
+	__u32 pid = pid_in(t, p->ino);
 	if (!pid)
 		return;
 	if (!bpf_map_lookup_elem(&changed, &pid)) {

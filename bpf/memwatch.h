@@ -21,6 +21,7 @@ typedef __u32 __wsum;
 
 /* From the UAPI (stable numbers). */
 enum bpf_map_type { BPF_MAP_TYPE_HASH = 1, BPF_MAP_TYPE_ARRAY = 2, BPF_MAP_TYPE_RINGBUF = 27 };
+#define BPF_F_MMAPABLE (1U << 10)
 #define BPF_NOEXIST 1 /* bpf_map_update_elem: create only */
 #define EEXIST 17
 
@@ -40,6 +41,9 @@ struct upid { int nr; struct pid_namespace *ns; } __pra;
 struct pid { unsigned int level; struct upid numbers[1]; } __pra;
 typedef struct { int counter; } __pra atomic_t;
 struct signal_struct { atomic_t live; } __pra;
+struct sigaction { void *sa_handler; } __pra;
+struct k_sigaction { struct sigaction sa; } __pra;
+struct sighand_struct { struct k_sigaction action[64]; } __pra;
 struct task_struct {
 	struct css_set *cgroups;
 	int pid;
@@ -47,10 +51,14 @@ struct task_struct {
 	struct pid *thread_pid;
 	struct task_struct *group_leader;
 	struct signal_struct *signal;
+	struct sighand_struct *sighand;
+	__u64 start_boottime;
+	char comm[16];
 } __pra;
 
 /* Values are placeholders: CO-RE relocates them to the kernel's. */
-enum node_stat_item { NR_INACTIVE_FILE = 2, NR_ISOLATED_FILE = 3, NR_ANON_MAPPED = 1 };
+enum node_stat_item { NR_INACTIVE_FILE = 2, NR_ISOLATED_FILE = 3, NR_ANON_MAPPED = 1, NR_ACTIVE_FILE = 4 };
+enum pid_type { PIDTYPE_TGID = 1 };
 enum cgroup_subsys_id { memory_cgrp_id = 1 };
 
 #endif

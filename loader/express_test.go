@@ -4,6 +4,9 @@ package loader
 
 import (
 	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
 	"strings"
 	"sync"
 	"testing"
@@ -45,7 +48,7 @@ func TestExpressFiresOnCrossing(t *testing.T) {
 	}
 	snd := &recordingSender{PidfdSender: signals.PidfdSender{Proc: "/proc"}}
 	plans := express.New(snd)
-	s := newSource(t, Options{})
+	s := newSource(t, Options{NoKernelSend: true})
 	s.SetExpress(plans)
 	r := run(t, s)
 	s.Update([]watch.Target{c.Target(warn, crit, watch.Usage)})
@@ -78,6 +81,153 @@ func TestExpressFiresOnCrossing(t *testing.T) {
 	defer snd.mu.Unlock()
 	if snd.calls != 1 {
 		t.Errorf("%d sends, want 1", snd.calls)
+	}
+}
+
+// kernelSource is a running source whose program sends armed levels
+// itself, with Plans over a recording sender; it skips (fails in CI) where
+// the kernel cannot.
+func kernelSource(t *testing.T) (*Source, *running, *express.Plans, *recordingSender) {
+	s := newSource(t, Options{})
+	if ok, why := s.KernelSends(); !ok {
+		s.Close()
+		labtest.SkipOrFail(t, "no kernel sends here: %s", why)
+	}
+	snd := &recordingSender{PidfdSender: signals.PidfdSender{Proc: "/proc"}}
+	plans := express.New(snd)
+	s.SetExpress(plans)
+	return s, run(t, s), plans, snd
+}
+
+// self is this test process as a target: it catches sig (os/signal), so
+// the signal's arrival is seen on the returned channel.
+func self(t *testing.T, sig unix.Signal) (express.Target, chan os.Signal) {
+	got := make(chan os.Signal, 4)
+	signal.Notify(got, sig)
+	t.Cleanup(func() { signal.Stop(got) })
+	start, err := signals.StartTime("/proc", os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := signals.ReadHandlers("/proc", os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return express.Target{PID: os.Getpid(), Want: signals.Expect{Start: start, Name: h.Name, Handler: true}}, got
+}
+
+// TestKernelSendOnCrossing: on a real cgroup, the levels armed in the
+// kernel are sent by the program on the crossing pages (the warning, then
+// the critical, once each, no user-space send), the signal arrives, and
+// the reading that follows books them (Kernel, before the reading).
+func TestKernelSendOnCrossing(t *testing.T) {
+	c := labtest.Cgroup(t, 256*lab.MiB)
+	leaker := labtest.Leaker(t, c)
+	warn, crit := uint64(100*lab.MiB), uint64(160*lab.MiB)
+	s, r, plans, snd := kernelSource(t)
+	s.Update([]watch.Target{c.Target(warn, crit, watch.Usage)})
+	r.wait(t, 0, 2*time.Second, "after Update", func(rd watch.Reading) bool { return rd.ID == c.ID })
+	me, got := self(t, unix.SIGWINCH)
+	p := &express.Plan{Metric: watch.Usage}
+	p.Levels[watch.Warning] = &express.Level{Threshold: warn, Signal: unix.SIGWINCH, Targets: []express.Target{me}}
+	p.Levels[watch.Critical] = &express.Level{Threshold: crit, Signal: unix.SIGWINCH, Targets: []express.Target{me}}
+	plans.Arm(c.ID, p)
+	n := len(r.readings())
+
+	for step, want := range []watch.Level{watch.Warning, watch.Critical} {
+		size := []uint64{120 * lab.MiB, 60 * lab.MiB}[step]
+		if err := leaker.Anon(size, 400*lab.MiB); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-got:
+		case <-time.After(2 * time.Second):
+			t.Fatalf("%s: no SIGWINCH within 2 s of the crossing", want)
+		}
+		rd, i := r.wait(t, n, 2*time.Second, want.String()+" booked", func(rd watch.Reading) bool { return len(rd.Sent) > 0 })
+		n = i + 1
+		if len(rd.Sent) != 1 || !rd.Sent[0].Kernel || rd.Sent[0].Level != want || rd.Sent[0].PID != os.Getpid() || rd.Sent[0].Err != nil {
+			t.Fatalf("reading booked %+v, want one kernel send of %s to %d", rd.Sent, want, os.Getpid())
+		}
+		if ahead := rd.Time.Sub(rd.Sent[0].At); ahead < 0 {
+			t.Errorf("%s: the kernel's send is dated %s after the reading that booked it", want, -ahead)
+		} else {
+			t.Logf("%s: sent by the program %s before the reading that booked it (%s)", want, ahead, rd.Origin)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	select {
+	case <-got:
+		t.Error("a third SIGWINCH: a level went twice")
+	default:
+	}
+	snd.mu.Lock()
+	defer snd.mu.Unlock()
+	if snd.calls != 0 {
+		t.Errorf("%d user-space sends, want none (the kernel sent both levels)", snd.calls)
+	}
+}
+
+// TestKernelSendRefuses: the program leaves alone a target that is not
+// what was vetted — another start time (a recycled PID), another command,
+// no handler for the signal — and user space, which takes the level over,
+// finds the same (its checked send refuses too): nothing is sent.
+func TestKernelSendRefuses(t *testing.T) {
+	c := labtest.Cgroup(t, 256*lab.MiB)
+	leaker := labtest.Leaker(t, c)
+	warn, crit := uint64(100*lab.MiB), uint64(200*lab.MiB)
+	s, r, plans, snd := kernelSource(t)
+	s.Update([]watch.Target{c.Target(warn, crit, watch.Usage)})
+	r.wait(t, 0, 2*time.Second, "after Update", func(rd watch.Reading) bool { return rd.ID == c.ID })
+	me, got := self(t, unix.SIGWINCH)
+	restart, rename := me, me
+	restart.Want.Start++
+	rename.Want.Name = "not-" + me.Want.Name
+	// sleep(1) does not catch SIGWINCH (ignored by default: harmless if
+	// it went).
+	sleeper := exec.Command("sleep", "60")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
+	var sstart uint64
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		h, err := signals.ReadHandlers("/proc", sleeper.Process.Pid)
+		if err == nil && h.Name == "sleep" {
+			if signals.Handles(h.Caught, unix.SIGWINCH) {
+				t.Skipf("sleep catches SIGWINCH here (SigCgt %x)", h.Caught)
+			}
+			sstart, _ = signals.StartTime("/proc", sleeper.Process.Pid)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sleep not exec'ed after 5 s: %v", err)
+		}
+	}
+	noHandler := express.Target{PID: sleeper.Process.Pid, Want: signals.Expect{Start: sstart, Name: "sleep", Handler: true}}
+	p := &express.Plan{Metric: watch.Usage}
+	p.Levels[watch.Warning] = &express.Level{Threshold: warn, Signal: unix.SIGWINCH,
+		Targets: []express.Target{restart, rename, noHandler}}
+	plans.Arm(c.ID, p)
+	n := len(r.readings())
+	if err := leaker.Anon(120*lab.MiB, 400*lab.MiB); err != nil {
+		t.Fatal(err)
+	}
+	rd, _ := r.wait(t, n, 2*time.Second, "warning", func(rd watch.Reading) bool { return len(rd.Sent) > 0 })
+	for _, sent := range rd.Sent {
+		if sent.Kernel || sent.Err == nil {
+			t.Errorf("sent %+v: want every target refused", sent)
+		}
+	}
+	select {
+	case <-got:
+		t.Error("SIGWINCH arrived for targets that are not what was vetted")
+	case <-time.After(300 * time.Millisecond):
+	}
+	snd.mu.Lock()
+	defer snd.mu.Unlock()
+	if snd.calls != 3 {
+		t.Errorf("%d user-space sends, want 3 (each refused)", snd.calls)
 	}
 }
 

@@ -5,4 +5,4 @@ package loader
 //
 //	go generate ./loader
 //
-//go:generate go tool bpf2go -tags linux -cc clang-14 -cflags "-O2 -g -Wall -Werror -mcpu=v3" -target amd64,arm64 -type event -type watch_state memwatch ../bpf/memwatch.c -- -I../bpf
+//go:generate go tool bpf2go -tags linux -cc clang-14 -cflags "-O2 -g -Wall -Werror -mcpu=v3" -target amd64,arm64 -type event -type watch_state -type send_slot -type send_level -type send_target memwatch ../bpf/memwatch.c -- -I../bpf

@@ -29,6 +29,33 @@ type memwatchProcWatch struct {
 	Pending uint64
 }
 
+type memwatchSendLevel struct {
+	_         structs.HostLayout
+	State     uint32
+	Sig       uint32
+	N         uint32
+	Sent      uint32
+	Threshold uint64
+	AtNs      uint64
+	Flags     uint64
+	T         [4]memwatchSendTarget
+}
+
+type memwatchSendSlot struct {
+	_  structs.HostLayout
+	Id uint64
+	Ns uint64
+	Lv [2]memwatchSendLevel
+}
+
+type memwatchSendTarget struct {
+	_     structs.HostLayout
+	Pid   int32
+	Flags uint32
+	Start uint64
+	Comm  [16]int8
+}
+
 type memwatchWatchState struct {
 	_         structs.HostLayout
 	Id        uint64
@@ -43,6 +70,7 @@ type memwatchWatchState struct {
 	Acc       uint64
 	Offset    int64
 	Flags     uint64
+	File      int64
 }
 
 // Names of all BPF objects in the ELF.
@@ -55,6 +83,7 @@ const (
 	memwatchMapLost        = "lost"
 	memwatchMapOverflow    = "overflow"
 	memwatchMapProcs       = "procs"
+	memwatchMapSends       = "sends"
 	memwatchMapSlots       = "slots"
 	memwatchProgOnCharge   = "on_charge"
 	memwatchProgOnExec     = "on_exec"
@@ -124,6 +153,7 @@ type memwatchMapSpecs struct {
 	Lost      *ebpf.MapSpec `ebpf:"lost"`
 	Overflow  *ebpf.MapSpec `ebpf:"overflow"`
 	Procs     *ebpf.MapSpec `ebpf:"procs"`
+	Sends     *ebpf.MapSpec `ebpf:"sends"`
 	Slots     *ebpf.MapSpec `ebpf:"slots"`
 }
 
@@ -159,6 +189,7 @@ type memwatchMaps struct {
 	Lost      *ebpf.Map `ebpf:"lost"`
 	Overflow  *ebpf.Map `ebpf:"overflow"`
 	Procs     *ebpf.Map `ebpf:"procs"`
+	Sends     *ebpf.Map `ebpf:"sends"`
 	Slots     *ebpf.Map `ebpf:"slots"`
 }
 
@@ -170,6 +201,7 @@ func (m *memwatchMaps) Close() error {
 		m.Lost,
 		m.Overflow,
 		m.Procs,
+		m.Sends,
 		m.Slots,
 	)
 }

@@ -66,6 +66,9 @@ type Options struct {
 	// thread stays SCHED_OTHER). On a busy node the woken reader otherwise
 	// waits for the running task's time slice: milliseconds.
 	Realtime bool
+	// NoKernelSend keeps the program from sending armed levels itself
+	// (kernel sends, memwatch.c): every signal then goes from user space.
+	NoKernelSend bool
 	// Logger receives debug and warning messages (default slog.Default()).
 	Logger *slog.Logger
 }

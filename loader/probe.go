@@ -29,6 +29,9 @@ type loaded struct {
 	procColl  *ebpf.Collection
 	procLinks []link.Link
 	procErr   error
+
+	// Why the program cannot send signals itself (nil: it can).
+	sendErr error
 }
 
 func (l *loaded) close() error {
@@ -160,6 +163,7 @@ func probe(order []AttachPoint, ringSize uint32) (*loaded, error) {
 		l, err := load(a, kernel, ringSize)
 		if err == nil {
 			l.procErr = loadProcs(l, kernel)
+			l.sendErr = kernelSendsMissing(a, kernel)
 			return l, nil
 		}
 		errs = append(errs, err)

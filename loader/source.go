@@ -50,12 +50,14 @@ type Source struct {
 	l        *loaded
 	ring     *ring
 	express  *express.Plans // nil: none
+	ks       *kernelSends   // nil: the program does not send
 	slots    *ebpf.Map      // watched cgroups by the low bits of their id
 	overflow *ebpf.Map      // watched cgroups whose slot is taken, by id
 	lost     *ebpf.Map      // entry 0: records the program could not submit
 	pageSize uint64
 
 	wokeAt uint64 // when the ring reader read the batch being handled (CLOCK_MONOTONIC ns); under tmu
+	sendWhy string // why the program does not send armed levels itself
 
 	mu         sync.Mutex
 	pending    []watch.Target
@@ -185,6 +187,16 @@ func New(opts Options) (*Source, error) {
 	}
 	if err := s.watchProcs(); err != nil {
 		opts.Logger.Info("no process events from BPF, processes are rescanned periodically", "reason", err)
+	}
+	switch {
+	case opts.NoKernelSend:
+		s.sendWhy = "off (--kernel-send=false)"
+	case l.sendErr != nil:
+		s.sendWhy = l.sendErr.Error()
+	default:
+		if s.ks, err = newKernelSends(l.coll.Maps[memwatchMapSends], s.pageSize); err != nil {
+			s.sendWhy = err.Error()
+		}
 	}
 	return s, nil
 }
@@ -326,10 +338,19 @@ func releaseMemory() {
 	debug.FreeOSMemory()
 }
 
+// KernelSends tells whether the program sends armed levels itself, and
+// why not.
+func (s *Source) KernelSends() (bool, string) { return s.ks != nil, s.sendWhy }
+
 // SetExpress makes the source send the signals the agent armed in p for a
 // reading, before it hands the reading over (package express). Call it
 // before Run.
-func (s *Source) SetExpress(p *express.Plans) { s.express = p }
+func (s *Source) SetExpress(p *express.Plans) {
+	s.express = p
+	if s.ks != nil && p != nil {
+		p.SetKernel(s.ks)
+	}
+}
 
 // Name returns "bpf " and the attach point.
 func (s *Source) Name() string { return "bpf " + string(s.l.attach) }
@@ -368,6 +389,9 @@ func (s *Source) Close() error {
 		s.takeMu.Lock()
 		s.mapsClosed = true
 		s.closeErr = errors.Join(s.ring.Close(), s.l.close())
+		if s.ks != nil {
+			s.closeErr = errors.Join(s.closeErr, s.ks.close())
+		}
 		s.takeMu.Unlock()
 	})
 	return s.closeErr
@@ -932,6 +956,7 @@ func (s *Source) seed(t *target, rd watch.Reading) memwatchWatchState {
 		LastNs:    monoNow(),
 		Level:     uint64(levelOf(t.t, rd.Value(t.t.Metric))),
 		Offset:    s.offsetPages(t.t, rd),
+		File:      int64((rd.InactiveFile + rd.ActiveFile) / s.pageSize),
 	}
 	if t.t.Metric != watch.Usage && t.t.Metric != watch.RSS && s.l.attach != ChargeFexit {
 		// Working set: the lruvec attach points see the inactive file
@@ -994,8 +1019,13 @@ func (s *Source) apply(ctx context.Context, out chan<- watch.Reading) error {
 	}
 
 	ids := make([]uint64, 0, len(s.targets))
-	for id := range s.targets {
+	metrics := make(map[uint64]watch.Metric, len(s.targets))
+	for id, t := range s.targets {
 		ids = append(ids, id)
+		metrics[id] = t.t.Metric
+	}
+	if s.ks != nil {
+		s.ks.setMetrics(metrics)
 	}
 	next := place(ids, s.overflowCap)
 	// Overflow entries that go away or are polled now are deleted first, to

@@ -20,6 +20,7 @@
 package express
 
 import (
+	"slices"
 	"sync"
 	"time"
 
@@ -55,11 +56,39 @@ type Plan struct {
 	Hold func(watch.Reading) bool
 }
 
+// Kernel is a source that can send armed levels itself, from its BPF
+// program, on the page that crosses a threshold (before its reader has
+// read anything). A level is sent by one side only: the kernel takes it
+// on the crossing, or user space takes it back (Take) before it sends it.
+// Plans calls these with its lock held.
+type Kernel interface {
+	// Arm arms in the kernel the levels of container id's plan it can
+	// send there, and takes back what it armed before; nil disarms.
+	Arm(id uint64, plan *Plan)
+	// Take takes level l of container id back before user space sends
+	// it: false when the kernel has taken it (Collect tells what it sent).
+	Take(id uint64, l watch.Level) bool
+	// Collect returns what the kernel did for container id since the
+	// last call: levels it sent (or tried), and levels it is sending now
+	// (Busy).
+	Collect(id uint64) []Collected
+}
+
+// Collected is what the kernel did for one level.
+type Collected struct {
+	Level  watch.Level
+	Busy   bool        // taken, the program is sending it now
+	Signal unix.Signal // the level's signal
+	Sent   []Target    // the targets signalled (the others failed its checks)
+	At     time.Time
+}
+
 // Plans holds the armed plans, by cgroup id. Arm and Fire are safe for
 // concurrent use.
 type Plans struct {
-	send signals.CheckedSender
-	now  func() time.Time
+	send   signals.CheckedSender
+	now    func() time.Time
+	kernel Kernel // nil: none
 
 	mu    sync.Mutex
 	plans map[uint64]*Plan
@@ -70,16 +99,28 @@ func New(s signals.CheckedSender) *Plans {
 	return &Plans{send: s, now: time.Now, plans: map[uint64]*Plan{}}
 }
 
+// SetKernel makes p arm what it can in k too (the source's BPF program).
+// Call it before the first Arm.
+func (p *Plans) SetKernel(k Kernel) {
+	p.mu.Lock()
+	p.kernel = k
+	p.mu.Unlock()
+}
+
 // Arm replaces container id's plan; nil (or a plan with no level) disarms
 // it. The plan is the caller's no more.
 func (p *Plans) Arm(id uint64, plan *Plan) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if plan == nil || (plan.Levels[watch.Warning] == nil && plan.Levels[watch.Critical] == nil) {
+		plan = nil
 		delete(p.plans, id)
-		return
+	} else {
+		p.plans[id] = plan
 	}
-	p.plans[id] = plan
+	if p.kernel != nil {
+		p.kernel.Arm(id, plan)
+	}
 }
 
 // Armed returns a copy of container id's plan's levels, for tests and
@@ -105,14 +146,18 @@ func (p *Plans) Fire(rd *watch.Reading) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	plan := p.plans[rd.ID]
+	busy := p.collect(rd, plan)
 	if plan == nil || plan.Hold != nil && plan.Hold(*rd) {
 		return
 	}
 	value := rd.Value(plan.Metric)
 	for l := watch.Warning; l <= watch.Critical; l++ {
 		lv := plan.Levels[l]
-		if lv == nil || value < lv.Threshold {
+		if lv == nil || busy[l] || value < lv.Threshold {
 			continue
+		}
+		if p.kernel != nil && !p.kernel.Take(rd.ID, l) {
+			continue // the kernel sends it: the next reading collects it
 		}
 		plan.Levels[l] = nil
 		for _, tg := range lv.Targets {
@@ -124,4 +169,45 @@ func (p *Plans) Fire(rd *watch.Reading) {
 	if plan.Levels[watch.Warning] == nil && plan.Levels[watch.Critical] == nil {
 		delete(p.plans, rd.ID)
 	}
+}
+
+// collect records in rd.Sent what the kernel sent for rd's container, and
+// takes the targets it signalled out of plan (what the kernel tried and
+// could not send stays armed here). It returns the levels the kernel is
+// sending now: they wait for the next reading.
+func (p *Plans) collect(rd *watch.Reading, plan *Plan) (busy [watch.Critical + 1]bool) {
+	if p.kernel == nil {
+		return busy
+	}
+	for _, c := range p.kernel.Collect(rd.ID) {
+		if c.Busy {
+			busy[c.Level] = true
+			continue
+		}
+		for _, tg := range c.Sent {
+			rd.Sent = append(rd.Sent, watch.Sent{Level: c.Level, PID: tg.PID, Start: tg.Want.Start,
+				Signal: int(c.Signal), At: c.At, Kernel: true})
+		}
+		if plan == nil || plan.Levels[c.Level] == nil {
+			continue
+		}
+		lv := plan.Levels[c.Level]
+		var rest []Target
+		for _, tg := range lv.Targets {
+			if !slices.ContainsFunc(c.Sent, func(s Target) bool { return s.PID == tg.PID && s.Want.Start == tg.Want.Start }) {
+				rest = append(rest, tg)
+			}
+		}
+		if len(rest) == 0 {
+			plan.Levels[c.Level] = nil
+			continue
+		}
+		cp := *lv
+		cp.Targets = rest
+		plan.Levels[c.Level] = &cp
+	}
+	if plan != nil && plan.Levels[watch.Warning] == nil && plan.Levels[watch.Critical] == nil {
+		delete(p.plans, rd.ID)
+	}
+	return busy
 }

@@ -190,6 +190,8 @@ type Sent struct {
 	Signal int
 	At     time.Time
 	Err    error
+	// Kernel: the source's BPF program sent it itself, on the crossing.
+	Kernel bool
 }
 
 // WorkingSet returns usage minus inactive file cache (never below zero).

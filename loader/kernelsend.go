@@ -1,0 +1,278 @@
+//go:build linux && (amd64 || arm64 || 386)
+
+package loader
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"golang.org/x/sys/unix"
+
+	"github.com/oomhero/oomhero/internal/express"
+	"github.com/oomhero/oomhero/internal/watch"
+)
+
+// Kernel sends (memwatch.c, "Kernel sends"): the program itself signals
+// the processes the agent armed for a level, on the page that crosses it,
+// with bpf_send_signal_task. kernelSends is the user-space half: it writes
+// the armed levels into the program's slot array, which it shares with the
+// kernel through mmap(2), and takes back, with the same compare-and-swap
+// as the program, what user space is about to send itself. It implements
+// express.Kernel.
+
+// Send states and flags, as in memwatch.c.
+const (
+	sendIdle  = 0
+	sendArmed = 1
+	sendTaken = 2
+	sendDone  = 3
+
+	sendHandler  = 1
+	sendComm     = 2
+	sendGateFile = 1
+
+	sendTargets = 4
+	sendSlots   = 1024
+)
+
+// kernelSendFuncs are the kfuncs the kernel sends call (kernel 6.13).
+var kernelSendFuncs = []string{"bpf_task_from_pid", "bpf_task_from_vpid", "bpf_task_release", "bpf_send_signal_task"}
+
+// kernelSendsMissing says why this kernel cannot send from the program,
+// or nil when it can.
+func kernelSendsMissing(a AttachPoint, kernel *btf.Spec) error {
+	if a != LruvecBTF {
+		return fmt.Errorf("attach point %s does not follow the working set itself", a)
+	}
+	for _, name := range kernelSendFuncs {
+		var fn *btf.Func
+		if err := kernel.TypeByName(name, &fn); err != nil {
+			return fmt.Errorf("kernel has no kfunc %s (Linux 6.13 or later)", name)
+		}
+	}
+	return nil
+}
+
+type kernelSends struct {
+	mu     sync.Mutex
+	mem    []byte // the slot array, shared with the program; nil once closed
+	ns     uint64 // inode of oomhero's PID namespace (the targets' PIDs)
+	page   uint64
+	metric map[uint64]watch.Metric // targets' metrics, by cgroup id (Source.apply)
+
+	owner map[uint32]uint64              // slot: the cgroup it is armed for
+	armed map[uint64]*[2]*express.Level // what each level of a cgroup was armed with
+}
+
+// newKernelSends maps the program's slot array.
+func newKernelSends(m *ebpf.Map, page uint64) (*kernelSends, error) {
+	size := int(m.ValueSize()) * int(m.MaxEntries())
+	if m.ValueSize() != uint32(unsafe.Sizeof(memwatchSendSlot{})) || m.MaxEntries() != sendSlots {
+		return nil, fmt.Errorf("sends map of %d entries of %d bytes, want %d of %d", m.MaxEntries(), m.ValueSize(), sendSlots, unsafe.Sizeof(memwatchSendSlot{}))
+	}
+	pg := os.Getpagesize()
+	mem, err := unix.Mmap(m.FD(), 0, (size+pg-1)/pg*pg, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("mmap sends map: %w", err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/pid", &st); err != nil {
+		unix.Munmap(mem)
+		return nil, fmt.Errorf("own PID namespace: %w", err)
+	}
+	return &kernelSends{mem: mem, ns: st.Ino, page: page, metric: map[uint64]watch.Metric{},
+		owner: map[uint32]uint64{}, armed: map[uint64]*[2]*express.Level{}}, nil
+}
+
+func (k *kernelSends) close() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.mem == nil {
+		return nil
+	}
+	err := unix.Munmap(k.mem)
+	k.mem = nil
+	return err
+}
+
+// setMetrics records the watched cgroups' metrics: only the usage and the
+// working set (which the program follows) are judged in the kernel.
+func (k *kernelSends) setMetrics(m map[uint64]watch.Metric) {
+	k.mu.Lock()
+	k.metric = m
+	k.mu.Unlock()
+}
+
+func (k *kernelSends) slot(i uint32) *memwatchSendSlot {
+	return (*memwatchSendSlot)(unsafe.Pointer(&k.mem[uintptr(i)*unsafe.Sizeof(memwatchSendSlot{})]))
+}
+
+func slotIndex(id uint64) uint32 { return uint32(id & (sendSlots - 1)) }
+
+// idle tells whether no level of slot s is armed or in the kernel's hands.
+func idle(s *memwatchSendSlot) bool {
+	for l := range s.Lv {
+		if atomic.LoadUint32(&s.Lv[l].State) != sendIdle {
+			return false
+		}
+	}
+	return true
+}
+
+// Arm implements express.Kernel.
+func (k *kernelSends) Arm(id uint64, plan *express.Plan) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.mem == nil {
+		return
+	}
+	i := slotIndex(id)
+	s := k.slot(i)
+	if o, ok := k.owner[i]; ok && o != id {
+		// Another cgroup's: it stays its own while the kernel may still
+		// send for it or has sent what is not collected yet.
+		for l := range s.Lv {
+			atomic.CompareAndSwapUint32(&s.Lv[l].State, sendArmed, sendIdle)
+		}
+		if !idle(s) || plan == nil {
+			return
+		}
+		delete(k.owner, i)
+		delete(k.armed, o)
+	}
+	if _, ok := k.owner[i]; !ok {
+		if plan == nil || !idle(s) {
+			return
+		}
+		// The id is written while no level is armed, and before one is:
+		// the program checks it again after it takes a level.
+		atomic.StoreUint64(&s.Id, id)
+		s.Ns = k.ns
+		k.owner[i] = id
+		k.armed[id] = &[2]*express.Level{}
+	}
+	copies := k.armed[id]
+	metric, known := k.metric[id]
+	for l := range s.Lv {
+		lv := &s.Lv[l]
+		if !atomic.CompareAndSwapUint32(&lv.State, sendArmed, sendIdle) && atomic.LoadUint32(&lv.State) != sendIdle {
+			continue // the kernel took it: Collect books it first
+		}
+		copies[l] = nil
+		if plan == nil || !known || plan.Metric != metric || (metric != watch.Usage && metric != watch.WorkingSet) {
+			continue
+		}
+		want := plan.Levels[watch.Warning+watch.Level(l)]
+		if !k.fill(lv, want, plan.Metric) {
+			continue
+		}
+		copies[l] = want
+		atomic.StoreUint32(&lv.State, sendArmed)
+	}
+	if plan == nil && idle(s) {
+		delete(k.owner, i)
+		delete(k.armed, id)
+	}
+}
+
+// fill writes level want into lv (idle), when the program can send all of
+// it: at most four targets, each with a command the kernel can compare.
+func (k *kernelSends) fill(lv *memwatchSendLevel, want *express.Level, metric watch.Metric) bool {
+	if want == nil || len(want.Targets) == 0 || len(want.Targets) > sendTargets || want.Signal < 1 || want.Signal > 64 {
+		return false
+	}
+	var ts [sendTargets]memwatchSendTarget
+	for i, tg := range want.Targets {
+		name := tg.Want.Name
+		if tg.PID <= 0 || tg.PID > 1<<31-1 || len(name) > 15 || strings.ContainsAny(name, "\\\n") {
+			// A command status escapes cannot be compared with comm.
+			return false
+		}
+		ts[i] = memwatchSendTarget{Pid: int32(tg.PID), Start: tg.Want.Start}
+		if name != "" {
+			ts[i].Flags |= sendComm
+			for j := 0; j < len(name); j++ {
+				ts[i].Comm[j] = int8(name[j])
+			}
+		}
+		if tg.Want.Handler {
+			ts[i].Flags |= sendHandler
+		}
+	}
+	lv.Sig, lv.N, lv.Sent, lv.AtNs = uint32(want.Signal), uint32(len(want.Targets)), 0, 0
+	lv.Threshold = (want.Threshold + k.page - 1) / k.page
+	lv.Flags = 0
+	if metric == watch.WorkingSet {
+		lv.Flags = sendGateFile
+	}
+	lv.T = ts
+	return true
+}
+
+// Take implements express.Kernel.
+func (k *kernelSends) Take(id uint64, l watch.Level) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	i := slotIndex(id)
+	if k.mem == nil || k.owner[i] != id || l < watch.Warning || l > watch.Critical {
+		return true
+	}
+	lv := &k.slot(i).Lv[l-watch.Warning]
+	if atomic.CompareAndSwapUint32(&lv.State, sendArmed, sendIdle) {
+		k.armed[id][l-watch.Warning] = nil
+		return true
+	}
+	return atomic.LoadUint32(&lv.State) == sendIdle
+}
+
+// Collect implements express.Kernel.
+func (k *kernelSends) Collect(id uint64) (out []express.Collected) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	i := slotIndex(id)
+	if k.mem == nil || k.owner[i] != id {
+		return nil
+	}
+	s := k.slot(i)
+	for l := range s.Lv {
+		lv := &s.Lv[l]
+		level := watch.Warning + watch.Level(l)
+		switch atomic.LoadUint32(&lv.State) {
+		case sendTaken:
+			out = append(out, express.Collected{Level: level, Busy: true})
+		case sendDone:
+			c := express.Collected{Level: level, At: monoTime(lv.AtNs)}
+			if want := k.armed[id][l]; want != nil {
+				c.Signal = want.Signal
+				for t := range want.Targets {
+					if lv.Sent&(1<<t) != 0 {
+						c.Sent = append(c.Sent, want.Targets[t])
+					}
+				}
+			}
+			k.armed[id][l] = nil
+			atomic.StoreUint32(&lv.State, sendIdle)
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// monoTime converts a CLOCK_MONOTONIC time (bpf_ktime_get_ns) to wall time.
+func monoTime(ns uint64) time.Time {
+	now, mono := time.Now(), monoNow()
+	if ns > mono {
+		return now
+	}
+	return now.Add(-time.Duration(mono - ns))
+}
+
+var _ express.Kernel = (*kernelSends)(nil)
+
