@@ -67,7 +67,7 @@ type kernelSends struct {
 	page   uint64
 	metric map[uint64]watch.Metric // targets' metrics, by cgroup id (Source.apply)
 
-	owner map[uint32]uint64              // slot: the cgroup it is armed for
+	owner map[uint32]uint64             // slot: the cgroup it is armed for
 	armed map[uint64]*[2]*express.Level // what each level of a cgroup was armed with
 }
 
@@ -275,4 +275,3 @@ func monoTime(ns uint64) time.Time {
 }
 
 var _ express.Kernel = (*kernelSends)(nil)
-

@@ -56,7 +56,7 @@ type Source struct {
 	lost     *ebpf.Map      // entry 0: records the program could not submit
 	pageSize uint64
 
-	wokeAt uint64 // when the ring reader read the batch being handled (CLOCK_MONOTONIC ns); under tmu
+	wokeAt  uint64 // when the ring reader read the batch being handled (CLOCK_MONOTONIC ns); under tmu
 	sendWhy string // why the program does not send armed levels itself
 
 	mu         sync.Mutex
