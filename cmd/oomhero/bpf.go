@@ -14,6 +14,7 @@ func newBPFSource(cfg *config.Config, log *slog.Logger) (watch.Source, error) {
 	s, err := loader.New(loader.Options{
 		PollInterval: cfg.Interval,
 		Realtime:     cfg.Realtime,
+		NoKernelSend: !cfg.KernelSend,
 		RingSize:     ringSize(cfg),
 		Logger:       log.With("component", "bpf"),
 	})

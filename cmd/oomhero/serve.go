@@ -187,7 +187,15 @@ func chooseSource(cfg *config.Config, log *slog.Logger) (watch.Source, error) {
 	s, err := newBPFSource(cfg, log)
 	switch {
 	case err == nil:
-		log.Info("source active", "source", s.Name())
+		attrs := []any{"source", s.Name()}
+		if ks, ok := s.(interface{ KernelSends() (bool, string) }); ok {
+			on, why := ks.KernelSends()
+			attrs = append(attrs, "kernel_send", on)
+			if !on {
+				attrs = append(attrs, "kernel_send_off", why)
+			}
+		}
+		log.Info("source active", attrs...)
 		return s, nil
 	case cfg.Source == "bpf":
 		return nil, fmt.Errorf("--source bpf: %w", err)

@@ -168,7 +168,12 @@ func (a *Agent) sentAhead(t *tracked, rd watch.Reading) booked {
 					say()
 				}
 			}
-			a.Log.Info("signal sent", append(a.signalAttrs(t, p, s.Level, sigName, rd, s.At), "express", true)...)
+			attrs := append(a.signalAttrs(t, p, s.Level, sigName, rd, s.At), "express", true)
+			if s.Kernel {
+				// Sent by the BPF program on the crossing page (kernel sends).
+				attrs = append(attrs, "in_kernel", true)
+			}
+			a.Log.Info("signal sent", attrs...)
 			a.Observer.Signal(a.target(t), s.Level, s.PID, "sent")
 		case errors.Is(s.Err, signals.ErrGone):
 			a.Log.Debug("process gone before the signal", "pid", s.PID, t.who())

@@ -87,7 +87,9 @@ func (a *Agent) signalAttrs(t *tracked, p discover.Process, l watch.Level, sigNa
 // readingAge says how old the reading behind a signal was when it went (at:
 // right after the send, before anything is logged): since its figures were
 // read ("reading_age"), and, for a reading a kernel event caused, since
-// that event ("event_age").
+// that event ("event_age"). A signal the BPF program sent went before the
+// reading: its reading_age is negative, its event_age 0 (the send is part
+// of the kernel event).
 func readingAge(rd watch.Reading, at time.Time) []any {
 	if rd.Time.IsZero() {
 		return nil
@@ -95,7 +97,7 @@ func readingAge(rd watch.Reading, at time.Time) []any {
 	age := at.Sub(rd.Time)
 	out := []any{"reading_age", age.Round(time.Microsecond).String()}
 	if rd.Latency > 0 {
-		out = append(out, "event_age", (rd.Latency + age).Round(time.Microsecond).String())
+		out = append(out, "event_age", max(0, rd.Latency+age).Round(time.Microsecond).String())
 	}
 	return out
 }

@@ -98,6 +98,7 @@ type Config struct {
 	HealthSocket          string // unix socket for exec probes (oomhero probe); "" = none
 	Events                bool
 	Realtime              bool // BPF ring reader at SCHED_FIFO
+	KernelSend            bool // BPF program sends armed levels itself
 	Version               bool
 
 	// Mode is ModeSidecar (oomhero [options]) or ModeNode (oomhero node
@@ -356,6 +357,15 @@ func options(c *Config) []*option {
 					return errors.New("true or false")
 				}
 				c.Realtime = b
+				return nil
+			}},
+		{name: "kernel-send", def: "true", usage: "BPF source: the program signals the processes the agent vetted itself, on the page that crosses a threshold (Linux 6.13 or later, the tp_btf attach point); false: every signal goes from oomhero's reader",
+			set: func(c *Config, v string) error {
+				b, err := strconv.ParseBool(v)
+				if err != nil {
+					return errors.New("true or false")
+				}
+				c.KernelSend = b
 				return nil
 			}},
 		{name: "listen", def: ":9090", usage: "address of the HTTP server for /healthz, /readyz and /metrics (empty: no server)",
@@ -813,6 +823,7 @@ func (c *Config) LogValue() slog.Value {
 		slog.String("listen", c.Listen),
 		slog.String("health_socket", c.HealthSocket),
 		slog.Bool("realtime", c.Realtime),
+		slog.Bool("kernel_send", c.KernelSend),
 		slog.Bool("events", c.Events),
 		slog.String("mode", c.Mode),
 		slog.String("opt_in", c.OptIn),

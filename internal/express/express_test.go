@@ -4,6 +4,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -115,4 +116,76 @@ func TestFireHoldAndDisarm(t *testing.T) {
 	}
 	var none *Plans
 	none.Fire(&rd) // a source without plans
+}
+
+// fakeKernel is a Kernel whose levels the test drives.
+type fakeKernel struct {
+	armed     map[uint64]*Plan
+	taken     map[watch.Level]bool // the kernel holds these levels
+	collected []Collected
+}
+
+func (k *fakeKernel) Arm(id uint64, p *Plan) { k.armed[id] = p }
+func (k *fakeKernel) Take(id uint64, l watch.Level) bool {
+	return !k.taken[l]
+}
+func (k *fakeKernel) Collect(id uint64) []Collected {
+	c := k.collected
+	k.collected = nil
+	return c
+}
+
+// TestKernelSendsBookedOnce: what the kernel sent is booked with the next
+// reading (Kernel, its time) and never sent again from user space; a
+// target the kernel could not send stays armed for user space; a level the
+// kernel holds (busy, or taken before user space could) is not sent by
+// user space; disarming reaches the kernel.
+func TestKernelSendsBookedOnce(t *testing.T) {
+	s := &fakeSender{}
+	k := &fakeKernel{armed: map[uint64]*Plan{}, taken: map[watch.Level]bool{}}
+	p := New(s)
+	p.SetKernel(k)
+	p.Arm(1, plan(600, 900, 7, 8))
+	if k.armed[1] == nil {
+		t.Fatal("the plan did not reach the kernel")
+	}
+	at := time.Unix(100, 0)
+	// The kernel sent the warning to 7, not to 8 (its checks refused),
+	// and is sending the critical now.
+	k.collected = []Collected{
+		{Level: watch.Warning, Signal: unix.SIGUSR1, Sent: []Target{{PID: 7, Want: signals.Expect{Start: 70}}}, At: at},
+		{Level: watch.Critical, Busy: true},
+	}
+	rd := watch.Reading{ID: 1, Usage: 950}
+	p.Fire(&rd)
+	if len(rd.Sent) != 2 || !rd.Sent[0].Kernel || rd.Sent[0].PID != 7 || !rd.Sent[0].At.Equal(at) ||
+		rd.Sent[1].Kernel || rd.Sent[1].PID != 8 || rd.Sent[1].Level != watch.Warning {
+		t.Fatalf("sent %+v: want the kernel's warning to 7, then user space's to 8, no critical (busy)", rd.Sent)
+	}
+	if len(s.calls) != 1 || s.calls[0].pid != 8 {
+		t.Fatalf("user-space sends %v, want one to 8", s.calls)
+	}
+	// The critical: the kernel took it (Take refuses) and has not said
+	// what it sent yet: user space sends nothing.
+	k.taken[watch.Critical] = true
+	rd = watch.Reading{ID: 1, Usage: 960}
+	p.Fire(&rd)
+	if len(rd.Sent) != 0 || len(s.calls) != 1 {
+		t.Fatalf("a level the kernel holds was sent from user space: %+v", rd.Sent)
+	}
+	// Then it did: booked, and the plan is spent.
+	k.collected = []Collected{{Level: watch.Critical, Signal: unix.SIGUSR2, At: at,
+		Sent: []Target{{PID: 7, Want: signals.Expect{Start: 70}}, {PID: 8, Want: signals.Expect{Start: 80}}}}}
+	rd = watch.Reading{ID: 1, Usage: 970}
+	p.Fire(&rd)
+	if len(rd.Sent) != 2 || !rd.Sent[0].Kernel || !rd.Sent[1].Kernel || rd.Sent[0].Signal != int(unix.SIGUSR2) {
+		t.Fatalf("sent %+v: want the kernel's two criticals", rd.Sent)
+	}
+	if l := p.Armed(1); l[watch.Warning] != nil || l[watch.Critical] != nil {
+		t.Fatalf("still armed: %+v", l)
+	}
+	p.Arm(1, nil)
+	if k.armed[1] != nil {
+		t.Fatal("disarming did not reach the kernel")
+	}
 }
