@@ -507,15 +507,22 @@ func leakRun(ctx context.Context, h *host, o *opts, agentLog string, leaker **co
 	if err := unix.Kill(l.pid, unix.SIGWINCH); err != nil {
 		return w, c, 0, fmt.Errorf("start the leak: %w", err)
 	}
-	// Until the critical signal, or 3 s after the cap.
-	// The log grows by a line per 64 KiB step: only its new lines are
-	// read (a whole read every 50 ms was a few percent of a CPU, and
+	// Until the critical signal and the app's own sample over the critical
+	// threshold, or 3 s after the cap. A signal the BPF program sent can
+	// arrive before that sample (the crossing page is touched before it;
+	// the app's figure reads memory.stat, which the kernel flushes in
+	// batches): the app goes on to its cap, 500 ms is ample for that
+	// sample. The log grows by a line per 64 KiB step: only its new lines
+	// are read (a whole read every 50 ms was a few percent of a CPU, and
 	// garbage collections, taken from the CPU oomhero reacts on).
-	var capSeen time.Time
+	var capSeen, critSeen time.Time
 	tail := &pods.FileTail{Path: l.log}
 	if err := waitFor(ctx, 30*time.Second+time.Duration(float64(limit)/mib/rate*float64(time.Second)), func() bool {
 		s := tail.Next()
-		if strings.Contains(s, "event=signal signal=SIGUSR2") {
+		if critSeen.IsZero() && strings.Contains(s, "event=signal signal=SIGUSR2") {
+			critSeen = time.Now()
+		}
+		if !critSeen.IsZero() && (strings.Contains(s, "event=cap") || time.Since(critSeen) > 500*time.Millisecond) {
 			return true
 		}
 		if capSeen.IsZero() && strings.Contains(s, "event=cap") {
