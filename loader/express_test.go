@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -228,6 +229,61 @@ func TestKernelSendRefuses(t *testing.T) {
 	defer snd.mu.Unlock()
 	if snd.calls != 3 {
 		t.Errorf("%d user-space sends, want 3 (each refused)", snd.calls)
+	}
+}
+
+// TestKernelSendLeavesNearLimitCacheToUserSpace: with the working set as
+// the metric, a level entered far from the limit goes from the kernel, and
+// one entered within an eighth of the limit while a sixteenth of it or more
+// is file cache goes from user space (where a reading in flux is reread).
+func TestKernelSendLeavesNearLimitCacheToUserSpace(t *testing.T) {
+	dir := cacheDir(t)
+	limit := uint64(128 * lab.MiB)
+	c := labtest.Cgroup(t, limit)
+	leaker := labtest.Leaker(t, c)
+	// 40 MiB of file cache (inactive: read once), then anonymous memory:
+	// the working set reaches 50 MiB with usage near 90 MiB (far from
+	// the limit), and 80 MiB with usage near 120 MiB (over 7/8 of it).
+	if err := leaker.Cache(filepath.Join(dir, "cache"), 40*lab.MiB); err != nil {
+		t.Fatal(err)
+	}
+	warn, crit := uint64(50*lab.MiB), uint64(80*lab.MiB)
+	s, r, plans, snd := kernelSource(t)
+	s.Update([]watch.Target{c.Target(warn, crit, watch.WorkingSet)})
+	first, _ := r.wait(t, 0, 2*time.Second, "after Update", func(rd watch.Reading) bool { return rd.ID == c.ID })
+	if first.InactiveFile+first.ActiveFile < limit/16 || first.WorkingSet() >= warn/2 {
+		t.Fatalf("setup: file %d MiB, working set %d MiB: want at least %d MiB of file and a working set under %d MiB",
+			(first.InactiveFile+first.ActiveFile)/lab.MiB, first.WorkingSet()/lab.MiB, limit/16/lab.MiB, warn/2/lab.MiB)
+	}
+	me, got := self(t, unix.SIGWINCH)
+	p := &express.Plan{Metric: watch.WorkingSet}
+	p.Levels[watch.Warning] = &express.Level{Threshold: warn, Signal: unix.SIGWINCH, Targets: []express.Target{me}}
+	p.Levels[watch.Critical] = &express.Level{Threshold: crit, Signal: unix.SIGWINCH, Targets: []express.Target{me}}
+	plans.Arm(c.ID, p)
+	n := len(r.readings())
+	var sent []watch.Sent
+	for step, size := range []uint64{50 * lab.MiB, 35 * lab.MiB} {
+		if err := leaker.Anon(size, 400*lab.MiB); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-got:
+		case <-time.After(2 * time.Second):
+			t.Fatalf("step %d: no SIGWINCH within 2 s", step+1)
+		}
+		rd, i := r.wait(t, n, 2*time.Second, "booked", func(rd watch.Reading) bool { return len(rd.Sent) > 0 })
+		n = i + 1
+		sent = append(sent, rd.Sent...)
+		t.Logf("step %d: %s: usage %d MiB, working set %d MiB, file %d MiB: sent %+v", step+1, rd.Origin,
+			rd.Usage/lab.MiB, rd.WorkingSet()/lab.MiB, (rd.InactiveFile+rd.ActiveFile)/lab.MiB, rd.Sent)
+	}
+	if len(sent) != 2 || sent[0].Level != watch.Warning || !sent[0].Kernel || sent[1].Level != watch.Critical || sent[1].Kernel || sent[1].Err != nil {
+		t.Fatalf("sent %+v: want the warning from the kernel, the critical from user space", sent)
+	}
+	snd.mu.Lock()
+	defer snd.mu.Unlock()
+	if snd.calls != 1 {
+		t.Errorf("%d user-space sends, want 1 (the critical)", snd.calls)
 	}
 }
 
