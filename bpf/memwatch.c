@@ -352,6 +352,13 @@ static __always_inline void kernel_send(struct watch_state *w, __u64 id, __u64 m
 			continue;
 		if (__sync_val_compare_and_swap(&lv->state, SEND_ARMED, SEND_TAKEN) != SEND_ARMED)
 			continue;
+		/* User space gives a slot to another cgroup only while no level
+		 * is armed, and writes the id before it arms one: a level taken
+		 * under another id was armed for that cgroup. */
+		if (s->id != id) {
+			__sync_lock_test_and_set(&lv->state, SEND_ARMED);
+			continue;
+		}
 		__u32 sig = lv->sig, n = lv->n, sent = 0;
 		for (__u32 i = 0; i < SEND_TARGETS; i++) {
 			if (i < n && send_one(&lv->t[i], sig, ns))

@@ -136,12 +136,17 @@ func (k *kernelSends) Arm(id uint64, plan *express.Plan) {
 	i := slotIndex(id)
 	s := k.slot(i)
 	if o, ok := k.owner[i]; ok && o != id {
+		if plan == nil {
+			return // nothing of id's there to take back
+		}
 		// Another cgroup's: it stays its own while the kernel may still
-		// send for it or has sent what is not collected yet.
+		// send for it or has sent what is not collected yet; otherwise
+		// the newest plan gets the slot (the other one's levels go from
+		// user space).
 		for l := range s.Lv {
 			atomic.CompareAndSwapUint32(&s.Lv[l].State, sendArmed, sendIdle)
 		}
-		if !idle(s) || plan == nil {
+		if !idle(s) {
 			return
 		}
 		delete(k.owner, i)

@@ -1,0 +1,93 @@
+//go:build linux && (amd64 || arm64 || 386)
+
+package loader
+
+import (
+	"sync/atomic"
+	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/oomhero/oomhero/internal/express"
+	"github.com/oomhero/oomhero/internal/signals"
+	"github.com/oomhero/oomhero/internal/watch"
+)
+
+// heapSends is a kernelSends over plain memory: the test plays the program.
+func heapSends(metrics map[uint64]watch.Metric) *kernelSends {
+	return &kernelSends{mem: make([]byte, sendSlots*unsafe.Sizeof(memwatchSendSlot{})), page: 4096, ns: 7,
+		metric: metrics, owner: map[uint32]uint64{}, armed: map[uint64]*[2]*express.Level{}}
+}
+
+func sendPlan(m watch.Metric, targets ...express.Target) *express.Plan {
+	p := &express.Plan{Metric: m}
+	p.Levels[watch.Warning] = &express.Level{Threshold: 100 << 20, Signal: unix.SIGUSR1, Targets: targets}
+	p.Levels[watch.Critical] = &express.Level{Threshold: 150<<20 + 1, Signal: unix.SIGUSR2, Targets: targets}
+	return p
+}
+
+// TestKernelSendsSlots: what Arm writes for the program, the token's
+// life (armed, taken by the program, done, collected; or taken back by
+// user space), one slot per cgroup, and what is never armed in the kernel.
+func TestKernelSendsSlots(t *testing.T) {
+	const a, b = 1, 1 + sendSlots // same slot
+	k := heapSends(map[uint64]watch.Metric{a: watch.WorkingSet, b: watch.Usage, 3: watch.RSS, 4: watch.Usage})
+	tg := express.Target{PID: 42, Want: signals.Expect{Start: 900, Name: "java", Handler: true}}
+	k.Arm(a, sendPlan(watch.WorkingSet, tg))
+	s := k.slot(slotIndex(a))
+	w, c := &s.Lv[0], &s.Lv[1]
+	if s.Id != a || s.Ns != 7 || w.State != sendArmed || c.State != sendArmed {
+		t.Fatalf("armed slot: id %d ns %d states %d %d", s.Id, s.Ns, w.State, c.State)
+	}
+	if w.Sig != uint32(unix.SIGUSR1) || w.N != 1 || w.Threshold != 100<<20/4096 || c.Threshold != 150<<20/4096+1 ||
+		w.Flags != sendGateFile || w.T[0].Pid != 42 || w.T[0].Start != 900 || w.T[0].Flags != sendHandler|sendComm ||
+		string(unsafe.Slice((*byte)(unsafe.Pointer(&w.T[0].Comm[0])), 5)) != "java\x00" {
+		t.Fatalf("warning level: %+v", *w)
+	}
+	// The program takes the warning: user space may not send it.
+	atomic.CompareAndSwapUint32(&w.State, sendArmed, sendTaken)
+	if k.Take(a, watch.Warning) {
+		t.Fatal("Take of a level the program holds")
+	}
+	if got := k.Collect(a); len(got) != 1 || !got[0].Busy || got[0].Level != watch.Warning {
+		t.Fatalf("collect while the program sends: %+v", got)
+	}
+	w.Sent, w.AtNs = 1, monoNow()
+	atomic.StoreUint32(&w.State, sendDone)
+	got := k.Collect(a)
+	if len(got) != 1 || got[0].Busy || len(got[0].Sent) != 1 || got[0].Sent[0].PID != 42 || got[0].Signal != unix.SIGUSR1 {
+		t.Fatalf("collect after the program's send: %+v", got)
+	}
+	if w.State != sendIdle || len(k.Collect(a)) != 0 {
+		t.Fatalf("collected twice, or not idle (%d)", w.State)
+	}
+	// User space takes the critical back before it sends it.
+	if !k.Take(a, watch.Critical) || c.State != sendIdle {
+		t.Fatalf("Take of an armed level: state %d", c.State)
+	}
+	// Another cgroup with the same slot gets it once nothing of a's is
+	// pending; a's disarm then leaves b's levels alone.
+	k.Arm(b, sendPlan(watch.Usage, tg))
+	if s.Id != b || w.State != sendArmed || w.Flags != 0 {
+		t.Fatalf("slot after b's plan: id %d state %d flags %d", s.Id, w.State, w.Flags)
+	}
+	k.Arm(a, nil)
+	if s.Id != b || w.State != sendArmed || !k.Take(a, watch.Warning) || w.State != sendArmed {
+		t.Fatal("a's disarm or Take touched b's slot")
+	}
+	// Never in the kernel: the rss metric, five targets, a command /proc
+	// escapes, a plan for another metric than the target's.
+	k.Arm(3, sendPlan(watch.RSS, tg))
+	many := sendPlan(watch.Usage, tg, tg, tg, tg, tg)
+	odd := sendPlan(watch.Usage, express.Target{PID: 5, Want: signals.Expect{Name: `a\nb`}})
+	for _, p := range []*express.Plan{many, odd, sendPlan(watch.WorkingSet, tg)} {
+		k.Arm(4, p)
+		if st := k.slot(4).Lv[0].State; st != sendIdle {
+			t.Errorf("plan %+v armed in the kernel", p.Levels[watch.Warning])
+		}
+	}
+	if k.slot(3).Lv[0].State != sendIdle {
+		t.Error("an rss plan armed in the kernel")
+	}
+}
