@@ -115,6 +115,7 @@ type latRow struct {
 	inside        []time.Duration // in oomhero: the kernel event (BPF) or reading behind the first signal of the level to its send
 	missed        int
 	discover      []time.Duration // start of the leaker's main process to "container watched"
+	floor         []time.Duration // the app's own floor at this rate (appFloor)
 }
 
 func run() (err error) {
@@ -450,6 +451,11 @@ func benchSource(ctx context.Context, h *host, o *opts, src string, leaker **con
 			}
 			fmt.Fprintf(os.Stderr, "nodebench: %s %g MiB/s run %d: watched %v after start; %v; %v\n", src, rate, i, disc.Round(time.Millisecond), w, c)
 		}
+		if fl, err := appFloor(ctx, h, o, rate); err != nil {
+			fmt.Fprintf(os.Stderr, "nodebench: app floor at %g MiB/s: %v\n", rate, err)
+		} else {
+			warn.floor, crit.floor = fl, fl
+		}
 		lrows = append(lrows, warn, crit)
 	}
 	return row, lrows, nil
@@ -537,6 +543,82 @@ func leakRun(ctx context.Context, h *host, o *opts, agentLog string, leaker **co
 		return w, c, 0, fmt.Errorf("app log %s: %w", l.log, err)
 	}
 	return pods.React(lg, watched.Warning, "SIGUSR1"), pods.React(lg, watched.Critical, "SIGUSR2"), disc, nil
+}
+
+// appFloor measures the test app's own share of a reaction at a leak rate:
+// the app leaks at rate in a container oomhero does not watch (no
+// OOMHERO=on: node mode watches only opted-in containers), and the
+// benchmark sends it SIGUSR1 with pidfd_send_signal every 25 ms, each after
+// the previous one was logged, from 300 ms into the leak for 5 s or until
+// its cap; each sample is the send to the app's logged receipt. A signal
+// no sender can get into the app faster than this.
+func appFloor(ctx context.Context, h *host, o *opts, rate float64) ([]time.Duration, error) {
+	const span = 5 * time.Second
+	capMiB := rate * (span + time.Second).Seconds()
+	c, err := h.newContainer(uint64(capMiB+256) * mib)
+	if err != nil {
+		return nil, err
+	}
+	defer h.remove(c)
+	c.log = filepath.Join(o.scratch, "floor-"+c.id[:12]+".log")
+	pid, err := h.start([]string{filepath.Join(c.dir, "cgroup.procs")}, os.Environ(), c.log,
+		o.app, "-mode", "leak", "-rate", strconv.FormatFloat(rate, 'f', -1, 64),
+		"-cap", strconv.FormatFloat(capMiB, 'f', 0, 64), "-start-signal", "SIGWINCH", "-sample-interval", "0")
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Kill(pid, unix.SIGKILL)
+	defer keep(o, c.log)
+	tail := &pods.FileTail{Path: c.log}
+	if err := waitFor(ctx, 10*time.Second, func() bool { return strings.Contains(tail.Next(), "event=waiting") }); err != nil {
+		return nil, fmt.Errorf("app not waiting for its start signal: %w", err)
+	}
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	if err := unix.PidfdSendSignal(fd, unix.SIGWINCH, nil, 0); err != nil {
+		return nil, err
+	}
+	if err := sleep(ctx, 300*time.Millisecond); err != nil {
+		return nil, err
+	}
+	var out []time.Duration
+	for end := time.Now().Add(span); time.Now().Before(end); {
+		if err := sleep(ctx, 25*time.Millisecond); err != nil {
+			return out, err
+		}
+		var ts unix.Timespec
+		unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+		sent := ts.Nano()
+		if err := unix.PidfdSendSignal(fd, unix.SIGUSR1, nil, 0); err != nil {
+			return out, fmt.Errorf("send: %w", err)
+		}
+		var got int64
+		capped := false
+		if err := waitFor(ctx, time.Second, func() bool {
+			for _, line := range strings.Split(tail.Next(), "\n") {
+				capped = capped || strings.Contains(line, "event=cap")
+				if !strings.Contains(line, "event=signal signal=SIGUSR1") {
+					continue
+				}
+				for _, f := range strings.Fields(line) {
+					if v, ok := strings.CutPrefix(f, "mono_ns="); ok {
+						got, _ = strconv.ParseInt(v, 10, 64)
+					}
+				}
+			}
+			return got != 0
+		}); err != nil {
+			return out, fmt.Errorf("SIGUSR1 not logged within 1 s of its send")
+		}
+		out = append(out, time.Duration(got-sent))
+		if capped {
+			break
+		}
+	}
+	return out, nil
 }
 
 func keep(o *opts, file string) {
@@ -664,9 +746,10 @@ func printTables(w *os.File, o *opts, irows []idleRow, lrows []latRow, baselineP
 	if len(lrows) > 0 {
 		fmt.Fprintf(w, "\nReaction of oomhero node to one leaking container among them: signal receipt in the app - its first sample at or above the threshold\n")
 		fmt.Fprintf(w, "(256 MiB limit, WARNING=65 CRITICAL=90, leak to 95%%; %d runs per rate, a new container each run; nearest-rank percentiles: with %d runs p99 is the %s;\n", o.runs, o.runs, map[bool]string{true: "maximum", false: "99th"}[o.runs < 100])
-		fmt.Fprintf(w, "in oomhero: from the kernel event (BPF) or the reading behind the first signal of the level to its send, from oomhero's log; the rest is the kernel and the app)\n\n")
+		fmt.Fprintf(w, "in oomhero: from the kernel event (BPF) or the reading behind the first signal of the level to its send, from oomhero's log; the rest is the kernel and the app;\n")
+		fmt.Fprintf(w, "app floor: the same app leaking at the same rate in a container oomhero does not watch, SIGUSR1 sent by the benchmark with pidfd_send_signal every 25 ms, send to logged receipt)\n\n")
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "source\trate\tlevel\tn\tp50\tp90\tp99\tmax\tmissed\tnew container watched after (p50, max)\ttarget p99 <1ms (bpf)\tin oomhero p50 / p99\t")
+		fmt.Fprintln(tw, "source\trate\tlevel\tn\tp50\tp90\tp99\tmax\tmissed\tnew container watched after (p50, max)\ttarget p99 <1ms (bpf)\tin oomhero p50 / p99\tapp floor p50 / p99 (n)\t")
 		for _, r := range lrows {
 			d := slices.Clone(r.lat)
 			slices.Sort(d)
@@ -690,8 +773,14 @@ func printTables(w *os.File, o *opts, irows []idleRow, lrows []latRow, baselineP
 				slices.Sort(in)
 				inside = fmtDur(percentile(in, 50)) + " / " + fmtDur(percentile(in, 99))
 			}
-			fmt.Fprintf(tw, "%s\t%g MiB/s\t%s\t%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t\n", r.source, r.rate, r.level, len(d),
-				fmtDur(percentile(d, 50)), fmtDur(percentile(d, 90)), fmtDur(percentile(d, 99)), fmtDur(mx), r.missed, disc, target, inside)
+			floor := "-"
+			if len(r.floor) > 0 {
+				fl := slices.Clone(r.floor)
+				slices.Sort(fl)
+				floor = fmt.Sprintf("%s / %s (%d)", fmtDur(percentile(fl, 50)), fmtDur(percentile(fl, 99)), len(fl))
+			}
+			fmt.Fprintf(tw, "%s\t%g MiB/s\t%s\t%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t\n", r.source, r.rate, r.level, len(d),
+				fmtDur(percentile(d, 50)), fmtDur(percentile(d, 90)), fmtDur(percentile(d, 99)), fmtDur(mx), r.missed, disc, target, inside, floor)
 		}
 		tw.Flush()
 	}
