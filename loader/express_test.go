@@ -85,10 +85,10 @@ func TestExpressFiresOnCrossing(t *testing.T) {
 	}
 }
 
-// kernelSource is a running source whose program sends armed levels
-// itself, with Plans over a recording sender; it skips (fails in CI) where
-// the kernel cannot.
-func kernelSource(t *testing.T) (*Source, *running, *express.Plans, *recordingSender) {
+// kernelSource is a running source watching tg, whose program sends armed
+// levels itself, with Plans over a recording sender; it skips (fails in
+// CI) where the kernel cannot.
+func kernelSource(t *testing.T, tg watch.Target) (*running, *express.Plans, *recordingSender) {
 	s := newSource(t, Options{})
 	if ok, why := s.KernelSends(); !ok {
 		s.Close()
@@ -97,7 +97,22 @@ func kernelSource(t *testing.T) (*Source, *running, *express.Plans, *recordingSe
 	snd := &recordingSender{PidfdSender: signals.PidfdSender{Proc: "/proc"}}
 	plans := express.New(snd)
 	s.SetExpress(plans)
-	return s, run(t, s), plans, snd
+	r := run(t, s)
+	s.Update([]watch.Target{tg})
+	r.wait(t, 0, 2*time.Second, "after Update", func(rd watch.Reading) bool { return rd.ID == tg.ID })
+	return r, plans, snd
+}
+
+// winch is a plan that sends SIGWINCH to targets on entering each level
+// whose threshold is not 0.
+func winch(m watch.Metric, warn, crit uint64, targets ...express.Target) *express.Plan {
+	p := &express.Plan{Metric: m}
+	for l, th := range map[watch.Level]uint64{watch.Warning: warn, watch.Critical: crit} {
+		if th != 0 {
+			p.Levels[l] = &express.Level{Threshold: th, Signal: unix.SIGWINCH, Targets: targets}
+		}
+	}
+	return p
 }
 
 // self is this test process as a target: it catches sig (os/signal), so
@@ -125,14 +140,9 @@ func TestKernelSendOnCrossing(t *testing.T) {
 	c := labtest.Cgroup(t, 256*lab.MiB)
 	leaker := labtest.Leaker(t, c)
 	warn, crit := uint64(100*lab.MiB), uint64(160*lab.MiB)
-	s, r, plans, snd := kernelSource(t)
-	s.Update([]watch.Target{c.Target(warn, crit, watch.Usage)})
-	r.wait(t, 0, 2*time.Second, "after Update", func(rd watch.Reading) bool { return rd.ID == c.ID })
+	r, plans, snd := kernelSource(t, c.Target(warn, crit, watch.Usage))
 	me, got := self(t, unix.SIGWINCH)
-	p := &express.Plan{Metric: watch.Usage}
-	p.Levels[watch.Warning] = &express.Level{Threshold: warn, Signal: unix.SIGWINCH, Targets: []express.Target{me}}
-	p.Levels[watch.Critical] = &express.Level{Threshold: crit, Signal: unix.SIGWINCH, Targets: []express.Target{me}}
-	plans.Arm(c.ID, p)
+	plans.Arm(c.ID, winch(watch.Usage, warn, crit, me))
 	n := len(r.readings())
 
 	for step, want := range []watch.Level{watch.Warning, watch.Critical} {
@@ -177,9 +187,7 @@ func TestKernelSendRefuses(t *testing.T) {
 	c := labtest.Cgroup(t, 256*lab.MiB)
 	leaker := labtest.Leaker(t, c)
 	warn, crit := uint64(100*lab.MiB), uint64(200*lab.MiB)
-	s, r, plans, snd := kernelSource(t)
-	s.Update([]watch.Target{c.Target(warn, crit, watch.Usage)})
-	r.wait(t, 0, 2*time.Second, "after Update", func(rd watch.Reading) bool { return rd.ID == c.ID })
+	r, plans, snd := kernelSource(t, c.Target(warn, crit, watch.Usage))
 	me, got := self(t, unix.SIGWINCH)
 	restart, rename := me, me
 	restart.Want.Start++
@@ -206,10 +214,7 @@ func TestKernelSendRefuses(t *testing.T) {
 		}
 	}
 	noHandler := express.Target{PID: sleeper.Process.Pid, Want: signals.Expect{Start: sstart, Name: "sleep", Handler: true}}
-	p := &express.Plan{Metric: watch.Usage}
-	p.Levels[watch.Warning] = &express.Level{Threshold: warn, Signal: unix.SIGWINCH,
-		Targets: []express.Target{restart, rename, noHandler}}
-	plans.Arm(c.ID, p)
+	plans.Arm(c.ID, winch(watch.Usage, warn, 0, restart, rename, noHandler))
 	n := len(r.readings())
 	if err := leaker.Anon(120*lab.MiB, 400*lab.MiB); err != nil {
 		t.Fatal(err)
@@ -248,18 +253,14 @@ func TestKernelSendLeavesNearLimitCacheToUserSpace(t *testing.T) {
 		t.Fatal(err)
 	}
 	warn, crit := uint64(50*lab.MiB), uint64(80*lab.MiB)
-	s, r, plans, snd := kernelSource(t)
-	s.Update([]watch.Target{c.Target(warn, crit, watch.WorkingSet)})
-	first, _ := r.wait(t, 0, 2*time.Second, "after Update", func(rd watch.Reading) bool { return rd.ID == c.ID })
+	r, plans, snd := kernelSource(t, c.Target(warn, crit, watch.WorkingSet))
+	first := r.readings()[0]
 	if first.InactiveFile+first.ActiveFile < limit/16 || first.WorkingSet() >= warn/2 {
 		t.Fatalf("setup: file %d MiB, working set %d MiB: want at least %d MiB of file and a working set under %d MiB",
 			(first.InactiveFile+first.ActiveFile)/lab.MiB, first.WorkingSet()/lab.MiB, limit/16/lab.MiB, warn/2/lab.MiB)
 	}
 	me, got := self(t, unix.SIGWINCH)
-	p := &express.Plan{Metric: watch.WorkingSet}
-	p.Levels[watch.Warning] = &express.Level{Threshold: warn, Signal: unix.SIGWINCH, Targets: []express.Target{me}}
-	p.Levels[watch.Critical] = &express.Level{Threshold: crit, Signal: unix.SIGWINCH, Targets: []express.Target{me}}
-	plans.Arm(c.ID, p)
+	plans.Arm(c.ID, winch(watch.WorkingSet, warn, crit, me))
 	n := len(r.readings())
 	var sent []watch.Sent
 	for step, size := range []uint64{50 * lab.MiB, 35 * lab.MiB} {
