@@ -272,26 +272,41 @@ static __always_inline __u32 pid_in(struct task_struct *t, __u64 ino)
 }
 
 
-/* Whether task t is still what user space vetted as target tg, for signal
- * sig: the same start time (another one is another process on a recycled
- * PID), the same command, a handler for sig. */
-static __always_inline int still(struct task_struct *t, struct send_target *tg, __u32 sig, __u64 ns)
+/* The inode of the current task's PID namespace (the one its getpid()
+ * answers in), 0 when it cannot be read. */
+static __always_inline __u64 current_ns(void)
 {
-	if (pid_in(t, ns) != (__u32)tg->pid)
+	struct task_struct *cur = bpf_get_current_task_btf();
+	struct pid *pid = BPF_CORE_READ(cur, thread_pid);
+	if (!pid)
+		return 0;
+	__u32 level = BPF_CORE_READ(pid, level);
+	if (level >= 32)
+		return 0;
+	__u64 up = (__u64)pid + bpf_core_field_offset(struct pid, numbers) + level * bpf_core_type_size(struct upid);
+	struct pid_namespace *ns = 0;
+	if (bpf_probe_read_kernel(&ns, sizeof(ns), (void *)(up + bpf_core_field_offset(struct upid, ns))) || !ns)
+		return 0;
+	return BPF_CORE_READ(ns, ns.inum);
+}
+
+/* Whether task t is still what user space vetted as target tg, for signal
+ * sig: a process (thread-group leader) with the same start time (another
+ * one is another process on a recycled PID), the same command (comm is
+ * zero-padded, as user space pads the expected one), a handler for sig. */
+static __always_inline int still(struct task_struct *t, struct send_target *tg, __u32 sig)
+{
+	if (t->pid != t->tgid)
 		return 0;
 	/* /proc/<pid>/stat's start time: nsec_to_clock_t, USER_HZ 100. */
 	if (t->start_boottime / 10000000ULL != tg->start)
 		return 0;
 	if (tg->flags & SEND_COMM) {
-		char comm[16];
+		__u64 comm[2];
 		if (bpf_probe_read_kernel(comm, sizeof(comm), &t->comm))
 			return 0;
-		for (int i = 0; i < 16; i++) {
-			if (comm[i] != tg->comm[i])
-				return 0;
-			if (!comm[i])
-				break;
-		}
+		if (comm[0] != *(__u64 *)&tg->comm[0] || comm[1] != *(__u64 *)&tg->comm[8])
+			return 0;
 	}
 	if (tg->flags & SEND_HANDLER) {
 		if (sig < 1 || sig > 64)
@@ -313,16 +328,16 @@ static __always_inline int still(struct task_struct *t, struct send_target *tg, 
 
 /* Signals target tg; true when the signal was sent (or queued to go on the
  * next interrupt-enabled moment of this CPU). */
-static __always_inline int send_one(struct send_target *tg, __u32 sig, __u64 ns)
+static __always_inline int send_one(struct send_target *tg, __u32 sig, int init)
 {
 	struct task_struct *t;
-	if (ns == INIT_PID_NS_INO)
+	if (init)
 		t = bpf_task_from_pid(tg->pid);
 	else
-		t = bpf_task_from_vpid(tg->pid); /* the charging task's namespace: checked by still() */
+		t = bpf_task_from_vpid(tg->pid); /* current's namespace: kernel_send checked it */
 	if (!t)
 		return 0;
-	int ok = still(t, tg, sig, ns) &&
+	int ok = still(t, tg, sig) &&
 		 bpf_send_signal_task(t, sig, bpf_core_enum_value(enum pid_type, PIDTYPE_TGID), 0) == 0;
 	bpf_task_release(t);
 	return ok;
@@ -340,7 +355,13 @@ static __always_inline void kernel_send(struct watch_state *w, __u64 id, __u64 m
 	struct send_slot *s = bpf_map_lookup_elem(&sends, &k);
 	if (!s || s->id != id)
 		return;
+	/* The targets' PIDs are numbered in namespace ns: the host's, or
+	 * (a sidecar) the pod's, where they are looked up in the charging
+	 * task's namespace when it is that one (the pod's own processes). */
 	__u64 ns = s->ns;
+	int init = ns == INIT_PID_NS_INO;
+	if (!init && current_ns() != ns)
+		return;
 	for (__u32 l = 0; l < 2; l++) {
 		if (l + 1 <= old || l + 1 > level)
 			continue;
@@ -361,7 +382,7 @@ static __always_inline void kernel_send(struct watch_state *w, __u64 id, __u64 m
 		}
 		__u32 sig = lv->sig, n = lv->n, sent = 0;
 		for (__u32 i = 0; i < SEND_TARGETS; i++) {
-			if (i < n && send_one(&lv->t[i], sig, ns))
+			if (i < n && send_one(&lv->t[i], sig, init))
 				sent |= 1U << i;
 		}
 		lv->sent = sent;
