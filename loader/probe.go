@@ -104,7 +104,11 @@ func targetExists(a AttachPoint, kernel *btf.Spec) error {
 
 // load loads and attaches the program of one attach point. ringSize, when not
 // zero, overrides the ring buffer size.
-func load(a AttachPoint, kernel *btf.Spec, ringSize uint32) (*loaded, error) {
+func load(a AttachPoint, types *btf.Cache, ringSize uint32) (*loaded, error) {
+	kernel, err := types.Kernel()
+	if err != nil {
+		return nil, err
+	}
 	if err := targetExists(a, kernel); err != nil {
 		return nil, err
 	}
@@ -122,9 +126,7 @@ func load(a AttachPoint, kernel *btf.Spec, ringSize uint32) (*loaded, error) {
 	if ringSize != 0 {
 		spec.Maps[memwatchMapEvents].MaxEntries = ringSize
 	}
-	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{
-		Programs: ebpf.ProgramOptions{KernelTypes: kernel},
-	})
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{Cache: types})
 	if err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
@@ -153,16 +155,20 @@ func load(a AttachPoint, kernel *btf.Spec, ringSize uint32) (*loaded, error) {
 // probe loads the first attach point of order that works. The error wraps
 // watch.ErrUnavailable when every attempt failed for a clear reason.
 func probe(order []AttachPoint, ringSize uint32) (*loaded, error) {
-	kernel, err := btf.LoadKernelSpec()
+	// One decoding of the kernel's BTF for every load: without a shared
+	// cache each collection decodes it again for its kfuncs and attach
+	// targets (tens of milliseconds of CPU each, at every start).
+	types := btf.NewCache()
+	kernel, err := types.Kernel()
 	if err != nil {
 		return nil, fmt.Errorf("%w: kernel BTF not available (/sys/kernel/btf/vmlinux): %w", watch.ErrUnavailable, err)
 	}
 	var errs joined
 	inconclusive := false
 	for _, a := range order {
-		l, err := load(a, kernel, ringSize)
+		l, err := load(a, types, ringSize)
 		if err == nil {
-			l.procErr = loadProcs(l, kernel)
+			l.procErr = loadProcs(l, types)
 			l.sendErr = kernelSendsMissing(a, kernel)
 			return l, nil
 		}
@@ -201,7 +207,11 @@ var procTracepoints = map[string]string{
 // loadProcs loads and attaches the process-event programs next to l's
 // program, on l's maps. They are optional: the error says why they are
 // missing, and l is unchanged then.
-func loadProcs(l *loaded, kernel *btf.Spec) error {
+func loadProcs(l *loaded, types *btf.Cache) error {
+	kernel, err := types.Kernel()
+	if err != nil {
+		return err
+	}
 	for _, tp := range procTracepoints {
 		var td *btf.Typedef
 		if err := kernel.TypeByName("btf_trace_"+tp, &td); err != nil {
@@ -228,7 +238,7 @@ func loadProcs(l *loaded, kernel *btf.Spec) error {
 		repl[name] = m
 	}
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{
-		Programs:        ebpf.ProgramOptions{KernelTypes: kernel},
+		Cache:           types,
 		MapReplacements: repl,
 	})
 	if err != nil {

@@ -83,6 +83,9 @@ func newIdentifier(ctx context.Context, cfg *config.Config, log *slog.Logger) ag
 	defer cancel()
 	start := time.Now()
 	if err := pods.WaitSynced(wctx); err != nil {
+		if ctx.Err() != nil {
+			return nodeIdentifier{pods: pods} // oomhero is stopping (or never started)
+		}
 		log.Warn("pods of the node not listed yet; containers are named by their cgroup path until they are", "node", cfg.NodeName, "error", err)
 	} else {
 		log.Info("pods of the node listed", "node", cfg.NodeName, "took", time.Since(start).Round(time.Millisecond))

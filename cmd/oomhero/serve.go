@@ -35,6 +35,18 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// The node agent's first list of its node's pods (a round trip to the
+	// API server) runs while the BPF program loads: a restarted agent
+	// watches its containers again after the slower of the two, not after
+	// both.
+	idents := make(chan agent.Identifier, 1)
+	if cfg.Node() {
+		go func() { idents <- newIdentifier(ctx, cfg, log) }() // node.go
+	} else {
+		idents <- nil
+	}
 	src, err := chooseSource(cfg, log)
 	if err != nil {
 		return err
@@ -59,8 +71,6 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if p, ok := src.(heartbeat.Progress); ok {
 		m.Watch("source", p, live)
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	go trimAfterStart(ctx, log)
 	httpDone := make(chan error, 1)
 	if cfg.Listen != "" {
@@ -103,12 +113,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	} else {
 		log.Info("kubernetes events off", "reason", "--events off")
 	}
-	var ident agent.Identifier
-	if cfg.Node() {
-		ident = newIdentifier(ctx, cfg, log) // node.go
-	}
 	a := &agent.Agent{
-		Identifier:   ident,
+		Identifier:   <-idents,
 		PodName:      os.Getenv("POD_NAME"),
 		PodNamespace: os.Getenv("POD_NAMESPACE"),
 		Config:       cfg,

@@ -3,6 +3,8 @@ package pods
 import (
 	"context"
 	"fmt"
+	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -47,9 +49,12 @@ type Reaction struct {
 	Crossed   bool
 	LastBelow time.Duration
 	CrossAt   time.Duration
-	Received  bool
-	At        time.Duration // first receipt
-	Count     int           // receipts of Signal
+	// AheadBelow is the last sample below the threshold less ChargeAhead:
+	// a signal before it is early whatever the kernel's counter said.
+	AheadBelow time.Duration
+	Received   bool
+	At         time.Duration // first receipt
+	Count      int           // receipts of Signal
 }
 
 // Latency is the time from the first sample at or above the threshold to
@@ -58,8 +63,16 @@ type Reaction struct {
 func (r Reaction) Latency() time.Duration { return r.At - r.CrossAt }
 
 // Early tells whether the signal arrived before the last sample below the
-// threshold: a signal before the crossing.
-func (r Reaction) Early() bool { return r.Received && r.Crossed && r.At < r.LastBelow }
+// threshold less ChargeAhead: a signal before the crossing.
+func (r Reaction) Early() bool { return r.Received && r.Crossed && r.At < r.AheadBelow }
+
+// ChargeAhead is how far the kernel's memory counter of a cgroup can be
+// above what the app's sample finds a moment later: each CPU charges the
+// counter 64 pages at a time (MEMCG_CHARGE_BATCH) and gives back what it
+// has not used when another cgroup charges on that CPU. The BPF program
+// judges (and, with kernel sends, signals on) the counter as it is on the
+// charge.
+func ChargeAhead() uint64 { return 64 * uint64(os.Getpagesize()) * uint64(runtime.NumCPU()) }
 
 // CheckReactions returns what is wrong with a warning and a critical
 // reaction: a threshold never crossed (the run proves nothing), a signal
@@ -102,13 +115,19 @@ func (r Reaction) String() string {
 // with sig (e.g. "SIGUSR1") from the app's log.
 func React(lg applog.Log, threshold uint64, sig string) Reaction {
 	r := Reaction{Signal: sig, Threshold: threshold}
+	ahead := ChargeAhead()
 	for i, s := range lg.Samples {
 		if s.WorkingSet >= threshold {
 			r.Crossed, r.CrossAt = true, s.Mono
+			r.LastBelow, r.AheadBelow = s.Mono, s.Mono
 			if i > 0 {
-				r.LastBelow = lg.Samples[i-1].Mono
-			} else {
-				r.LastBelow = s.Mono
+				r.LastBelow, r.AheadBelow = lg.Samples[i-1].Mono, lg.Samples[0].Mono
+			}
+			for j := i - 1; j >= 0; j-- {
+				if lg.Samples[j].WorkingSet+ahead < threshold {
+					r.AheadBelow = lg.Samples[j].Mono
+					break
+				}
 			}
 			break
 		}

@@ -33,23 +33,40 @@ func TestPodYAML(t *testing.T) {
 }
 
 func TestReact(t *testing.T) {
+	const mib = 1 << 20
 	lg := applog.Log{
-		Samples: []applog.Sample{{Mono: 10, WorkingSet: 50}, {Mono: 20, WorkingSet: 90}, {Mono: 30, WorkingSet: 110}},
+		Samples: []applog.Sample{{Mono: 10, WorkingSet: 50 * mib}, {Mono: 20, WorkingSet: 90 * mib}, {Mono: 30, WorkingSet: 110 * mib}},
 		Signals: []applog.Signal{{Name: "SIGUSR1", Mono: 32}, {Name: "SIGUSR1", Mono: 40}},
 	}
-	r := React(lg, 100, "SIGUSR1")
-	if !r.Crossed || r.CrossAt != 30 || r.LastBelow != 20 || !r.Received || r.At != 32 || r.Count != 2 {
+	r := React(lg, 100*mib, "SIGUSR1")
+	if !r.Crossed || r.CrossAt != 30 || r.LastBelow != 20 || r.AheadBelow != 20 || !r.Received || r.At != 32 || r.Count != 2 {
 		t.Fatalf("React = %+v", r)
 	}
 	if r.Latency() != 2*time.Nanosecond || r.Early() {
 		t.Errorf("latency %v early %v", r.Latency(), r.Early())
 	}
-	early := React(applog.Log{Samples: lg.Samples, Signals: []applog.Signal{{Name: "SIGUSR1", Mono: 15}}}, 100, "SIGUSR1")
+	early := React(applog.Log{Samples: lg.Samples, Signals: []applog.Signal{{Name: "SIGUSR1", Mono: 15}}}, 100*mib, "SIGUSR1")
 	if !early.Early() {
 		t.Errorf("a signal before the last sample below the threshold is not Early: %+v", early)
 	}
-	if none := React(lg, 1000, "SIGUSR2"); none.Crossed || none.Received {
-		t.Errorf("React(1000, SIGUSR2) = %+v", none)
+	if none := React(lg, 1000*mib, "SIGUSR2"); none.Crossed || none.Received {
+		t.Errorf("React(1000 MiB, SIGUSR2) = %+v", none)
+	}
+	// The kernel's counter runs up to ChargeAhead above the app's samples:
+	// a signal after the last sample more than that below is not early, one
+	// before it is.
+	ahead := ChargeAhead()
+	near := applog.Log{Samples: []applog.Sample{
+		{Mono: 10, WorkingSet: 100*mib - ahead - 1}, {Mono: 20, WorkingSet: 100*mib - ahead/2}, {Mono: 30, WorkingSet: 100 * mib},
+	}}
+	for _, c := range []struct {
+		at    time.Duration
+		early bool
+	}{{15, false}, {25, false}, {5, true}} {
+		near.Signals = []applog.Signal{{Name: "SIGUSR1", Mono: c.at}}
+		if r := React(near, 100*mib, "SIGUSR1"); r.Early() != c.early || r.AheadBelow != 10 {
+			t.Errorf("signal at %v with samples within the charge-ahead (%d bytes): Early %v, want %v (%+v)", c.at, ahead, r.Early(), c.early, r)
+		}
 	}
 }
 
