@@ -163,9 +163,9 @@ struct {
  * armed level (ARMED -> TAKEN here, ARMED -> IDLE in user space) is the only
  * one that sends it, so a level is never sent twice. The program writes
  * which targets it signalled and when, then DONE; user space books that
- * and sets the level IDLE. A slot is direct-mapped by the cgroup id's low
- * bits and names its id; a cgroup whose slot another holds is left to user
- * space. */
+ * and sets the level IDLE. A cgroup's slot is one of SEND_PROBE slots from
+ * the one its id's low bits name, and names its id (0: free); a cgroup
+ * whose SEND_PROBE slots others hold is left to user space. */
 enum send_state { SEND_IDLE = 0, SEND_ARMED = 1, SEND_TAKEN = 2, SEND_DONE = 3 };
 
 /* send_target.flags */
@@ -181,6 +181,7 @@ enum send_state { SEND_IDLE = 0, SEND_ARMED = 1, SEND_TAKEN = 2, SEND_DONE = 3 }
 
 #define SEND_TARGETS 4
 #define SEND_SLOTS 1024
+#define SEND_PROBE 8 /* the slots a cgroup's may be: (id + 0..7) mod SEND_SLOTS */
 #define INIT_PID_NS_INO 0xEFFFFFFCULL /* PROC_PID_INIT_INO */
 
 struct send_target {
@@ -351,9 +352,15 @@ static __always_inline void kernel_send(struct watch_state *w, __u64 id, __u64 m
 	if (!ksym_exists(bpf_send_signal_task) || !ksym_exists(bpf_task_from_pid) ||
 	    !ksym_exists(bpf_task_from_vpid) || !ksym_exists(bpf_task_release))
 		return;
-	__u32 k = id & (SEND_SLOTS - 1);
-	struct send_slot *s = bpf_map_lookup_elem(&sends, &k);
-	if (!s || s->id != id)
+	struct send_slot *s = NULL;
+	for (__u32 i = 0; i < SEND_PROBE; i++) {
+		__u32 k = (id + i) & (SEND_SLOTS - 1);
+		s = bpf_map_lookup_elem(&sends, &k);
+		if (s && s->id == id)
+			break;
+		s = NULL;
+	}
+	if (!s)
 		return;
 	/* The targets' PIDs are numbered in namespace ns: the host's, or
 	 * (a sidecar) the pod's, where they are looked up in the charging

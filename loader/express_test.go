@@ -148,6 +148,14 @@ func self(t *testing.T, sig unix.Signal) (express.Target, chan os.Signal) {
 // the critical, once each, no user-space send), the signal arrives, and
 // the reading that follows books them (Kernel, before the reading).
 func TestKernelSendOnCrossing(t *testing.T) {
+	t.Run("own slot", func(t *testing.T) { kernelSendOnCrossing(t, 0) })
+	// The slots before the cgroup's are held by others (cgroups whose ids
+	// have the same low bits): the program finds its slot, the last one
+	// it may be, further on.
+	t.Run("eighth slot", func(t *testing.T) { kernelSendOnCrossing(t, sendProbe-1) })
+}
+
+func kernelSendOnCrossing(t *testing.T, held uint64) {
 	c := labtest.Cgroup(t, 256*lab.MiB)
 	leaker := labtest.Leaker(t, c)
 	warn, crit := uint64(100*lab.MiB), uint64(160*lab.MiB)
@@ -155,8 +163,22 @@ func TestKernelSendOnCrossing(t *testing.T) {
 	if r == nil {
 		return
 	}
+	ks := r.s.(*Source).ks
+	ks.mu.Lock()
+	for p := range held {
+		i, ok := ks.place(c.ID + (p+1)*sendSlots)
+		if !ok || i != uint32((c.ID+p)&(sendSlots-1)) {
+			t.Fatalf("the %d-th other cgroup with these low bits: slot %d, %v", p+1, i, ok)
+		}
+	}
+	ks.mu.Unlock()
 	me, got := self(t, unix.SIGWINCH)
 	plans.Arm(c.ID, winch(watch.Usage, warn, crit, me))
+	ks.mu.Lock()
+	if i, ok := ks.index[c.ID]; !ok || i != uint32((c.ID+held)&(sendSlots-1)) {
+		t.Fatalf("cgroup %d in slot %d (%v), want %d", c.ID, i, ok, (c.ID+held)&(sendSlots-1))
+	}
+	ks.mu.Unlock()
 	n := len(r.readings())
 
 	for step, want := range []watch.Level{watch.Warning, watch.Critical} {

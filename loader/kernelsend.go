@@ -40,6 +40,7 @@ const (
 
 	sendTargets = 4
 	sendSlots   = 1024
+	sendProbe   = 8 // the slots a cgroup's may be: (id + 0..7) mod sendSlots
 )
 
 // kernelSendFuncs are the kfuncs the kernel sends call (kernel 6.13).
@@ -68,6 +69,7 @@ type kernelSends struct {
 	metric map[uint64]watch.Metric // targets' metrics, by cgroup id (Source.apply)
 
 	owner map[uint32]uint64             // slot: the cgroup it is armed for
+	index map[uint64]uint32             // cgroup: its slot (owner's inverse)
 	armed map[uint64]*[2]*express.Level // what each level of a cgroup was armed with
 }
 
@@ -88,7 +90,7 @@ func newKernelSends(m *ebpf.Map, page uint64) (*kernelSends, error) {
 		return nil, fmt.Errorf("own PID namespace: %w", err)
 	}
 	return &kernelSends{mem: mem, ns: st.Ino, page: page, metric: map[uint64]watch.Metric{},
-		owner: map[uint32]uint64{}, armed: map[uint64]*[2]*express.Level{}}, nil
+		owner: map[uint32]uint64{}, index: map[uint64]uint32{}, armed: map[uint64]*[2]*express.Level{}}, nil
 }
 
 func (k *kernelSends) close() error {
@@ -114,7 +116,39 @@ func (k *kernelSends) slot(i uint32) *memwatchSendSlot {
 	return (*memwatchSendSlot)(unsafe.Pointer(&k.mem[uintptr(i)*unsafe.Sizeof(memwatchSendSlot{})]))
 }
 
-func slotIndex(id uint64) uint32 { return uint32(id & (sendSlots - 1)) }
+// place returns cgroup id's slot, and gives it the first free one of its
+// sendProbe slots if it has none (false: others hold all of them; its
+// levels go from user space). The program looks at the same slots, in the
+// same order, for the one that names id.
+func (k *kernelSends) place(id uint64) (uint32, bool) {
+	if i, ok := k.index[id]; ok {
+		return i, true
+	}
+	for p := range uint64(sendProbe) {
+		i := uint32((id + p) & (sendSlots - 1))
+		s := k.slot(i)
+		if _, held := k.owner[i]; held || !idle(s) {
+			continue
+		}
+		// The id is written while no level is armed, and before one is:
+		// the program checks it again after it takes a level.
+		atomic.StoreUint64(&s.Id, id)
+		s.Ns = k.ns
+		k.owner[i], k.index[id] = id, i
+		k.armed[id] = &[2]*express.Level{}
+		return i, true
+	}
+	return 0, false
+}
+
+// release frees cgroup id's slot i (idle): its id goes, so the program's
+// search for another cgroup's slot does not stop there.
+func (k *kernelSends) release(id uint64, i uint32) {
+	atomic.StoreUint64(&k.slot(i).Id, 0)
+	delete(k.owner, i)
+	delete(k.index, id)
+	delete(k.armed, id)
+}
 
 // idle tells whether no level of slot s is armed or in the kernel's hands.
 func idle(s *memwatchSendSlot) bool {
@@ -133,36 +167,16 @@ func (k *kernelSends) Arm(id uint64, plan *express.Plan) {
 	if k.mem == nil {
 		return
 	}
-	i := slotIndex(id)
-	s := k.slot(i)
-	if o, ok := k.owner[i]; ok && o != id {
+	i, ok := k.index[id]
+	if !ok {
 		if plan == nil {
 			return // nothing of id's there to take back
 		}
-		// Another cgroup's: it stays its own while the kernel may still
-		// send for it or has sent what is not collected yet; otherwise
-		// the newest plan gets the slot (the other one's levels go from
-		// user space).
-		for l := range s.Lv {
-			atomic.CompareAndSwapUint32(&s.Lv[l].State, sendArmed, sendIdle)
-		}
-		if !idle(s) {
+		if i, ok = k.place(id); !ok {
 			return
 		}
-		delete(k.owner, i)
-		delete(k.armed, o)
 	}
-	if _, ok := k.owner[i]; !ok {
-		if plan == nil || !idle(s) {
-			return
-		}
-		// The id is written while no level is armed, and before one is:
-		// the program checks it again after it takes a level.
-		atomic.StoreUint64(&s.Id, id)
-		s.Ns = k.ns
-		k.owner[i] = id
-		k.armed[id] = &[2]*express.Level{}
-	}
+	s := k.slot(i)
 	copies := k.armed[id]
 	metric, known := k.metric[id]
 	for l := range s.Lv {
@@ -181,9 +195,8 @@ func (k *kernelSends) Arm(id uint64, plan *express.Plan) {
 		copies[l] = want
 		atomic.StoreUint32(&lv.State, sendArmed)
 	}
-	if plan == nil && idle(s) {
-		delete(k.owner, i)
-		delete(k.armed, id)
+	if idle(s) { // nothing armed: another cgroup may have the slot
+		k.release(id, i)
 	}
 }
 
@@ -225,8 +238,8 @@ func (k *kernelSends) fill(lv *memwatchSendLevel, want *express.Level, metric wa
 func (k *kernelSends) Take(id uint64, l watch.Level) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	i := slotIndex(id)
-	if k.mem == nil || k.owner[i] != id || l < watch.Warning || l > watch.Critical {
+	i, ok := k.index[id]
+	if k.mem == nil || !ok || l < watch.Warning || l > watch.Critical {
 		return true
 	}
 	lv := &k.slot(i).Lv[l-watch.Warning]
@@ -241,8 +254,8 @@ func (k *kernelSends) Take(id uint64, l watch.Level) bool {
 func (k *kernelSends) Collect(id uint64) (out []express.Collected) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	i := slotIndex(id)
-	if k.mem == nil || k.owner[i] != id {
+	i, ok := k.index[id]
+	if k.mem == nil || !ok {
 		return nil
 	}
 	s := k.slot(i)

@@ -17,7 +17,7 @@ import (
 // heapSends is a kernelSends over plain memory: the test plays the program.
 func heapSends(metrics map[uint64]watch.Metric) *kernelSends {
 	return &kernelSends{mem: make([]byte, sendSlots*unsafe.Sizeof(memwatchSendSlot{})), page: 4096, ns: 7,
-		metric: metrics, owner: map[uint32]uint64{}, armed: map[uint64]*[2]*express.Level{}}
+		metric: metrics, owner: map[uint32]uint64{}, index: map[uint64]uint32{}, armed: map[uint64]*[2]*express.Level{}}
 }
 
 func sendPlan(m watch.Metric, targets ...express.Target) *express.Plan {
@@ -31,11 +31,11 @@ func sendPlan(m watch.Metric, targets ...express.Target) *express.Plan {
 // life (armed, taken by the program, done, collected; or taken back by
 // user space), one slot per cgroup, and what is never armed in the kernel.
 func TestKernelSendsSlots(t *testing.T) {
-	const a, b = 1, 1 + sendSlots // same slot
-	k := heapSends(map[uint64]watch.Metric{a: watch.WorkingSet, b: watch.Usage, 3: watch.RSS, 4: watch.Usage})
+	const a, b = 1, 1 + sendSlots // the same low bits
+	k := heapSends(map[uint64]watch.Metric{a: watch.WorkingSet, b: watch.Usage, 500: watch.RSS, 501: watch.Usage})
 	tg := express.Target{PID: 42, Want: signals.Expect{Start: 900, Name: "java", Handler: true}}
 	k.Arm(a, sendPlan(watch.WorkingSet, tg))
-	s := k.slot(slotIndex(a))
+	s := k.slot(a)
 	w, c := &s.Lv[0], &s.Lv[1]
 	if s.Id != a || s.Ns != 7 || w.State != sendArmed || c.State != sendArmed {
 		t.Fatalf("armed slot: id %d ns %d states %d %d", s.Id, s.Ns, w.State, c.State)
@@ -66,28 +66,52 @@ func TestKernelSendsSlots(t *testing.T) {
 	if !k.Take(a, watch.Critical) || c.State != sendIdle {
 		t.Fatalf("Take of an armed level: state %d", c.State)
 	}
-	// Another cgroup with the same slot gets it once nothing of a's is
-	// pending; a's disarm then leaves b's levels alone.
+	// Another cgroup with the same low bits takes the next free slot, while
+	// a keeps its own; so do the next six; the eighth finds its eight
+	// slots held and is left to user space.
 	k.Arm(b, sendPlan(watch.Usage, tg))
-	if s.Id != b || w.State != sendArmed || w.Flags != 0 {
-		t.Fatalf("slot after b's plan: id %d state %d flags %d", s.Id, w.State, w.Flags)
+	sb := k.slot(a + 1)
+	if s.Id != a || sb.Id != b || sb.Lv[0].State != sendArmed || sb.Lv[0].Flags != 0 {
+		t.Fatalf("b's plan: slot %d id %d, next slot id %d state %d flags %d", a, s.Id, sb.Id, sb.Lv[0].State, sb.Lv[0].Flags)
 	}
+	for n := uint64(2); n <= sendProbe; n++ {
+		id := a + n*sendSlots
+		k.metric[id] = watch.Usage
+		k.Arm(id, sendPlan(watch.Usage, tg))
+		if n < sendProbe {
+			if got := k.slot(uint32(a + n)); got.Id != id || got.Lv[1].State != sendArmed {
+				t.Fatalf("cgroup %d (%d-th with these low bits): slot %d holds id %d state %d", id, n+1, a+n, got.Id, got.Lv[1].State)
+			}
+			continue
+		}
+		if _, ok := k.index[id]; ok || !k.Take(id, watch.Warning) || len(k.Collect(id)) != 0 {
+			t.Fatalf("cgroup %d placed in the kernel although its %d slots are held", id, sendProbe)
+		}
+	}
+	// a's disarm frees its slot (the id goes: the program's search for
+	// another cgroup does not stop there) and leaves b's levels alone.
 	k.Arm(a, nil)
-	if s.Id != b || w.State != sendArmed || !k.Take(a, watch.Warning) || w.State != sendArmed {
-		t.Fatal("a's disarm or Take touched b's slot")
+	if s.Id != 0 || sb.Id != b || sb.Lv[0].State != sendArmed || !k.Take(a, watch.Warning) || sb.Lv[0].State != sendArmed {
+		t.Fatalf("after a's disarm: slot ids %d, %d; b's warning state %d", s.Id, sb.Id, sb.Lv[0].State)
+	}
+	// The one left out gets the freed slot at its next plan.
+	last := uint64(a + sendProbe*sendSlots)
+	k.Arm(last, sendPlan(watch.Usage, tg))
+	if s.Id != last || s.Lv[0].State != sendArmed {
+		t.Fatalf("freed slot: id %d state %d, want %d armed", s.Id, s.Lv[0].State, last)
 	}
 	// Never in the kernel: the rss metric, five targets, a command /proc
 	// escapes, a plan for another metric than the target's.
-	k.Arm(3, sendPlan(watch.RSS, tg))
+	k.Arm(500, sendPlan(watch.RSS, tg))
 	many := sendPlan(watch.Usage, tg, tg, tg, tg, tg)
 	odd := sendPlan(watch.Usage, express.Target{PID: 5, Want: signals.Expect{Name: `a\nb`}})
 	for _, p := range []*express.Plan{many, odd, sendPlan(watch.WorkingSet, tg)} {
-		k.Arm(4, p)
-		if st := k.slot(4).Lv[0].State; st != sendIdle {
+		k.Arm(501, p)
+		if st := k.slot(501).Lv[0].State; st != sendIdle {
 			t.Errorf("plan %+v armed in the kernel", p.Levels[watch.Warning])
 		}
 	}
-	if k.slot(3).Lv[0].State != sendIdle {
+	if k.slot(500).Lv[0].State != sendIdle {
 		t.Error("an rss plan armed in the kernel")
 	}
 }
