@@ -181,17 +181,30 @@ func (k *kernelSends) Arm(id uint64, plan *express.Plan) {
 	metric, known := k.metric[id]
 	for l := range s.Lv {
 		lv := &s.Lv[l]
+		var want *express.Level
+		var next memwatchSendLevel
+		ok := plan != nil && known && plan.Metric == metric && (metric == watch.Usage || metric == watch.WorkingSet)
+		if ok {
+			want = plan.Levels[watch.Warning+watch.Level(l)]
+			next, ok = k.build(want, plan.Metric)
+		}
+		// The agent re-arms after every decision, mostly with the same
+		// sends: a level armed with them stays armed, never taken back
+		// and refilled, so the program cannot find it idle meanwhile
+		// (and leave a crossing to user space).
+		if ok && atomic.LoadUint32(&lv.State) == sendArmed && sameSends(lv, &next) {
+			copies[l] = want
+			continue
+		}
 		if !atomic.CompareAndSwapUint32(&lv.State, sendArmed, sendIdle) && atomic.LoadUint32(&lv.State) != sendIdle {
 			continue // the kernel took it: Collect books it first
 		}
 		copies[l] = nil
-		if plan == nil || !known || plan.Metric != metric || (metric != watch.Usage && metric != watch.WorkingSet) {
+		if !ok {
 			continue
 		}
-		want := plan.Levels[watch.Warning+watch.Level(l)]
-		if !k.fill(lv, want, plan.Metric) {
-			continue
-		}
+		lv.Sig, lv.N, lv.Sent, lv.AtNs = next.Sig, next.N, 0, 0
+		lv.Threshold, lv.Flags, lv.T = next.Threshold, next.Flags, next.T
 		copies[l] = want
 		atomic.StoreUint32(&lv.State, sendArmed)
 	}
@@ -200,38 +213,43 @@ func (k *kernelSends) Arm(id uint64, plan *express.Plan) {
 	}
 }
 
-// fill writes level want into lv (idle), when the program can send all of
-// it: at most four targets, each with a command the kernel can compare.
-func (k *kernelSends) fill(lv *memwatchSendLevel, want *express.Level, metric watch.Metric) bool {
+// build returns level want as the program reads it, when the program can
+// send all of it: at most four targets, each with a command the kernel can
+// compare.
+func (k *kernelSends) build(want *express.Level, metric watch.Metric) (memwatchSendLevel, bool) {
+	var lv memwatchSendLevel
 	if want == nil || len(want.Targets) == 0 || len(want.Targets) > sendTargets || want.Signal < 1 || want.Signal > 64 {
-		return false
+		return lv, false
 	}
-	var ts [sendTargets]memwatchSendTarget
 	for i, tg := range want.Targets {
 		name := tg.Want.Name
 		if tg.PID <= 0 || tg.PID > 1<<31-1 || len(name) > 15 || strings.ContainsAny(name, "\\\n") {
 			// A command status escapes cannot be compared with comm.
-			return false
+			return lv, false
 		}
-		ts[i] = memwatchSendTarget{Pid: int32(tg.PID), Start: tg.Want.Start}
+		lv.T[i] = memwatchSendTarget{Pid: int32(tg.PID), Start: tg.Want.Start}
 		if name != "" {
-			ts[i].Flags |= sendComm
+			lv.T[i].Flags |= sendComm
 			for j := 0; j < len(name); j++ {
-				ts[i].Comm[j] = int8(name[j])
+				lv.T[i].Comm[j] = int8(name[j])
 			}
 		}
 		if tg.Want.Handler {
-			ts[i].Flags |= sendHandler
+			lv.T[i].Flags |= sendHandler
 		}
 	}
-	lv.Sig, lv.N, lv.Sent, lv.AtNs = uint32(want.Signal), uint32(len(want.Targets)), 0, 0
+	lv.Sig, lv.N = uint32(want.Signal), uint32(len(want.Targets))
 	lv.Threshold = (want.Threshold + k.page - 1) / k.page
-	lv.Flags = 0
 	if metric == watch.WorkingSet {
 		lv.Flags = sendGateFile
 	}
-	lv.T = ts
-	return true
+	return lv, true
+}
+
+// sameSends tells whether armed level lv sends what next does (the fields
+// only user space writes).
+func sameSends(lv, next *memwatchSendLevel) bool {
+	return lv.Sig == next.Sig && lv.N == next.N && lv.Threshold == next.Threshold && lv.Flags == next.Flags && lv.T == next.T
 }
 
 // Take implements express.Kernel.

@@ -115,3 +115,46 @@ func TestKernelSendsSlots(t *testing.T) {
 		t.Error("an rss plan armed in the kernel")
 	}
 }
+
+// TestKernelSendsRearmKeepsLevel: the agent re-arms after every decision;
+// re-arming the same sends leaves the level armed throughout (the program,
+// here a goroutine watching the token, never finds it idle), while other
+// sends replace it.
+func TestKernelSendsRearmKeepsLevel(t *testing.T) {
+	const id = 9
+	k := heapSends(map[uint64]watch.Metric{id: watch.Usage})
+	tg := express.Target{PID: 42, Want: signals.Expect{Start: 900, Name: "app", Handler: true}}
+	k.Arm(id, sendPlan(watch.Usage, tg))
+	w := &k.slot(id).Lv[0]
+	stop, idleSeen := make(chan struct{}), make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-stop:
+				idleSeen <- n
+				return
+			default:
+			}
+			if atomic.LoadUint32(&w.State) != sendArmed {
+				n++
+			}
+		}
+	}()
+	for range 20000 {
+		k.Arm(id, sendPlan(watch.Usage, tg)) // a new plan, the same sends
+	}
+	close(stop)
+	if n := <-idleSeen; n != 0 {
+		t.Errorf("the warning level was seen not armed %d times while the same sends were re-armed", n)
+	}
+	other := tg
+	other.PID = 43
+	k.Arm(id, sendPlan(watch.Usage, other))
+	if w.State != sendArmed || w.T[0].Pid != 43 {
+		t.Errorf("other sends: state %d pid %d, want armed for 43", w.State, w.T[0].Pid)
+	}
+	if got := k.armed[id][0]; got == nil || got.Targets[0].PID != 43 {
+		t.Errorf("booked copy of the warning: %+v", got)
+	}
+}
