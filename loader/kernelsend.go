@@ -167,10 +167,21 @@ func (k *kernelSends) Arm(id uint64, plan *express.Plan) {
 	if k.mem == nil {
 		return
 	}
+	// What the program can send of each level (none for the rss metric,
+	// more than four targets, ...).
+	var wants [2]*express.Level
+	var next [2]memwatchSendLevel
+	var can [2]bool
+	if metric, known := k.metric[id]; plan != nil && known && plan.Metric == metric && (metric == watch.Usage || metric == watch.WorkingSet) {
+		for l := range wants {
+			wants[l] = plan.Levels[watch.Warning+watch.Level(l)]
+			next[l], can[l] = k.build(wants[l], metric)
+		}
+	}
 	i, ok := k.index[id]
 	if !ok {
-		if plan == nil {
-			return // nothing of id's there to take back
+		if !can[0] && !can[1] {
+			return // nothing of id's to take back, nothing to arm
 		}
 		if i, ok = k.place(id); !ok {
 			return
@@ -178,21 +189,14 @@ func (k *kernelSends) Arm(id uint64, plan *express.Plan) {
 	}
 	s := k.slot(i)
 	copies := k.armed[id]
-	metric, known := k.metric[id]
 	for l := range s.Lv {
 		lv := &s.Lv[l]
-		var want *express.Level
-		var next memwatchSendLevel
-		ok := plan != nil && known && plan.Metric == metric && (metric == watch.Usage || metric == watch.WorkingSet)
-		if ok {
-			want = plan.Levels[watch.Warning+watch.Level(l)]
-			next, ok = k.build(want, plan.Metric)
-		}
+		want, ok := wants[l], can[l]
 		// The agent re-arms after every decision, mostly with the same
 		// sends: a level armed with them stays armed, never taken back
 		// and refilled, so the program cannot find it idle meanwhile
 		// (and leave a crossing to user space).
-		if ok && atomic.LoadUint32(&lv.State) == sendArmed && sameSends(lv, &next) {
+		if ok && atomic.LoadUint32(&lv.State) == sendArmed && sameSends(lv, &next[l]) {
 			copies[l] = want
 			continue
 		}
@@ -203,8 +207,8 @@ func (k *kernelSends) Arm(id uint64, plan *express.Plan) {
 		if !ok {
 			continue
 		}
-		lv.Sig, lv.N, lv.Sent, lv.AtNs = next.Sig, next.N, 0, 0
-		lv.Threshold, lv.Flags, lv.T = next.Threshold, next.Flags, next.T
+		lv.Sig, lv.N, lv.Sent, lv.AtNs = next[l].Sig, next[l].N, 0, 0
+		lv.Threshold, lv.Flags, lv.T = next[l].Threshold, next[l].Flags, next[l].T
 		copies[l] = want
 		atomic.StoreUint32(&lv.State, sendArmed)
 	}
